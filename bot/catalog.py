@@ -1,0 +1,271 @@
+"""What can be launched: environments, GPUs, machine types and disks, with prices and retirements.
+
+The data lives in catalog.toml beside this module; admins extend or override entries from the
+[catalog] table of their config file. Everything here is pure data and lookups.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from datetime import date
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bot.errors import UserError, did_you_mean, one_of
+
+HOURS_PER_MONTH = 730
+
+AcceleratorName = Literal[
+    "NVIDIA_TESLA_P100",
+    "NVIDIA_TESLA_V100",
+    "NVIDIA_TESLA_P4",
+    "NVIDIA_TESLA_T4",
+    "NVIDIA_TESLA_T4_VWS",
+    "NVIDIA_TESLA_P100_VWS",
+    "NVIDIA_TESLA_P4_VWS",
+    "NVIDIA_TESLA_A100",
+    "NVIDIA_A100_80GB",
+    "NVIDIA_L4",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VmImage(_Strict):
+    project: str
+    family: str | None = None
+    name: str | None = None
+
+
+class ContainerImage(_Strict):
+    repository: str
+    tag: str = "latest"
+
+
+class Environment(_Strict):
+    description: str
+    vm_image: VmImage | None = None
+    container: ContainerImage | None = None
+    aliases: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_image(self) -> Environment:
+        if (self.vm_image is None) == (self.container is None):
+            raise ValueError("give exactly one of vm_image or container")
+        return self
+
+
+class Gpu(_Strict):
+    name: str
+    accelerator: AcceleratorName
+    counts: list[int]
+    attach_to: str | None = None  # machine series for attached GPUs; None when built into machine types
+    usd_per_hour: float | None = None  # per GPU, attached GPUs only
+    max_vcpus: dict[int, int] = {}
+    retires: date | None = None
+    replacement: str | None = None
+    aliases: list[str] = []
+
+    def retired(self, today: date) -> bool:
+        return self.retires is not None and today >= self.retires
+
+
+class MachineGpu(_Strict):
+    type: str
+    count: int
+
+
+class Machine(_Strict):
+    vcpus: int = Field(gt=0)
+    memory_gb: float = Field(gt=0)
+    usd_per_hour: float = Field(ge=0)
+    gpu: MachineGpu | None = None  # GPUs built into the machine type (G2, A2)
+
+    @staticmethod
+    def series_of(name: str) -> str:
+        return name.split("-", 1)[0]
+
+
+class DiskType(_Strict):
+    api_name: Literal["PD_STANDARD", "PD_SSD", "PD_BALANCED", "PD_EXTREME"]
+    usd_per_gb_month: float = Field(ge=0)
+
+
+class DiskLimit(_Strict):
+    default: int
+    min: int
+    max: int
+
+
+class Defaults(_Strict):
+    environment: str
+    machine: str
+    gpu_machine: str
+    disk_type: str
+
+
+class Limits(_Strict):
+    data_disk_gb: DiskLimit
+    boot_disk_gb: DiskLimit
+
+
+class Catalog(_Strict):
+    defaults: Defaults
+    limits: Limits
+    environments: dict[str, Environment]
+    gpus: dict[str, Gpu]
+    machines: dict[str, Machine]
+    disk_types: dict[str, DiskType]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        problems = list(self._problems())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _problems(self):
+        d = self.defaults
+        for what, key, table in (
+            ("defaults.environment", d.environment, self.environments),
+            ("defaults.machine", d.machine, self.machines),
+            ("defaults.gpu_machine", d.gpu_machine, self.machines),
+            ("defaults.disk_type", d.disk_type, self.disk_types),
+        ):
+            if key not in table:
+                yield f"{what} names `{key}`, which is not in the catalog"
+        for key, gpu in self.gpus.items():
+            if gpu.replacement is not None and gpu.replacement not in self.gpus:
+                yield f"gpus.{key}.replacement names unknown GPU `{gpu.replacement}`"
+            if gpu.attach_to is not None:
+                if gpu.usd_per_hour is None:
+                    yield f"gpus.{key} is attached to {gpu.attach_to} machines and needs usd_per_hour"
+                for count in gpu.counts:
+                    if count not in gpu.max_vcpus:
+                        yield f"gpus.{key}.max_vcpus has no entry for {count} GPU(s)"
+                if not any(Machine.series_of(m) == gpu.attach_to for m in self.machines):
+                    yield f"gpus.{key}.attach_to names series `{gpu.attach_to}`, and no machine type is of it"
+            else:
+                for count in gpu.counts:
+                    if not self.machines_with(key, count):
+                        yield f"gpus.{key} lists {count} GPU(s), but no machine type carries {count}×{key}"
+        for key, machine in self.machines.items():
+            if machine.gpu is not None:
+                carried = self.gpus.get(machine.gpu.type)
+                if carried is None:
+                    yield f"machines.{key}.gpu names unknown GPU `{machine.gpu.type}`"
+                elif carried.attach_to is not None:
+                    yield f"machines.{key}.gpu: `{machine.gpu.type}` attaches to {carried.attach_to} machines"
+        for kind, table in (("environment", self.environments), ("gpu", self.gpus)):
+            owner: dict[str, str] = {}
+            for key, entry in table.items():
+                for alias in (key, *entry.aliases):
+                    if owner.setdefault(alias, key) != key:
+                        yield f"{kind} name `{alias}` is used by both `{owner[alias]}` and `{key}`"
+
+    # --- lookups --------------------------------------------------------------------------------
+    def environment(self, name: str) -> str:
+        return _lookup(name, self.environments, "environment", "/notebook envs")
+
+    def gpu(self, name: str) -> str:
+        return _lookup(name, self.gpus, "GPU", "/notebook envs")
+
+    def machine(self, name: str) -> str:
+        key = name.lower()
+        if key not in self.machines:
+            raise UserError(
+                f"I don't know the machine type `{name}`.{did_you_mean(key, self.machines)} "
+                f"Choices: {one_of(self.machines)}.",
+                field="machine",
+                choices=list(self.machines),
+            )
+        return key
+
+    def machines_with(self, gpu: str, count: int) -> list[str]:
+        """Machine types that carry `count` of the built-in GPU `gpu`, cheapest first."""
+        found = [
+            k
+            for k, m in self.machines.items()
+            if m.gpu is not None and (m.gpu.type, m.gpu.count) == (gpu, count)
+        ]
+        return sorted(found, key=lambda k: self.machines[k].usd_per_hour)
+
+    def machines_for(self, gpu: str | None, count: int) -> list[str]:
+        """Machine types that can run with this GPU choice (all GPU-less types when gpu is None)."""
+        if gpu is None:
+            return [k for k, m in self.machines.items() if m.gpu is None]
+        g = self.gpus[gpu]
+        if g.attach_to is None:
+            return self.machines_with(gpu, count)
+        cap = g.max_vcpus.get(count, 0)
+        return [
+            k
+            for k, m in self.machines.items()
+            if m.gpu is None and Machine.series_of(k) == g.attach_to and m.vcpus <= cap
+        ]
+
+    def usd_per_hour(self, machine: str, gpu: str | None, count: int) -> float:
+        price = self.machines[machine].usd_per_hour
+        if gpu is not None and self.gpus[gpu].attach_to is not None:
+            price += (self.gpus[gpu].usd_per_hour or 0.0) * count
+        return price
+
+    def disk_usd_per_month(self, disk_type: str, gigabytes: int) -> float:
+        return self.disk_types[disk_type].usd_per_gb_month * gigabytes
+
+
+def _lookup(name: str, table: dict[str, Any], what: str, where: str) -> str:
+    wanted = name.lower()
+    for key, entry in table.items():
+        if wanted == key or wanted in entry.aliases:
+            return key
+    names = list(table) + [a for e in table.values() for a in e.aliases]
+    raise UserError(
+        f"I don't know the {what} `{name}`.{did_you_mean(wanted, names)} Choices: {one_of(table)} "
+        f"(`{where}` lists them).",
+        field=what.lower(),
+        choices=list(table),
+    )
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge tables: an admin's entry extends or overrides the shipped one key by key."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class CatalogError(ValueError):
+    """The catalog data (shipped or an admin's additions) is inconsistent."""
+
+
+def shipped_data() -> dict[str, Any]:
+    return tomllib.loads(resources.files("bot").joinpath("catalog.toml").read_text())
+
+
+def load_catalog(additions: dict[str, Any] | None = None) -> Catalog:
+    data = _merge(shipped_data(), additions or {})
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        raise CatalogError(format_validation_error(exc, prefix="catalog")) from None
+
+
+def format_validation_error(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in (prefix, *err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{where}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Errors a person can act on: each carries the words Slack shows them."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable
+
+
+@dataclasses.dataclass
+class UserError(Exception):
+    """Something the user asked for that cannot be done as asked; nothing was changed.
+
+    `field` names the part of the request at fault (a command key or a modal block), and
+    `offer` is a corrected command the user can launch with one click.
+    """
+
+    message: str
+    field: str | None = None
+    offer: str | None = None
+    offer_label: str | None = None
+    choices: list[str] = dataclasses.field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotAllowed(UserError):
+    """The caller may not do this (not the owner, not an approver, over quota)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' Did you mean `x`?' when a choice is close to `word`, else ''."""
+    close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
+    return f" Did you mean `{close[0]}`?" if close else ""
+
+
+def one_of(choices: Iterable[str]) -> str:
+    return ", ".join(f"`{c}`" for c in choices)

@@ -1,0 +1,369 @@
+"""The `/notebook new` grammar, and the checked notebook spec it resolves to.
+
+`parse_request` turns what a person typed into a NotebookRequest (syntax only);
+`resolve` checks it against the catalog and the policy's bounds and fills in defaults,
+giving a NotebookSpec that is complete enough to create an instance from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from bot.catalog import HOURS_PER_MONTH, Catalog, Machine
+from bot.errors import UserError, did_you_mean, one_of
+
+INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+
+KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket")
+KEY_ALIASES = {"data-disk": "disk", "disk-size": "disk", "gpus": "gpu", "machine-type": "machine"}
+REPEATABLE = {"bucket"}
+
+USAGE = (
+    "`/notebook new [ENV] [gpu=TYPE | gpu=TYPExN] [machine=TYPE] [disk=GB] [boot-disk=GB] "
+    "[disk-type=balanced|ssd|standard] [name=NAME] [zone=ZONE] [idle=DURATION] [bucket=NAME[/DIR]]`"
+)
+
+
+@dataclass(frozen=True)
+class NotebookRequest:
+    """What a person asked for, syntax-checked; names are not yet checked against the catalog."""
+
+    environment: str | None = None
+    gpu: str | None = None
+    gpu_count: int = 1
+    machine: str | None = None
+    disk_gb: int | None = None
+    boot_disk_gb: int | None = None
+    disk_type: str | None = None
+    name: str | None = None
+    zone: str | None = None
+    idle_seconds: int | None = None
+    buckets: tuple[str, ...] = ()
+
+    def command(self) -> str:
+        """The canonical command text that asks for exactly this request."""
+        parts = [self.environment] if self.environment else []
+        if self.gpu:
+            parts.append(f"gpu={self.gpu}" + (f"x{self.gpu_count}" if self.gpu_count != 1 else ""))
+        for key, value in (
+            ("machine", self.machine),
+            ("disk", self.disk_gb),
+            ("boot-disk", self.boot_disk_gb),
+            ("disk-type", self.disk_type),
+            ("name", self.name),
+            ("zone", self.zone),
+            ("idle", format_duration(self.idle_seconds) if self.idle_seconds else None),
+        ):
+            if value is not None:
+                parts.append(f"{key}={value}")
+        parts.extend(f"bucket={b}" for b in self.buckets)
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """A complete, checked notebook: everything needed to create the instance and price it."""
+
+    environment: str
+    machine: str
+    gpu: str | None
+    gpu_count: int
+    disk_gb: int
+    boot_disk_gb: int
+    disk_type: str
+    zone: str
+    idle_seconds: int
+    usd_per_hour: float
+    name: str | None = None
+    buckets: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["buckets"] = list(self.buckets)
+        data["notices"] = list(self.notices)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NotebookSpec:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["buckets"] = tuple(values.get("buckets", ()))
+        values["notices"] = tuple(values.get("notices", ()))
+        return cls(**values)
+
+    def request(self) -> NotebookRequest:
+        """The request that resolves to this spec again (used to re-check and to offer edits)."""
+        return NotebookRequest(
+            environment=self.environment,
+            gpu=self.gpu,
+            gpu_count=self.gpu_count,
+            machine=self.machine,
+            disk_gb=self.disk_gb,
+            boot_disk_gb=self.boot_disk_gb,
+            disk_type=self.disk_type,
+            name=self.name,
+            zone=self.zone,
+            idle_seconds=self.idle_seconds,
+            buckets=self.buckets,
+        )
+
+    def gpu_label(self, catalog: Catalog) -> str:
+        if self.gpu is None:
+            return "no GPU"
+        name = catalog.gpus[self.gpu].name
+        return f"{self.gpu_count}× {name}" if self.gpu_count != 1 else name
+
+    def summary(self, catalog: Catalog) -> str:
+        return (
+            f"{self.environment} · {self.machine} · {self.gpu_label(catalog)} · "
+            f"{self.disk_gb} GB {self.disk_type} disk · {self.zone} · idle stop after "
+            f"{format_duration(self.idle_seconds)} · ≈${self.usd_per_hour:.2f}/h"
+        )
+
+
+@dataclass(frozen=True)
+class SpecBounds:
+    """The policy's say in a spec: default zone, allowed zones, and idle-timeout bounds."""
+
+    zone: str = "us-central1-a"
+    allowed_zones: tuple[str, ...] = ()
+    idle_default: int = 3 * 3600
+    idle_min: int = 10 * 60
+    idle_max: int = 24 * 3600
+
+
+# --- parsing ------------------------------------------------------------------------------------
+def parse_request(text: str) -> NotebookRequest:
+    """Parse the words after `/notebook new`. Raises UserError naming the bad part."""
+    values: dict[str, Any] = {}
+    buckets: list[str] = []
+    for token in text.split():
+        if "=" not in token:
+            if "environment" in values:
+                raise UserError(
+                    f"I read `{values['environment']}` as the environment, so I don't know what "
+                    f"`{token}` is. Options are written key=value, e.g. `gpu=l4`. Usage: {USAGE}",
+                    field="environment",
+                )
+            values["environment"] = token.lower()
+            continue
+        raw_key, _, raw_value = token.partition("=")
+        key = raw_key.lower().replace("_", "-")
+        key = KEY_ALIASES.get(key, key)
+        if key not in KEYS:
+            raise UserError(
+                f"I don't know the option `{raw_key}`.{did_you_mean(key, KEYS)} Options: {one_of(KEYS)}.",
+                field=key,
+                choices=list(KEYS),
+            )
+        if not raw_value:
+            raise UserError(f"`{raw_key}=` needs a value, e.g. {_EXAMPLES[key]}.", field=key)
+        if key in REPEATABLE:
+            buckets.append(raw_value)
+            continue
+        if key in values or (key == "gpu" and "gpu_count" in values):
+            raise UserError(f"`{key}` is given twice; give it once.", field=key)
+        values.update(_parse_value(key, raw_value))
+    return NotebookRequest(buckets=tuple(buckets), **values)
+
+
+_EXAMPLES = {
+    "gpu": "`gpu=l4` or `gpu=t4x2`",
+    "machine": "`machine=n1-standard-8`",
+    "disk": "`disk=200`",
+    "boot-disk": "`boot-disk=200`",
+    "disk-type": "`disk-type=ssd`",
+    "name": "`name=churn-model`",
+    "zone": "`zone=us-central1-b`",
+    "idle": "`idle=2h` or `idle=90m`",
+    "bucket": "`bucket=my-bucket` or `bucket=my-bucket/data`",
+}
+
+
+def _parse_value(key: str, raw: str) -> dict[str, Any]:
+    value = raw.lower()
+    if key == "gpu":
+        if value in ("none", "0", "no"):
+            return {"gpu": None, "gpu_count": 0}
+        match = re.fullmatch(r"(.+?)[x*:](\d+)", value) or re.fullmatch(r"(\d+)[x*](.+)", value)
+        if match is None:
+            return {"gpu": value}
+        kind, count = match.groups() if not match.group(1).isdigit() else match.groups()[::-1]
+        if int(count) < 1:
+            raise UserError("A GPU count is at least 1; leave `gpu` out for no GPU.", field="gpu")
+        return {"gpu": kind, "gpu_count": int(count)}
+    if key in ("disk", "boot-disk"):
+        match = re.fullmatch(r"(\d+)\s*(gb|g|gib|tb|t|tib)?", value)
+        if match is None:
+            raise UserError(f"`{key}={raw}` is not a size in GB, e.g. {_EXAMPLES[key]}.", field=key)
+        size = int(match.group(1)) * (1000 if (match.group(2) or "g").startswith("t") else 1)
+        return {"disk_gb" if key == "disk" else "boot_disk_gb": size}
+    if key == "idle":
+        return {"idle_seconds": parse_duration(raw)}
+    if key == "name" and not INSTANCE_NAME.match(value):
+        raise UserError(
+            f"`{raw}` can't be a notebook name: use 1–63 lowercase letters, digits and hyphens, "
+            "starting with a letter and not ending with a hyphen (e.g. `churn-model`).",
+            field="name",
+        )
+    if key == "zone" and not ZONE.match(value):
+        raise UserError(f"`{raw}` is not a zone name like `us-central1-a`.", field="zone")
+    return {key.replace("-", "_"): value}
+
+
+def parse_duration(raw: str) -> int:
+    """'2h', '90m', '1h30m', '1d' (or bare minutes) -> seconds."""
+    value = raw.lower().strip()
+    if value.isdigit():
+        return int(value) * 60
+    match = DURATION.match(value)
+    if not value or match is None:
+        raise UserError(f"`{raw}` is not a duration; write it like `2h`, `90m` or `1h30m`.", field="idle")
+    days, hours, minutes = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds -> '2h', '90m' -> '1h30m'; the inverse of parse_duration for whole minutes."""
+    hours, minutes = divmod(seconds // 60, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or not hours else "")
+
+
+# --- resolution ---------------------------------------------------------------------------------
+def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, today: date) -> NotebookSpec:
+    """Check a request against the catalog and bounds, choose defaults, and price it."""
+    environment = catalog.environment(request.environment or catalog.defaults.environment)
+    notices: list[str] = []
+    gpu, count = _resolve_gpu(request, catalog, today, notices)
+    machine, gpu, count = _resolve_machine(request, catalog, gpu, count)
+    limits = catalog.limits
+    disk_gb = _in_range("disk", request.disk_gb, limits.data_disk_gb)
+    boot_disk_gb = _in_range("boot-disk", request.boot_disk_gb, limits.boot_disk_gb)
+    disk_type = request.disk_type or catalog.defaults.disk_type
+    if disk_type not in catalog.disk_types:
+        raise UserError(
+            f"I don't know the disk type `{disk_type}`.{did_you_mean(disk_type, catalog.disk_types)} "
+            f"Choices: {one_of(catalog.disk_types)}.",
+            field="disk-type",
+            choices=list(catalog.disk_types),
+        )
+    zone = request.zone or bounds.zone
+    if bounds.allowed_zones and zone not in bounds.allowed_zones:
+        raise UserError(
+            f"Notebooks can't be launched in `{zone}` here. Allowed zones: {one_of(bounds.allowed_zones)}.",
+            field="zone",
+            choices=list(bounds.allowed_zones),
+        )
+    idle = request.idle_seconds if request.idle_seconds is not None else bounds.idle_default
+    if not bounds.idle_min <= idle <= bounds.idle_max:
+        raise UserError(
+            f"`idle={format_duration(idle)}` is outside what the policy allows: between "
+            f"{format_duration(bounds.idle_min)} and {format_duration(bounds.idle_max)}.",
+            field="idle",
+        )
+    disk_hourly = catalog.disk_usd_per_month(disk_type, disk_gb + boot_disk_gb) / HOURS_PER_MONTH
+    return NotebookSpec(
+        environment=environment,
+        machine=machine,
+        gpu=gpu,
+        gpu_count=count,
+        disk_gb=disk_gb,
+        boot_disk_gb=boot_disk_gb,
+        disk_type=disk_type,
+        zone=zone,
+        idle_seconds=idle,
+        usd_per_hour=round(catalog.usd_per_hour(machine, gpu, count) + disk_hourly, 3),
+        name=request.name,
+        buckets=request.buckets,
+        notices=tuple(notices),
+    )
+
+
+def _resolve_gpu(
+    request: NotebookRequest, catalog: Catalog, today: date, notices: list[str]
+) -> tuple[str | None, int]:
+    if request.gpu is None:
+        return None, 0
+    key = catalog.gpu(request.gpu)
+    gpu = catalog.gpus[key]
+    if gpu.retired(today) and gpu.replacement:
+        new = catalog.gpus[gpu.replacement]
+        count = request.gpu_count if request.gpu_count in new.counts else 1
+        offer = dataclasses.replace(request, gpu=gpu.replacement, gpu_count=count, machine=None)
+        raise UserError(
+            f"{gpu.name} was retired by Google Cloud on {gpu.retires:%Y-%m-%d} and can't be launched "
+            f"any more. The nearest choice here is {new.name}: `/notebook new {offer.command()}`.",
+            field="gpu",
+            offer=offer.command(),
+            offer_label=f"Launch with {gpu.replacement.upper()} instead",
+        )
+    if gpu.retired(today):
+        raise UserError(f"{gpu.name} was retired on {gpu.retires:%Y-%m-%d}.", field="gpu")
+    if request.gpu_count not in gpu.counts:
+        raise UserError(
+            f"{gpu.name} comes in counts of {', '.join(map(str, gpu.counts))}, not {request.gpu_count}.",
+            field="gpu",
+        )
+    if gpu.retires is not None:
+        notices.append(
+            f"{gpu.name} will be retired by Google Cloud on {gpu.retires:%Y-%m-%d}"
+            + (f"; consider `gpu={gpu.replacement}`." if gpu.replacement else ".")
+        )
+    return key, request.gpu_count
+
+
+def _resolve_machine(
+    request: NotebookRequest, catalog: Catalog, gpu: str | None, count: int
+) -> tuple[str, str | None, int]:
+    if request.machine is None:
+        if gpu is None:
+            return catalog.defaults.machine, None, 0
+        fitting = catalog.machines_for(gpu, count)
+        if catalog.gpus[gpu].attach_to is None:
+            return fitting[0], gpu, count  # the cheapest machine type that carries it
+        default = catalog.defaults.gpu_machine
+        if default not in fitting:
+            default = max(fitting, key=lambda k: catalog.machines[k].vcpus)
+        return default, gpu, count
+    machine = catalog.machine(request.machine)
+    built_in = catalog.machines[machine].gpu
+    if gpu is None:
+        if built_in is not None:  # e.g. machine=g2-standard-8 brings its L4 along
+            return machine, built_in.type, built_in.count
+        return machine, None, 0
+    fitting = catalog.machines_for(gpu, count)
+    if machine in fitting:
+        return machine, gpu, count
+    spec = catalog.gpus[gpu]
+    label = f"{count}× {spec.name}" if count != 1 else spec.name
+    series = Machine.series_of(machine)
+    if spec.attach_to is None:
+        reason = f"{spec.name} comes built into its own machine types"
+    elif series != spec.attach_to or built_in is not None:
+        reason = f"{series} machines take no {spec.name}; it attaches to {spec.attach_to} machines"
+    else:
+        cap = spec.max_vcpus[count]
+        reason = f"{label} allows at most {cap} vCPUs and {machine} has {catalog.machines[machine].vcpus}"
+    raise UserError(
+        f"`machine={machine}` can't run {label}: {reason}. Machine types that can: {one_of(fitting)}.",
+        field="machine",
+        choices=fitting,
+    )
+
+
+def _in_range(key: str, value: int | None, limit: Any) -> int:
+    if value is None:
+        return limit.default
+    if not limit.min <= value <= limit.max:
+        raise UserError(
+            f"`{key}={value}` is out of range: it takes {limit.min} to {limit.max} GB.",
+            field=key,
+        )
+    return value
