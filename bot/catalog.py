@@ -188,11 +188,7 @@ class Catalog(_Strict):
 
     def machines_with(self, gpu: str, count: int) -> list[str]:
         """Machine types that carry `count` of the built-in GPU `gpu`, cheapest first."""
-        found = [
-            k
-            for k, m in self.machines.items()
-            if m.gpu is not None and (m.gpu.type, m.gpu.count) == (gpu, count)
-        ]
+        found = [k for k, m in self.machines.items() if m.gpu is not None and (m.gpu.type, m.gpu.count) == (gpu, count)]
         return sorted(found, key=lambda k: self.machines[k].usd_per_hour)
 
     def machines_for(self, gpu: str | None, count: int) -> list[str]:
@@ -260,10 +256,10 @@ def load_catalog(additions: dict[str, Any] | None = None) -> Catalog:
         raise CatalogError(format_validation_error(exc, prefix="catalog")) from None
 
 
-def format_validation_error(exc: ValidationError, prefix: str) -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in (prefix, *err["loc"]))
+        where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"

@@ -286,9 +286,7 @@ def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, toda
     )
 
 
-def _resolve_gpu(
-    request: NotebookRequest, catalog: Catalog, today: date, notices: list[str]
-) -> tuple[str | None, int]:
+def _resolve_gpu(request: NotebookRequest, catalog: Catalog, today: date, notices: list[str]) -> tuple[str | None, int]:
     if request.gpu is None:
         return None, 0
     key = catalog.gpu(request.gpu)

@@ -1,0 +1,17 @@
+"""The audit trail: who did what to which notebook, when. Append-only."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from bot.store import Store
+
+
+def record(store: Store, at: float, actor: str, action: str, target: str, **detail: Any) -> None:
+    event = {"at": at, "actor": actor, "action": action, "target": target, **detail}
+    store.put("audit", f"{at:017.6f}-{uuid.uuid4().hex[:8]}", event)
+
+
+def events(store: Store, **where: Any) -> list[dict[str, Any]]:
+    return sorted(store.query("audit", **where), key=lambda e: e["at"])

@@ -1,0 +1,118 @@
+"""Block Kit builders: pure functions from data to the (text, blocks) Slack shows.
+
+`text` is always set too: it is the notification and screen-reader fallback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bot.catalog import Catalog
+from bot.errors import UserError
+from bot.spec import USAGE, NotebookSpec
+
+if TYPE_CHECKING:
+    from bot.launches import Launch
+
+Blocks = list[dict[str, Any]]
+
+
+def section(text: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
+
+
+def context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def button(text: str, action_id: str, value: str | None = None, *, url: str | None = None, style: str | None = None):
+    element: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+    }
+    if value is not None:
+        element["value"] = value
+    if url is not None:
+        element["url"] = url
+    if style is not None:
+        element["style"] = style
+    return element
+
+
+def actions(*elements: dict[str, Any], block_id: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "actions", "elements": list(elements)}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
+def elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+# --- the launch message, updated in place ------------------------------------------------------------
+def launch_message(launch: Launch, catalog: Catalog, now: float) -> tuple[str, Blocks]:
+    spec = NotebookSpec.from_dict(launch.spec)
+    who = f"<@{launch.requester}>"
+    name = f"`{launch.instance_id}`"
+    summary = context(f"{spec.summary(catalog)} · launch `{launch.id[:8]}`")
+    state = launch.state
+    if state == "PENDING_APPROVAL":
+        text = f"⏸ {who} asked for {name}; it needs approval: {launch.approval_reason}."
+        return text, [section(text), summary]
+    if state == "APPROVED":
+        text = f"🕐 {name} for {who} is queued."
+        return text, [section(text), summary]
+    if state == "CREATING":
+        text = f"⏳ Creating {name} for {who}… ({elapsed(now - launch.created_at)})"
+        return text, [
+            section(text),
+            summary,
+            context("This usually takes 3–8 minutes. I'll update this message."),
+        ]
+    if state == "READY":
+        text = f"✅ {name} is ready for {who}."
+        return text, [
+            section(text),
+            actions(button("Open JupyterLab", "open_notebook", launch.instance_id, url=launch.url, style="primary")),
+            summary,
+            context(
+                "Only its owner can open it. Stop it when you're done: `/notebook stop " + launch.instance_id + "`"
+            ),
+        ]
+    verdict = {"FAILED": "❌ Couldn't create", "DENIED": "🚫 Denied:", "EXPIRED": "⌛ Expired:"}.get(state, state)
+    text = f"{verdict} {name} for {who}. {launch.error or ''}".strip()
+    return text, [section(text), summary]
+
+
+# --- replies to the person who typed the command -----------------------------------------------------
+def error_reply(error: UserError) -> tuple[str, Blocks]:
+    text = f"⚠️ {error.message}"
+    blocks: Blocks = [section(text)]
+    if error.offer:
+        blocks.append(
+            actions(button(error.offer_label or "Launch this instead", "launch_offer", error.offer, style="primary"))
+        )
+    return text, blocks
+
+
+def notices_reply(spec: NotebookSpec) -> str:
+    return "\n".join(f"ℹ️ {n}" for n in spec.notices)
+
+
+HELP = f"""*Launch and manage Jupyter notebooks (Vertex AI Workbench) from Slack.*
+{USAGE}
+Examples:
+• `/notebook new` — opens a form
+• `/notebook new tf-2-8 gpu=l4` — TensorFlow 2.8 with one NVIDIA L4
+• `/notebook new pytorch gpu=t4x2 disk=500 idle=2h`
+• `/notebook new base machine=n2-standard-8 name=churn-model bucket=my-data/training`
+Other commands: `/notebook list`, `/notebook envs`, `/notebook stop|start|delete NAME`, `/notebook transfer NAME @user`.
+Idle notebooks stop by themselves after the idle time (default 3h)."""
+
+
+def help_reply() -> tuple[str, Blocks]:
+    return HELP, [section(HELP)]

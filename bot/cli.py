@@ -1,0 +1,60 @@
+"""`notebook-bot VERB`: serve, socket, reconcile, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from bot.config import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="notebook-bot", description="Self-service Jupyter on Google Cloud, from Slack."
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser("serve", help="HTTP mode on $PORT: /slack/events, /healthz, /tasks/reconcile")
+    verbs.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
+    verbs.add_parser("reconcile", help="run one reconcile + reminder pass and exit")
+    sandbox = verbs.add_parser(
+        "sandbox",
+        help="try the bot in this terminal: real app, embedded store, simulated Slack and Workbench",
+    )
+    sandbox.add_argument("--demo", action="store_true", help="run a scripted demo instead of reading commands")
+    sandbox.add_argument("--user", default="U0ALICE", help="the Slack user you type as (default U0ALICE)")
+    args = parser.parse_args(argv)
+
+    from bot.logs import configure_logging
+
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+        if args.verb == "sandbox":
+            from bot.sandbox import run_sandbox
+
+            return run_sandbox(demo=args.demo or not sys.stdin.isatty(), user=args.user)
+        from bot.services import Services
+
+        services = Services(settings)
+        if args.verb == "serve":
+            from bot.server import serve_gunicorn
+
+            settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+            serve_gunicorn(services, settings.port)
+        elif args.verb == "socket":
+            from bot.server import run_socket_mode
+
+            run_socket_mode(services)
+        elif args.verb == "reconcile":
+            print(json.dumps(services.reconcile()))
+    except ConfigError as exc:
+        logging.getLogger("notebook-bot").error("configuration error: %s", exc)
+        print(f"notebook-bot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

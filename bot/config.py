@@ -1,0 +1,109 @@
+"""Settings from the environment and the admin's TOML config file, with clear errors."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.catalog import Catalog, CatalogError, format_validation_error, load_catalog
+from bot.policy import Access, Policy
+
+DEFAULT_ZONE = "us-central1-a"
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message says where and why."""
+
+
+class _ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    access: Access = Access()
+    policy: Policy = Policy()
+    catalog: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Config:
+    access: Access
+    policy: Policy
+    catalog: Catalog
+    source: str = "built-in defaults"
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    if not path:
+        return Config(Access(), Policy(), load_catalog())
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such config file (NOTEBOOK_BOT_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        parsed = _ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}:\n{format_validation_error(exc)}") from None
+    try:
+        catalog = load_catalog(parsed.catalog)
+    except CatalogError as exc:
+        raise ConfigError(f"{file}:\n{exc}") from None
+    return Config(parsed.access, parsed.policy, catalog, source=str(file))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process reads from its environment (see the README for each variable)."""
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    project: str | None = None
+    zone: str | None = None  # NOTEBOOK_ZONE; else the policy's zone; else DEFAULT_ZONE
+    config_path: str | None = None
+    scripts_bucket: str | None = None
+    store_url: str = "sqlite:~/.local/state/notebook-bot/store.sqlite3"
+    port: int = 3000
+    task_audience: str | None = None  # OIDC audience expected on POST /tasks/reconcile
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        project = e.get("GOOGLE_CLOUD_PROJECT") or None
+        store = e.get("NOTEBOOK_BOT_STORE") or ("firestore" if project else cls.store_url)
+        try:
+            port = int(e.get("PORT", "3000"))
+        except ValueError:
+            raise ConfigError(f"PORT={e.get('PORT')!r} is not a port number") from None
+        return cls(
+            slack_bot_token=e.get("SLACK_BOT_TOKEN") or None,
+            slack_signing_secret=e.get("SLACK_SIGNING_SECRET") or None,
+            slack_app_token=e.get("SLACK_APP_TOKEN") or None,
+            project=project,
+            zone=e.get("NOTEBOOK_ZONE") or None,
+            config_path=e.get("NOTEBOOK_BOT_CONFIG") or None,
+            scripts_bucket=e.get("NOTEBOOK_SCRIPTS_BUCKET") or None,
+            store_url=store,
+            port=port,
+            task_audience=e.get("NOTEBOOK_BOT_TASK_AUDIENCE") or None,
+        )
+
+    def require(self, *names: str) -> None:
+        missing = [n for n in names if not getattr(self, _ATTR[n])]
+        if missing:
+            raise ConfigError("missing environment variable(s): " + ", ".join(missing))
+
+
+_ATTR = {
+    "SLACK_BOT_TOKEN": "slack_bot_token",
+    "SLACK_SIGNING_SECRET": "slack_signing_secret",
+    "SLACK_APP_TOKEN": "slack_app_token",
+    "GOOGLE_CLOUD_PROJECT": "project",
+}

@@ -1,0 +1,437 @@
+"""The launch state machine and its reconciler: the store is the queue.
+
+    PENDING_APPROVAL ──approve──► APPROVED ──create──► CREATING ──operation done──► READY
+           │ deny / expire                    │ error            │ error / timeout
+           ▼                                  ▼                  ▼
+     DENIED / EXPIRED                       FAILED             FAILED
+
+Every step runs under a lease taken in a store transaction, so any number of bot processes
+(Cloud Run replicas, a Scheduler tick, a restarted laptop) can run passes at once and each
+launch advances in exactly one of them. Cloud calls are idempotent: the instance name is
+derived from the launch id and the launch id is the create request's `request_id`.
+Slack messages are updated in place with chat.update, which is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from bot import audit
+from bot.blocks import launch_message
+from bot.catalog import Catalog
+from bot.errors import UserError
+from bot.notify import Slack
+from bot.policy import Rules
+from bot.spec import NotebookSpec, SpecBounds, parse_request, resolve
+from bot.store import Store
+from bot.workbench import Workbench, WorkbenchError, label_value
+
+log = logging.getLogger(__name__)
+LAUNCH_NAMESPACE = uuid.UUID("6f0d1c1e-8a4b-4c55-9d59-2b1f3c6a7e10")
+
+
+class State(StrEnum):
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    APPROVED = "APPROVED"
+    CREATING = "CREATING"
+    READY = "READY"
+    FAILED = "FAILED"
+    DENIED = "DENIED"
+    EXPIRED = "EXPIRED"
+
+
+TERMINAL = {State.READY, State.FAILED, State.DENIED, State.EXPIRED}
+
+
+@dataclass
+class Launch:
+    id: str
+    requester: str
+    channel: str
+    spec: dict[str, Any]
+    instance_id: str
+    state: str
+    created_at: float
+    updated_at: float
+    open: bool = True  # the reconciler still has something to do (work, or a final message)
+    message_channel: str | None = None
+    message_ts: str | None = None
+    operation: str | None = None
+    error: str | None = None
+    url: str | None = None
+    owner_email: str | None = None
+    approval_reason: str | None = None
+    attempts: int = 0
+    next_at: float = 0.0
+    last_shown: float = 0.0
+    lease_owner: str | None = None
+    lease_until: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Launch:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def notebook_spec(self) -> NotebookSpec:
+        return NotebookSpec.from_dict(self.spec)
+
+
+class LeaseLost(Exception):
+    """Another worker took over this launch (our lease had expired); our result is discarded."""
+
+
+class Launcher:
+    LEASE_SECONDS = 120
+    MAX_ATTEMPTS = 6
+    CREATE_TIMEOUT = 45 * 60
+    SHOW_EVERY = 10.0  # seconds between "creating…" message refreshes
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        workbench: Workbench,
+        slack: Slack,
+        catalog: Catalog,
+        rules: Rules,
+        bounds: SpecBounds,
+        clock: Callable[[], float] = time.time,
+        worker_id: str | None = None,
+        prepare_metadata: Callable[[NotebookSpec], dict[str, str]] | None = None,
+    ) -> None:
+        self.store = store
+        self.workbench = workbench
+        self.slack = slack
+        self.catalog = catalog
+        self.rules = rules
+        self.bounds = bounds
+        self.clock = clock
+        self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        self.prepare_metadata = prepare_metadata or (lambda spec: {})
+        self.on_pending: Callable[[Launch], None] | None = None  # asks approvers (bot/approvals.py)
+
+    # --- requests -------------------------------------------------------------------------------
+    def check(self, text: str) -> NotebookSpec:
+        """Parse and resolve a `/notebook new` text; raises UserError. Touches nothing."""
+        today = datetime.fromtimestamp(self.clock(), UTC).date()
+        return resolve(parse_request(text), self.catalog, self.bounds, today)
+
+    def request(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> tuple[Launch, bool]:
+        """Record a launch; returns (launch, created). A repeated dedupe_key returns the first launch.
+
+        Raises UserError (bad spec, name taken) or NotAllowed (quota) with nothing recorded.
+        """
+        launch_id = str(uuid.uuid5(LAUNCH_NAMESPACE, dedupe_key))
+        existing = self.get(launch_id)
+        if existing is not None:
+            return existing, False
+        spec = self.check(text)
+        self.rules.check_quota(requester, spec, self.specs_of(requester))
+        instance_id = spec.name or default_instance_id(spec, launch_id)
+        now = self.clock()
+        reason = self.rules.approval_reason(spec)
+        state = State.PENDING_APPROVAL if reason else State.APPROVED
+        notebook = {
+            "id": instance_id,
+            "zone": spec.zone,
+            "owner": requester,
+            "channel": channel,
+            "spec": spec.to_dict(),
+            "launch_id": launch_id,
+            "state": "REQUESTED",
+            "created_at": now,
+            "managed": True,
+        }
+        if not self.store.create("notebooks", instance_id, notebook):
+            taken = self.store.get("notebooks", instance_id) or {}
+            if taken.get("launch_id") == launch_id:  # a concurrent retry of this same request
+                return self.get(launch_id) or self._missing(launch_id), False
+            raise UserError(f"A notebook named `{instance_id}` already exists; choose another `name=`.", field="name")
+        launch = Launch(
+            id=launch_id,
+            requester=requester,
+            channel=channel,
+            spec=spec.to_dict(),
+            instance_id=instance_id,
+            state=state,
+            created_at=now,
+            updated_at=now,
+            approval_reason=reason,
+            history=[{"state": state, "at": now, "by": requester}],
+        )
+        if not self.store.create("launches", launch_id, launch.to_doc()):
+            return self.get(launch_id) or self._missing(launch_id), False
+        audit.record(self.store, now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec)
+        return launch, True
+
+    def begin(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> Launch:
+        """Request a launch, show it in the channel, and start creating it if no approval is needed."""
+        launch, created = self.request(requester=requester, channel=channel, text=text, dedupe_key=dedupe_key)
+        if not created:
+            return launch
+        launch = self.post(launch)
+        if launch.state == State.APPROVED:
+            self.step(launch.id)
+        elif self.on_pending is not None:
+            self.on_pending(launch)
+        return launch
+
+    def _missing(self, launch_id: str) -> Launch:
+        raise RuntimeError(f"launch {launch_id} vanished while being requested")
+
+    def get(self, launch_id: str) -> Launch | None:
+        doc = self.store.get("launches", launch_id)
+        return Launch.from_doc(doc) if doc else None
+
+    def specs_of(self, user: str) -> list[NotebookSpec]:
+        """The specs of the user's notebooks, including those still being launched (for quotas)."""
+        docs = self.store.query("notebooks", owner=user)
+        return [NotebookSpec.from_dict(d["spec"]) for d in docs if d.get("state") != "DELETED"]
+
+    # --- the reconciler -------------------------------------------------------------------------
+    def reconcile(self) -> int:
+        """One pass: advance every launch that is due. Returns how many were advanced."""
+        now = self.clock()
+        due = [
+            Launch.from_doc(d)
+            for d in self.store.query("launches", open=True)
+            if d.get("next_at", 0) <= now and d.get("lease_until", 0) <= now
+        ]
+        advanced = 0
+        for launch in sorted(due, key=lambda launch: launch.next_at):
+            if self.step(launch.id):
+                advanced += 1
+        return advanced
+
+    def step(self, launch_id: str) -> bool:
+        """Advance one launch by one step if no other worker holds it. Returns whether it ran."""
+        launch = self._claim(launch_id)
+        if launch is None:
+            return False
+        try:
+            changes = self._advance(launch)
+        except WorkbenchError as exc:  # transient trouble talking to Workbench: back off and retry
+            changes = self._retry_or_fail(launch, exc)
+        except Exception:
+            log.exception("launch step failed", extra={"launch_id": launch.id})
+            changes = self._retry_or_fail(launch, WorkbenchError("unknown", "an internal error", retriable=True))
+        try:
+            launch = self._release(launch, changes)
+        except LeaseLost:
+            log.warning("lease lost; another worker carries on", extra={"launch_id": launch_id})
+            return True
+        self._show(launch)
+        return True
+
+    def _claim(self, launch_id: str) -> Launch | None:
+        now = self.clock()
+        won: list[bool] = []
+
+        def take(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            won.clear()
+            if doc is None or not doc.get("open") or doc.get("lease_until", 0) > now:
+                return None
+            won.append(True)
+            return {**doc, "lease_owner": self.worker_id, "lease_until": now + self.LEASE_SECONDS}
+
+        doc = self.store.update("launches", launch_id, take)
+        return Launch.from_doc(doc) if won and doc else None
+
+    def _release(self, launch: Launch, changes: dict[str, Any]) -> Launch:
+        now = self.clock()
+
+        def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
+            if doc is None or doc.get("lease_owner") != self.worker_id:
+                raise LeaseLost(launch.id)
+            new = {**doc, **changes, "lease_owner": None, "lease_until": 0.0, "updated_at": now}
+            if changes.get("state") and changes["state"] != doc["state"]:
+                new["history"] = [
+                    *doc.get("history", []),
+                    {"state": changes["state"], "at": now, "by": "bot"},
+                ]
+            return new
+
+        doc = self.store.update("launches", launch.id, apply)
+        assert doc is not None
+        return Launch.from_doc(doc)
+
+    def _advance(self, launch: Launch) -> dict[str, Any]:
+        now = self.clock()
+        if launch.state == State.PENDING_APPROVAL:
+            if now - launch.created_at > self.rules.policy.approval_expires_after:
+                return self._finish(launch, State.EXPIRED, error="No approver decided in time.")
+            return {"next_at": launch.created_at + self.rules.policy.approval_expires_after}
+        if launch.state == State.APPROVED:
+            return self._create(launch)
+        if launch.state == State.CREATING:
+            if now - launch.created_at > self.CREATE_TIMEOUT:
+                return self._finish(
+                    launch,
+                    State.FAILED,
+                    error="Creation took too long; the instance may still appear. Check `/notebook list`.",
+                )
+            return self._poll(launch)
+        return {}  # a terminal state: only its final message is left to show
+
+    def _create(self, launch: Launch) -> dict[str, Any]:
+        email = launch.owner_email or self.slack.user(launch.requester).email
+        if not email:
+            return self._finish(
+                launch,
+                State.FAILED,
+                error="Slack did not give me your email address, which Workbench needs to make you the "
+                "notebook's owner. An admin must grant the app the users:read.email scope.",
+            )
+        spec = launch.notebook_spec
+        labels = {
+            "managed-by": "notebook-bot",
+            "owner": label_value(launch.requester),
+            "launch-id": launch.id,
+            "created-by": "notebook-bot",
+        }
+        try:
+            operation = self.workbench.create(
+                spec,
+                self.catalog,
+                instance_id=launch.instance_id,
+                owner_email=email,
+                labels=labels,
+                request_id=launch.id,
+                metadata=self.prepare_metadata(spec),
+            )
+        except WorkbenchError as exc:
+            if exc.kind != "exists":
+                raise
+            existing = self.workbench.get(spec.zone, launch.instance_id)
+            if existing is None or existing.labels.get("launch-id") != launch.id:
+                return self._finish(launch, State.FAILED, error=exc.message)
+            operation = None  # ours, from an earlier attempt whose reply was lost: follow the instance
+        return {
+            "state": State.CREATING,
+            "operation": operation,
+            "owner_email": email,
+            "attempts": 0,
+            "next_at": self.clock() + poll_delay(0),
+        }
+
+    def _poll(self, launch: Launch) -> dict[str, Any]:
+        spec = launch.notebook_spec
+        if launch.operation:
+            status = self.workbench.operation(launch.operation)
+            if not status.done:
+                return {
+                    "attempts": launch.attempts + 1,
+                    "next_at": self.clock() + poll_delay(launch.attempts + 1),
+                }
+            if status.error is not None:
+                return self._finish(launch, State.FAILED, error=status.error.message)
+        info = self.workbench.get(spec.zone, launch.instance_id)
+        if info is None:
+            return self._finish(launch, State.FAILED, error="The instance disappeared while it was being created.")
+        if info.state != "ACTIVE" or not info.url:
+            return {
+                "operation": None,
+                "attempts": launch.attempts + 1,
+                "next_at": self.clock() + poll_delay(launch.attempts + 1),
+            }
+        now = self.clock()
+
+        def ready(doc: dict[str, Any] | None) -> dict[str, Any]:
+            return {**(doc or {}), "state": "ACTIVE", "url": info.url, "ready_at": now, "state_since": now}
+
+        self.store.update("notebooks", launch.instance_id, ready)
+        audit.record(self.store, now, "bot", "launch.ready", launch.instance_id, launch=launch.id)
+        return self._finish(launch, State.READY, url=info.url)
+
+    def _finish(self, launch: Launch, state: State, **changes: Any) -> dict[str, Any]:
+        if state != State.READY:
+            self.store.delete("notebooks", launch.instance_id)  # frees the name and the quota
+            audit.record(
+                self.store,
+                self.clock(),
+                "bot",
+                f"launch.{state.lower()}",
+                launch.instance_id,
+                launch=launch.id,
+                error=changes.get("error"),
+            )
+        return {"state": state, "operation": None, "next_at": 0.0, **changes}
+
+    def _retry_or_fail(self, launch: Launch, exc: WorkbenchError) -> dict[str, Any]:
+        attempts = launch.attempts + 1
+        if not exc.retriable or attempts >= self.MAX_ATTEMPTS:
+            return self._finish(launch, State.FAILED, error=exc.message)
+        return {"attempts": attempts, "next_at": self.clock() + poll_delay(attempts)}
+
+    # --- Slack ----------------------------------------------------------------------------------
+    def post(self, launch: Launch) -> Launch:
+        """Post the launch's message where it was asked for (or DM the requester) and remember it."""
+        text, blocks = launch_message(launch, self.catalog, self.clock())
+        posted = self.slack.post_or_dm(launch.channel, launch.requester, text, blocks)
+        doc = self.store.update(
+            "launches",
+            launch.id,
+            lambda d: {**d, "message_channel": posted.channel, "message_ts": posted.ts} if d else None,
+        )
+        return Launch.from_doc(doc) if doc else launch
+
+    def _show(self, launch: Launch) -> None:
+        """Bring the launch's message up to date; announce the outcome once in its thread."""
+        now = self.clock()
+        final = launch.state in TERMINAL
+        try:
+            if launch.message_ts is None or launch.message_channel is None:
+                launch = self.post(launch)
+            elif final or now - launch.last_shown >= self.SHOW_EVERY:
+                text, blocks = launch_message(launch, self.catalog, now)
+                self.slack.update(launch.message_channel, launch.message_ts, text, blocks)
+            else:
+                return
+        except Exception:
+            log.exception("could not show the launch in Slack", extra={"launch_id": launch.id})
+            return
+        if not final:
+            self.store.update("launches", launch.id, lambda d: {**d, "last_shown": now} if d else None)
+            return
+        closed: list[bool] = []
+
+        def close(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            closed.clear()
+            if doc is None or not doc.get("open"):
+                return None
+            closed.append(True)
+            return {**doc, "open": False}
+
+        self.store.update("launches", launch.id, close)
+        if closed:  # only the worker that closed it pings the requester: at most once
+            ping = {
+                State.READY: f"<@{launch.requester}> your notebook `{launch.instance_id}` is ready.",
+                State.FAILED: f"<@{launch.requester}> your notebook `{launch.instance_id}` could not be created.",
+                State.EXPIRED: f"<@{launch.requester}> your request for `{launch.instance_id}` expired unapproved.",
+                State.DENIED: f"<@{launch.requester}> your request for `{launch.instance_id}` was denied.",
+            }[State(launch.state)]
+            try:
+                self.slack.post(launch.message_channel, ping, thread_ts=launch.message_ts)
+            except Exception:
+                log.exception("could not announce the outcome", extra={"launch_id": launch.id})
+
+
+def default_instance_id(spec: NotebookSpec, launch_id: str) -> str:
+    return f"{spec.environment}-{launch_id.replace('-', '')[:8]}"
+
+
+def poll_delay(attempt: int) -> float:
+    """Seconds before the next look at an operation: 2 s growing ×1.5 up to 20 s (as op.result() does)."""
+    return min(2.0 * 1.5**attempt, 20.0)

@@ -1,0 +1,88 @@
+"""The Slack Web API calls the domain needs, on slack_sdk (never slack_bolt).
+
+Rate limits are honoured by slack_sdk's retry handler (HTTP 429 + Retry-After), and
+connection errors are retried too; the base URL follows SLACK_API_URL so tests and the
+sandbox talk to a local fake.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+DEFAULT_API_URL = "https://slack.com/api/"
+UNREACHABLE_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
+
+
+def web_client(token: str | None) -> WebClient:
+    return WebClient(
+        token=token,
+        base_url=os.environ.get("SLACK_API_URL", DEFAULT_API_URL),
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class SlackUser:
+    id: str
+    name: str
+    email: str | None
+    tz: str | None
+
+
+@dataclass(frozen=True)
+class Posted:
+    channel: str
+    ts: str
+    fallback: bool = False  # posted to the user's DM because the channel was out of reach
+
+
+class Slack:
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+
+    def post(self, channel: str, text: str, blocks: list[dict] | None = None, thread_ts: str | None = None) -> Posted:
+        response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
+        return Posted(channel=response["channel"], ts=response["ts"])
+
+    def post_or_dm(self, channel: str, user: str, text: str, blocks: list[dict] | None = None) -> Posted:
+        """Post in the channel; if the bot can't (private channel it isn't in), DM the user instead."""
+        try:
+            return self.post(channel, text, blocks)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in UNREACHABLE_CHANNEL:
+                raise
+        posted = self.dm(user, text, blocks)
+        return Posted(posted.channel, posted.ts, fallback=True)
+
+    def update(self, channel: str, ts: str, text: str, blocks: list[dict] | None = None) -> None:
+        self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
+    def dm(self, user: str, text: str, blocks: list[dict] | None = None) -> Posted:
+        channel = self.client.conversations_open(users=user)["channel"]["id"]
+        return self.post(channel, text, blocks)
+
+    def ephemeral(self, channel: str, user: str, text: str, blocks: list[dict] | None = None) -> None:
+        try:
+            self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in UNREACHABLE_CHANNEL | {"user_not_in_channel"}:
+                raise
+            self.dm(user, text, blocks)
+
+    def user(self, user_id: str) -> SlackUser:
+        info = self.client.users_info(user=user_id)["user"]
+        profile = info.get("profile", {})
+        return SlackUser(
+            id=user_id,
+            name=info.get("name") or profile.get("display_name") or user_id,
+            email=profile.get("email"),
+            tz=info.get("tz"),
+        )

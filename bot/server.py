@@ -1,0 +1,76 @@
+"""Running the bot: HTTP under gunicorn (production), Socket Mode, or a plain thread (sandbox, tests)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from bot.services import Services
+from bot.web import WebApp
+from bot.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def build_web_app(services: Services) -> WebApp:
+    from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+    from bot.tasks import task_authorizer
+    from handlers import build_app
+
+    handler = SlackRequestHandler(build_app(services))
+    return WebApp(handler, services.reconcile, task_authorizer(services.settings))
+
+
+def serve_gunicorn(services: Services, port: int, *, worker_interval: float = 3.0) -> None:
+    """Production HTTP: gunicorn, one process with threads, the reconcile worker beside it."""
+    from gunicorn.app.base import BaseApplication
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": f"0.0.0.0:{port}",
+                "workers": 1,
+                "threads": 8,
+                "worker_class": "gthread",
+                "timeout": 0,  # Cloud Run ends idle requests itself
+                "accesslog": None,
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Callable[..., Any]:
+            app = build_web_app(services)
+            Worker(services.reconcile, worker_interval).start()
+            return app
+
+    Application().run()
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+
+def serve_in_thread(app: Callable[..., Any], port: int = 0) -> tuple[WSGIServer, int]:
+    """A threaded WSGI server on 127.0.0.1 (sandbox and tests); returns it and its port."""
+    server = make_server("127.0.0.1", port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="notebook-bot-http", daemon=True).start()
+    return server, server.server_port
+
+
+def run_socket_mode(services: Services, *, worker_interval: float = 3.0) -> None:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from handlers import build_app
+
+    services.settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    Worker(services.reconcile, worker_interval).start()
+    SocketModeHandler(build_app(services), services.settings.slack_app_token).start()

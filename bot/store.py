@@ -1,0 +1,208 @@
+"""Where the bot keeps its records: Firestore in production, SQLite on a laptop.
+
+The store is a small document store (collections of JSON-like dicts keyed by id) with one
+transactional primitive, `update`, on which leases, state transitions and "exactly once" are
+built. Both implementations pass the same contract tests (tests/test_store_contract.py).
+Timestamps are stored as float epoch seconds so both back ends hold the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+Doc = dict[str, Any]
+Change = Callable[[Doc | None], Doc | None]
+
+
+class Store(Protocol):
+    def get(self, collection: str, key: str) -> Doc | None: ...
+
+    def create(self, collection: str, key: str, doc: Doc) -> bool:
+        """Write `doc` unless `key` exists; False when it did (nothing is changed then)."""
+        ...
+
+    def put(self, collection: str, key: str, doc: Doc) -> None: ...
+
+    def update(self, collection: str, key: str, change: Change) -> Doc | None:
+        """Read-modify-write in one transaction.
+
+        `change` gets the current doc (or None) and returns the doc to write, or None to
+        write nothing. It may run more than once (on contention), so it must not have side
+        effects; raising from it aborts the transaction. Returns the doc as it now stands.
+        """
+        ...
+
+    def query(self, collection: str, **where: Any) -> list[Doc]:
+        """Docs whose fields equal the given values; a list or tuple value means 'any of these'."""
+        ...
+
+    def delete(self, collection: str, key: str) -> None: ...
+
+
+def matches(doc: Doc, where: dict[str, Any]) -> bool:
+    for field, wanted in where.items():
+        value = doc.get(field)
+        if isinstance(wanted, list | tuple):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+class SqliteStore:
+    """An embedded store: one SQLite file, safe across threads and processes.
+
+    Transactions take SQLite's write lock up front (BEGIN IMMEDIATE), so two processes sharing
+    the file serialise their updates just as Firestore transactions would.
+    """
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS docs (collection TEXT, key TEXT, body TEXT, PRIMARY KEY (collection, key))"
+        )
+        self._lock = threading.RLock()
+
+    def _read(self, collection: str, key: str) -> Doc | None:
+        row = self._db.execute("SELECT body FROM docs WHERE collection = ? AND key = ?", (collection, key)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _write(self, collection: str, key: str, doc: Doc) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO docs (collection, key, body) VALUES (?, ?, ?)",
+            (collection, key, json.dumps(doc)),
+        )
+
+    def _transaction(self, work: Callable[[], Any]) -> Any:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work()
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def get(self, collection: str, key: str) -> Doc | None:
+        with self._lock:
+            return self._read(collection, key)
+
+    def create(self, collection: str, key: str, doc: Doc) -> bool:
+        def work() -> bool:
+            if self._read(collection, key) is not None:
+                return False
+            self._write(collection, key, doc)
+            return True
+
+        return self._transaction(work)
+
+    def put(self, collection: str, key: str, doc: Doc) -> None:
+        self._transaction(lambda: self._write(collection, key, doc))
+
+    def update(self, collection: str, key: str, change: Change) -> Doc | None:
+        def work() -> Doc | None:
+            current = self._read(collection, key)
+            new = change(json.loads(json.dumps(current)) if current is not None else None)
+            if new is None:
+                return current
+            self._write(collection, key, new)
+            return new
+
+        return self._transaction(work)
+
+    def query(self, collection: str, **where: Any) -> list[Doc]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM docs WHERE collection = ?", (collection,)).fetchall()
+        docs = (json.loads(row[0]) for row in rows)
+        return [doc for doc in docs if matches(doc, where)]
+
+    def delete(self, collection: str, key: str) -> None:
+        self._transaction(
+            lambda: self._db.execute("DELETE FROM docs WHERE collection = ? AND key = ?", (collection, key))
+        )
+
+
+class FirestoreStore:
+    """Cloud Firestore (native mode). Collections are prefixed so several bots can share a database."""
+
+    def __init__(self, client: Any, prefix: str = "notebook-bot-") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    @classmethod
+    def connect(cls, project: str | None, database: str | None = None, prefix: str = "notebook-bot-"):
+        from google.cloud import firestore  # heavy; imported only when Firestore is used
+
+        return cls(firestore.Client(project=project, database=database or "(default)"), prefix)
+
+    def _ref(self, collection: str, key: str) -> Any:
+        return self._client.collection(self._prefix + collection).document(key)
+
+    def get(self, collection: str, key: str) -> Doc | None:
+        snapshot = self._ref(collection, key).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def create(self, collection: str, key: str, doc: Doc) -> bool:
+        from google.api_core.exceptions import AlreadyExists, Conflict
+
+        try:
+            self._ref(collection, key).create(doc)
+        except (AlreadyExists, Conflict):
+            return False
+        return True
+
+    def put(self, collection: str, key: str, doc: Doc) -> None:
+        self._ref(collection, key).set(doc)
+
+    def update(self, collection: str, key: str, change: Change) -> Doc | None:
+        from google.cloud import firestore
+
+        ref = self._ref(collection, key)
+
+        @firestore.transactional
+        def work(transaction: Any) -> Doc | None:
+            snapshot = ref.get(transaction=transaction)
+            current = snapshot.to_dict() if snapshot.exists else None
+            new = change(json.loads(json.dumps(current)) if current is not None else None)
+            if new is None:
+                return current
+            transaction.set(ref, new)
+            return new
+
+        return work(self._client.transaction(max_attempts=10))
+
+    def query(self, collection: str, **where: Any) -> list[Doc]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self._client.collection(self._prefix + collection)
+        for field, wanted in where.items():
+            if isinstance(wanted, list | tuple):
+                query = query.where(filter=FieldFilter(field, "in", list(wanted)))
+            else:
+                query = query.where(filter=FieldFilter(field, "==", wanted))
+        return [snapshot.to_dict() for snapshot in query.stream()]
+
+    def delete(self, collection: str, key: str) -> None:
+        self._ref(collection, key).delete()
+
+
+def open_store(url: str, project: str | None = None) -> Store:
+    """`firestore`, `firestore:DATABASE`, `sqlite:PATH` or `memory`."""
+    kind, _, rest = url.partition(":")
+    if kind == "firestore":
+        return FirestoreStore.connect(project, rest or None)
+    if kind == "sqlite" and rest:
+        return SqliteStore(Path(rest).expanduser())
+    if kind == "memory":
+        return SqliteStore(":memory:")
+    raise ValueError(f"NOTEBOOK_BOT_STORE={url!r} is not one of firestore, firestore:DATABASE, sqlite:PATH, memory")

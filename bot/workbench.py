@@ -1,0 +1,284 @@
+"""Vertex AI Workbench instances (notebooks v2) behind one small interface.
+
+Calls return operation names instead of waiting: the reconciler polls them later, so no
+request thread ever blocks on a long-running operation. Google's errors are translated into
+WorkbenchError, whose message says in plain words what happened and what to try.
+The client is created on first use: importing and building it costs about a second, which a
+cold start cannot spend before acknowledging Slack.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.catalog import Catalog
+from bot.spec import NotebookSpec
+
+RETRIABLE_CODES = {4, 10, 13, 14}  # DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
+ZONE_IN_TEXT = re.compile(r"\b([a-z]+-[a-z]+\d+-[a-z])\b")
+
+
+@dataclass
+class WorkbenchError(Exception):
+    """A failed Workbench call or operation, explained for people."""
+
+    kind: str  # quota, stockout, not_found, permission, exists, invalid, unavailable, unknown
+    message: str
+    retriable: bool = False
+    zones: list[str] = field(default_factory=list)  # other zones an error suggested
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    name: str  # full resource name
+    instance_id: str
+    zone: str
+    state: str  # Instance State name: ACTIVE, STOPPED, ...
+    proxy_uri: str | None
+    labels: dict[str, str]
+    machine_type: str = ""
+    creator: str = ""
+
+    @property
+    def url(self) -> str | None:
+        if not self.proxy_uri:
+            return None
+        return self.proxy_uri if "://" in self.proxy_uri else f"https://{self.proxy_uri}"
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    done: bool
+    error: WorkbenchError | None = None
+
+
+class Workbench:
+    def __init__(self, project: str, *, emulator_host: str | None = None) -> None:
+        self.project = project
+        self._emulator_host = emulator_host if emulator_host is not None else os.environ.get("NOTEBOOKS_EMULATOR_HOST")
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                from google.cloud import notebooks_v2
+
+                if self._emulator_host:
+                    from google.auth.credentials import AnonymousCredentials
+
+                    self._client = notebooks_v2.NotebookServiceClient(
+                        credentials=AnonymousCredentials(),
+                        transport="rest",
+                        client_options={"api_endpoint": f"http://{self._emulator_host}"},
+                    )
+                else:
+                    self._client = notebooks_v2.NotebookServiceClient(transport="rest")
+            return self._client
+
+    def parent(self, zone: str) -> str:
+        return f"projects/{self.project}/locations/{zone}"
+
+    def instance_name(self, zone: str, instance_id: str) -> str:
+        return f"{self.parent(zone)}/instances/{instance_id}"
+
+    # --- calls ----------------------------------------------------------------------------------
+    def create(
+        self,
+        spec: NotebookSpec,
+        catalog: Catalog,
+        *,
+        instance_id: str,
+        owner_email: str,
+        labels: dict[str, str],
+        request_id: str,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Ask for the instance; returns the operation name. Safe to repeat with the same request_id."""
+        instance = build_instance(spec, catalog, self.project, owner_email, labels, metadata or {})
+        request = {
+            "parent": self.parent(spec.zone),
+            "instance_id": instance_id,
+            "instance": instance,
+            "request_id": request_id,
+        }
+        with translated():
+            return self.client.create_instance(request=request).operation.name
+
+    def operation(self, name: str) -> OperationStatus:
+        with translated():
+            op = self.client.get_operation({"name": name})
+        if not op.done:
+            return OperationStatus(done=False)
+        if op.HasField("error") and op.error.code:
+            return OperationStatus(done=True, error=explain(op.error.code, op.error.message))
+        return OperationStatus(done=True)
+
+    def get(self, zone: str, instance_id: str) -> InstanceInfo | None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            with translated(passthrough=(NotFound,)):
+                return to_info(self.client.get_instance(name=self.instance_name(zone, instance_id)))
+        except NotFound:
+            return None
+
+    def list(self, zone: str, *, label: tuple[str, str] | None = None) -> list[InstanceInfo]:
+        request: dict[str, Any] = {"parent": self.parent(zone), "page_size": 500}
+        if label:
+            request["filter"] = f"labels.{label[0]}={label[1]}"
+        with translated():
+            return [to_info(i) for i in self.client.list_instances(request=request)]
+
+    def stop(self, zone: str, instance_id: str) -> str:
+        with translated():
+            return self.client.stop_instance(request={"name": self.instance_name(zone, instance_id)}).operation.name
+
+    def start(self, zone: str, instance_id: str) -> str:
+        with translated():
+            return self.client.start_instance(request={"name": self.instance_name(zone, instance_id)}).operation.name
+
+    def delete(self, zone: str, instance_id: str, request_id: str) -> str:
+        request = {"name": self.instance_name(zone, instance_id), "request_id": request_id}
+        with translated():
+            return self.client.delete_instance(request=request).operation.name
+
+    def set_labels(self, zone: str, instance_id: str, labels: dict[str, str]) -> str:
+        from google.cloud import notebooks_v2
+
+        instance = notebooks_v2.Instance(name=self.instance_name(zone, instance_id), labels=labels)
+        with translated():
+            op = self.client.update_instance(instance=instance, update_mask={"paths": ["labels"]})
+            return op.operation.name
+
+
+# --- building and reading instances ---------------------------------------------------------------
+def build_instance(
+    spec: NotebookSpec,
+    catalog: Catalog,
+    project: str,
+    owner_email: str,
+    labels: dict[str, str],
+    metadata: dict[str, str],
+) -> Any:
+    from google.cloud import notebooks_v2 as nb
+
+    env = catalog.environments[spec.environment]
+    disk_type = nb.DiskType[catalog.disk_types[spec.disk_type].api_name]
+    setup: dict[str, Any] = {
+        "machine_type": spec.machine,
+        "boot_disk": nb.BootDisk(disk_size_gb=spec.boot_disk_gb, disk_type=disk_type),
+        "data_disks": [nb.DataDisk(disk_size_gb=spec.disk_gb, disk_type=disk_type)],
+        "metadata": {"idle-timeout-seconds": str(spec.idle_seconds), **metadata},
+    }
+    if env.vm_image is not None:
+        setup["vm_image"] = nb.VmImage(project=env.vm_image.project, family=env.vm_image.family, name=env.vm_image.name)
+    else:
+        assert env.container is not None
+        repository = env.container.repository.replace("{project}", project)
+        setup["container_image"] = nb.ContainerImage(repository=repository, tag=env.container.tag)
+    if spec.gpu is not None:
+        accelerator = catalog.gpus[spec.gpu].accelerator
+        built_in = catalog.machines[spec.machine].gpu is not None
+        if not built_in:  # G2/A2 machine types carry their GPUs; N1 gets them attached
+            setup["accelerator_configs"] = [
+                nb.AcceleratorConfig(type_=nb.AcceleratorConfig.AcceleratorType[accelerator], core_count=spec.gpu_count)
+            ]
+        setup["gpu_driver_config"] = nb.GPUDriverConfig(enable_gpu_driver=True)
+    return nb.Instance(gce_setup=nb.GceSetup(**setup), instance_owners=[owner_email], labels=labels)
+
+
+def to_info(instance: Any) -> InstanceInfo:
+    from google.cloud import notebooks_v2 as nb
+
+    parts = instance.name.split("/")
+    return InstanceInfo(
+        name=instance.name,
+        instance_id=parts[-1],
+        zone=parts[3] if len(parts) > 3 else "",
+        state=nb.State(instance.state).name,
+        proxy_uri=instance.proxy_uri or None,
+        labels=dict(instance.labels),
+        machine_type=instance.gce_setup.machine_type,
+        creator=instance.creator,
+    )
+
+
+def label_value(text: str) -> str:
+    """Label values: lowercase letters, digits, '-' and '_', at most 63 characters."""
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
+
+
+# --- errors -----------------------------------------------------------------------------------------
+def explain(code: int, message: str) -> WorkbenchError:
+    """Turn a Google error code and text into a WorkbenchError a person can act on."""
+    text = message or ""
+    lowered = text.lower()
+    zones = sorted(set(ZONE_IN_TEXT.findall(text)))
+    if "quota" in lowered:
+        return WorkbenchError(
+            "quota",
+            f"The project is out of quota: {text.strip()} Ask an admin to request more quota "
+            "(IAM & Admin → Quotas), or choose a smaller or different GPU.",
+        )
+    if "resource_pool_exhausted" in lowered or "does not have enough resources" in lowered or code == 8:
+        where = f" Zones named in the error: {', '.join(zones)}." if zones else ""
+        return WorkbenchError(
+            "stockout",
+            "Google Cloud has no capacity for this machine or GPU in the zone right now."
+            f"{where} Try again later, another zone (`zone=...`), or another GPU.",
+            zones=zones,
+        )
+    if code == 5 or "not found" in lowered or "was not found" in lowered:
+        return WorkbenchError(
+            "not_found",
+            f"Something the notebook needs does not exist: {text.strip()} If it names an image, the "
+            "environment's image is missing (an admin must build or fix it); if it names an "
+            "accelerator type, that GPU is not offered in this zone.",
+        )
+    if code == 7 or code == 16:
+        return WorkbenchError(
+            "permission",
+            f"The bot's service account is not allowed to do this: {text.strip()} An admin must grant "
+            "it roles/notebooks.admin and roles/iam.serviceAccountUser (see docs/deploy.md).",
+        )
+    if code == 6:
+        return WorkbenchError("exists", f"An instance with that name already exists: {text.strip()}")
+    if code == 3 or code == 9:
+        return WorkbenchError("invalid", f"Workbench refused the request: {text.strip()}")
+    if code in RETRIABLE_CODES or code == 429:
+        return WorkbenchError("unavailable", f"Workbench is unavailable right now ({text.strip()}).", retriable=True)
+    return WorkbenchError("unknown", f"Workbench said: {text.strip() or f'error {code}'}")
+
+
+class translated:
+    """Context manager: google.api_core exceptions become WorkbenchError (others pass through)."""
+
+    def __init__(self, passthrough: tuple[type[BaseException], ...] = ()) -> None:
+        self.passthrough = passthrough
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        from google.api_core import exceptions as g
+
+        if exc is None or isinstance(exc, self.passthrough):
+            return False
+        if isinstance(exc, g.GoogleAPICallError):
+            grpc_code = exc.grpc_status_code.value[0] if exc.grpc_status_code is not None else 2
+            error = explain(grpc_code, exc.message or str(exc))
+            if isinstance(exc, g.TooManyRequests | g.ServiceUnavailable | g.InternalServerError | g.GatewayTimeout):
+                error.retriable = True
+            raise error from None
+        if isinstance(exc, g.RetryError | ConnectionError | OSError):
+            raise WorkbenchError("unavailable", f"Workbench could not be reached ({exc}).", retriable=True) from None
+        return False

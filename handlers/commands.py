@@ -1,0 +1,60 @@
+"""`/notebook ...`: parse the verb, answer the caller, hand the work to bot/."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.blocks import error_reply, help_reply, notices_reply
+from bot.errors import UserError, did_you_mean
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+VERBS = ("new", "help", "list", "envs", "stop", "start", "delete", "transfer", "adopt")
+
+
+def register(app: App, services: Services) -> None:
+    @app.command("/notebook")
+    def notebook(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        verb, _, rest = (command.get("text") or "").strip().partition(" ")
+        verb = verb.lower()
+        if verb in ("", "help"):
+            text, blocks = help_reply()
+            ack(text=text, blocks=blocks)
+            return
+        if verb == "new":
+            launch(ack, respond, services, command, rest.strip())
+            return
+        text, blocks = error_reply(
+            UserError(f"I don't know `/notebook {verb}`.{did_you_mean(verb, VERBS)} Try `/notebook help`.")
+        )
+        ack(text=text, blocks=blocks)
+
+
+def launch(ack: Ack, respond: Respond, services: Services, command: dict[str, Any], text: str) -> None:
+    """Check the spec before acknowledging (pure and fast), then record and start the launch."""
+    try:
+        spec = services.launcher.check(text)
+    except UserError as error:
+        reply, blocks = error_reply(error)
+        ack(text=reply, blocks=blocks)
+        return
+    ack(text=notices_reply(spec) or None)
+    start_launch(
+        services,
+        respond,
+        user=command["user_id"],
+        channel=command["channel_id"],
+        text=text,
+        dedupe_key=f"{command.get('team_id')}:{command.get('trigger_id')}",
+    )
+
+
+def start_launch(services: Services, respond: Respond, *, user: str, channel: str, text: str, dedupe_key: str) -> None:
+    try:
+        services.launcher.begin(requester=user, channel=channel, text=text, dedupe_key=dedupe_key)
+    except UserError as error:
+        reply, blocks = error_reply(error)
+        respond(text=reply, blocks=blocks, response_type="ephemeral", replace_original=False)
