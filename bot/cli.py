@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             from bot.server import serve_gunicorn
 
             settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
-            serve_gunicorn(services, settings.port)
+            serve_gunicorn(services)
         elif args.verb == "socket":
             from bot.server import run_socket_mode
 

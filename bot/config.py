@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +69,18 @@ class Settings:
     config_path: str | None = None
     scripts_bucket: str | None = None
     store_url: str = "sqlite:~/.local/state/notebook-bot/store.sqlite3"
+    host: str = "0.0.0.0"
     port: int = 3000
+    worker_interval: float = 3.0  # seconds between reconcile passes inside serve/socket
+    poll_seconds: float = 2.0  # first wait before polling a Workbench operation (grows x1.5 to 20 s)
     task_audience: str | None = None  # OIDC audience expected on POST /tasks/reconcile
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         project = e.get("GOOGLE_CLOUD_PROJECT") or None
         store = e.get("NOTEBOOK_BOT_STORE") or ("firestore" if project else cls.store_url)
-        try:
-            port = int(e.get("PORT", "3000"))
-        except ValueError:
-            raise ConfigError(f"PORT={e.get('PORT')!r} is not a port number") from None
+        port = _number(e, "PORT", 3000, int)
         return cls(
             slack_bot_token=e.get("SLACK_BOT_TOKEN") or None,
             slack_signing_secret=e.get("SLACK_SIGNING_SECRET") or None,
@@ -91,7 +90,10 @@ class Settings:
             config_path=e.get("NOTEBOOK_BOT_CONFIG") or None,
             scripts_bucket=e.get("NOTEBOOK_SCRIPTS_BUCKET") or None,
             store_url=store,
+            host=e.get("HOST") or cls.host,
             port=port,
+            worker_interval=_number(e, "NOTEBOOK_BOT_WORKER_INTERVAL", cls.worker_interval, float),
+            poll_seconds=_number(e, "NOTEBOOK_BOT_POLL_SECONDS", cls.poll_seconds, float),
             task_audience=e.get("NOTEBOOK_BOT_TASK_AUDIENCE") or None,
         )
 
@@ -99,6 +101,19 @@ class Settings:
         missing = [n for n in names if not getattr(self, _ATTR[n])]
         if missing:
             raise ConfigError("missing environment variable(s): " + ", ".join(missing))
+
+
+def _number(env: Any, name: str, default: Any, kind: type) -> Any:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than zero")
+    return value
 
 
 _ATTR = {

@@ -110,6 +110,7 @@ class Launcher:
         clock: Callable[[], float] = time.time,
         worker_id: str | None = None,
         prepare_metadata: Callable[[NotebookSpec], dict[str, str]] | None = None,
+        poll_seconds: float = 2.0,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -120,6 +121,7 @@ class Launcher:
         self.clock = clock
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
+        self.poll_seconds = poll_seconds
         self.on_pending: Callable[[Launch], None] | None = None  # asks approvers (bot/approvals.py)
 
     # --- requests -------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ class Launcher:
             "operation": operation,
             "owner_email": email,
             "attempts": 0,
-            "next_at": self.clock() + poll_delay(0),
+            "next_at": self.clock() + self._delay(0),
         }
 
     def _poll(self, launch: Launch) -> dict[str, Any]:
@@ -333,7 +335,7 @@ class Launcher:
             if not status.done:
                 return {
                     "attempts": launch.attempts + 1,
-                    "next_at": self.clock() + poll_delay(launch.attempts + 1),
+                    "next_at": self.clock() + self._delay(launch.attempts + 1),
                 }
             if status.error is not None:
                 return self._finish(launch, State.FAILED, error=status.error.message)
@@ -344,7 +346,7 @@ class Launcher:
             return {
                 "operation": None,
                 "attempts": launch.attempts + 1,
-                "next_at": self.clock() + poll_delay(launch.attempts + 1),
+                "next_at": self.clock() + self._delay(launch.attempts + 1),
             }
         now = self.clock()
 
@@ -373,7 +375,11 @@ class Launcher:
         attempts = launch.attempts + 1
         if not exc.retriable or attempts >= self.MAX_ATTEMPTS:
             return self._finish(launch, State.FAILED, error=exc.message)
-        return {"attempts": attempts, "next_at": self.clock() + poll_delay(attempts)}
+        return {"attempts": attempts, "next_at": self.clock() + self._delay(attempts)}
+
+    def _delay(self, attempt: int) -> float:
+        """Seconds before the next look at an operation: growing ×1.5 up to 20 s, as op.result() does."""
+        return min(self.poll_seconds * 1.5**attempt, 20.0)
 
     # --- Slack ----------------------------------------------------------------------------------
     def post(self, launch: Launch) -> Launch:
@@ -430,8 +436,3 @@ class Launcher:
 
 def default_instance_id(spec: NotebookSpec, launch_id: str) -> str:
     return f"{spec.environment}-{launch_id.replace('-', '')[:8]}"
-
-
-def poll_delay(attempt: int) -> float:
-    """Seconds before the next look at an operation: 2 s growing ×1.5 up to 20 s (as op.result() does)."""
-    return min(2.0 * 1.5**attempt, 20.0)

@@ -26,14 +26,14 @@ def build_web_app(services: Services) -> WebApp:
     return WebApp(handler, services.reconcile, task_authorizer(services.settings))
 
 
-def serve_gunicorn(services: Services, port: int, *, worker_interval: float = 3.0) -> None:
+def serve_gunicorn(services: Services) -> None:
     """Production HTTP: gunicorn, one process with threads, the reconcile worker beside it."""
     from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):
         def load_config(self) -> None:
             for key, value in {
-                "bind": f"0.0.0.0:{port}",
+                "bind": f"{services.settings.host}:{services.settings.port}",
                 "workers": 1,
                 "threads": 8,
                 "worker_class": "gthread",
@@ -44,7 +44,7 @@ def serve_gunicorn(services: Services, port: int, *, worker_interval: float = 3.
 
         def load(self) -> Callable[..., Any]:
             app = build_web_app(services)
-            Worker(services.reconcile, worker_interval).start()
+            Worker(services.reconcile, services.settings.worker_interval).start()
             return app
 
     Application().run()
@@ -66,11 +66,11 @@ def serve_in_thread(app: Callable[..., Any], port: int = 0) -> tuple[WSGIServer,
     return server, server.server_port
 
 
-def run_socket_mode(services: Services, *, worker_interval: float = 3.0) -> None:
+def run_socket_mode(services: Services) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from handlers import build_app
 
     services.settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
-    Worker(services.reconcile, worker_interval).start()
+    Worker(services.reconcile, services.settings.worker_interval).start()
     SocketModeHandler(build_app(services), services.settings.slack_app_token).start()

@@ -60,6 +60,7 @@ class Services:
             rules=self.rules,
             bounds=self.config.policy.bounds(zone),
             clock=self.clock,
+            poll_seconds=self.settings.poll_seconds,
         )
 
     def reconcile(self) -> dict[str, int]:

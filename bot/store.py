@@ -185,6 +185,8 @@ class FirestoreStore:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = self._client.collection(self._prefix + collection)
+        if any(isinstance(w, list | tuple) and not w for w in where.values()):
+            return []  # "any of nothing" matches nothing (Firestore refuses an empty `in`)
         for field, wanted in where.items():
             if isinstance(wanted, list | tuple):
                 query = query.where(filter=FieldFilter(field, "in", list(wanted)))

@@ -1,0 +1,117 @@
+"""One contract, two stores: the embedded SQLite store and Firestore (on its emulator)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from bot.store import FirestoreStore, SqliteStore, Store
+
+
+@pytest.fixture(params=["sqlite", "firestore"])
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield SqliteStore(tmp_path / "store.sqlite3")
+    else:
+        from google.cloud import firestore
+
+        request.getfixturevalue("firestore_host")
+        project = request.getfixturevalue("firestore_project")
+        yield FirestoreStore(firestore.Client(project=project))
+
+
+def test_create_refuses_an_existing_key_and_keeps_the_first_doc(store: Store) -> None:
+    assert store.create("things", "a", {"v": 1})
+    assert not store.create("things", "a", {"v": 2})
+    assert store.get("things", "a") == {"v": 1}
+    assert store.get("things", "missing") is None
+
+
+def test_documents_round_trip_nested_values(store: Store) -> None:
+    doc = {"at": 1732846800.25, "spec": {"gpu": "l4", "buckets": ["a", "b/c"]}, "open": True, "none": None}
+    store.put("things", "x", doc)
+    assert store.get("things", "x") == doc
+
+
+def test_update_writes_what_the_change_returns(store: Store) -> None:
+    store.put("things", "a", {"n": 1})
+    after = store.update("things", "a", lambda d: {**d, "n": d["n"] + 1})
+    assert after == {"n": 2}
+    assert store.get("things", "a") == {"n": 2}
+
+
+def test_update_returning_none_changes_nothing(store: Store) -> None:
+    store.put("things", "a", {"n": 1})
+    assert store.update("things", "a", lambda d: None) == {"n": 1}
+    assert store.update("things", "missing", lambda d: None) is None
+    assert store.get("things", "missing") is None
+
+
+def test_update_can_create_a_missing_doc(store: Store) -> None:
+    assert store.update("things", "new", lambda d: {"n": 0} if d is None else None) == {"n": 0}
+    assert store.get("things", "new") == {"n": 0}
+
+
+def test_an_exception_in_the_change_aborts_the_write(store: Store) -> None:
+    store.put("things", "a", {"n": 1})
+
+    def boom(doc):
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        store.update("things", "a", boom)
+    assert store.get("things", "a") == {"n": 1}
+
+
+def test_concurrent_updates_lose_nothing(store: Store) -> None:
+    store.put("counters", "c", {"n": 0})
+
+    def bump() -> None:
+        for _ in range(5):
+            store.update("counters", "c", lambda d: {"n": d["n"] + 1})
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get("counters", "c") == {"n": 20}
+
+
+def test_query_by_equality_and_by_any_of(store: Store) -> None:
+    store.put("nb", "1", {"owner": "U1", "state": "ACTIVE"})
+    store.put("nb", "2", {"owner": "U1", "state": "STOPPED"})
+    store.put("nb", "3", {"owner": "U2", "state": "ACTIVE"})
+    store.put("other", "4", {"owner": "U1", "state": "ACTIVE"})
+    assert sorted(d["state"] for d in store.query("nb", owner="U1")) == ["ACTIVE", "STOPPED"]
+    assert len(store.query("nb", state=["ACTIVE", "STOPPED"])) == 3
+    assert store.query("nb", owner="U1", state="STOPPED") == [{"owner": "U1", "state": "STOPPED"}]
+    assert store.query("nb", owner="nobody") == []
+    assert len(store.query("nb")) == 3
+
+
+def test_delete_removes_the_doc(store: Store) -> None:
+    store.put("things", "a", {"n": 1})
+    store.delete("things", "a")
+    store.delete("things", "never-there")
+    assert store.get("things", "a") is None
+
+
+def test_two_sqlite_stores_on_one_file_serialise_their_transactions(tmp_path) -> None:
+    """Two bot processes on one laptop share the file; their updates must not interleave."""
+    path = tmp_path / "shared.sqlite3"
+    first, second = SqliteStore(path), SqliteStore(path)
+    first.put("counters", "c", {"n": 0})
+
+    def bump(store: Store) -> None:
+        for _ in range(25):
+            store.update("counters", "c", lambda d: {"n": d["n"] + 1})
+
+    threads = [threading.Thread(target=bump, args=(s,)) for s in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert second.get("counters", "c") == {"n": 50}
