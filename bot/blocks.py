@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.catalog import Catalog
@@ -86,6 +87,41 @@ def launch_message(launch: Launch, catalog: Catalog, now: float) -> tuple[str, B
     verdict = {"FAILED": "❌ Couldn't create", "DENIED": "🚫 Denied:", "EXPIRED": "⌛ Expired:"}.get(state, state)
     text = f"{verdict} {name} for {who}. {launch.error or ''}".strip()
     return text, [section(text), summary]
+
+
+# --- the approval request, in the approval channel ----------------------------------------------------
+def clock_time(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def approval_message(launch: Launch, catalog: Catalog, now: float) -> tuple[str, Blocks]:
+    spec = NotebookSpec.from_dict(launch.spec)
+    ask = (
+        f"<@{launch.requester}> asks for `{launch.instance_id}`: {spec.summary(catalog)}\n"
+        f"*≈${spec.usd_per_hour:.2f}/h, ≈${spec.usd_per_hour * 24:.2f}/day.* Needs approval because "
+        f"{launch.approval_reason}."
+    )
+    if launch.state == "PENDING_APPROVAL":
+        text = f"🔔 Launch request from <@{launch.requester}>"
+        return text, [
+            section(f"{text}\n{ask}"),
+            actions(
+                button("Approve", "approve_launch", launch.id, style="primary"),
+                button("Deny", "deny_launch", launch.id, style="danger"),
+                button("Review", "review_launch", launch.id),
+                block_id=f"approval:{launch.id}",
+            ),
+        ]
+    decision = launch.decision or {}
+    if launch.state == "EXPIRED":
+        outcome = "⌛ Expired: nobody decided in time."
+    elif decision.get("approved"):
+        outcome = f"✅ Approved by <@{decision['by']}> at {clock_time(decision['at'])}."
+    elif decision:
+        outcome = f"🚫 Denied by <@{decision['by']}> at {clock_time(decision['at'])}: {decision.get('reason')}"
+    else:
+        outcome = f"State: {launch.state.lower()}."
+    return outcome, [section(ask), context(outcome)]
 
 
 # --- replies to the person who typed the command -----------------------------------------------------

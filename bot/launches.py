@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot import audit
-from bot.blocks import launch_message
+from bot.blocks import approval_message, launch_message
 from bot.catalog import Catalog
 from bot.errors import UserError
 from bot.notify import Slack
@@ -68,6 +68,9 @@ class Launch:
     url: str | None = None
     owner_email: str | None = None
     approval_reason: str | None = None
+    approval_posts: list[dict[str, str]] = field(default_factory=list)  # where approvers were asked
+    approval_closed: bool = False  # the approval request shows its outcome and has no buttons
+    decision: dict[str, Any] | None = None
     attempts: int = 0
     next_at: float = 0.0
     last_shown: float = 0.0
@@ -234,7 +237,7 @@ class Launcher:
         except LeaseLost:
             log.warning("lease lost; another worker carries on", extra={"launch_id": launch_id})
             return True
-        self._show(launch)
+        self.show(launch)
         return True
 
     def _claim(self, launch_id: str) -> Launch | None:
@@ -377,6 +380,17 @@ class Launcher:
             return self._finish(launch, State.FAILED, error=exc.message)
         return {"attempts": attempts, "next_at": self.clock() + self._delay(attempts)}
 
+    def _close_approval_request(self, launch: Launch) -> None:
+        """Replace the approvers' buttons with the outcome (who decided and when), once."""
+        text, blocks = approval_message(launch, self.catalog, self.clock())
+        for post in launch.approval_posts:
+            try:
+                self.slack.update(post["channel"], post["ts"], text, blocks)
+            except Exception:
+                log.exception("could not update the approval request", extra={"launch_id": launch.id})
+                return
+        self.store.update("launches", launch.id, lambda d: {**d, "approval_closed": True} if d else None)
+
     def _delay(self, attempt: int) -> float:
         """Seconds before the next look at an operation: growing ×1.5 up to 20 s, as op.result() does."""
         return min(self.poll_seconds * 1.5**attempt, 20.0)
@@ -393,10 +407,12 @@ class Launcher:
         )
         return Launch.from_doc(doc) if doc else launch
 
-    def _show(self, launch: Launch) -> None:
-        """Bring the launch's message up to date; announce the outcome once in its thread."""
+    def show(self, launch: Launch) -> None:
+        """Bring the launch's messages up to date; announce the outcome once in its thread."""
         now = self.clock()
         final = launch.state in TERMINAL
+        if launch.approval_posts and launch.state != State.PENDING_APPROVAL and not launch.approval_closed:
+            self._close_approval_request(launch)
         try:
             if launch.message_ts is None or launch.message_channel is None:
                 launch = self.post(launch)
@@ -422,11 +438,12 @@ class Launcher:
 
         self.store.update("launches", launch.id, close)
         if closed:  # only the worker that closed it pings the requester: at most once
+            who, name = f"<@{launch.requester}>", f"`{launch.instance_id}`"
             ping = {
-                State.READY: f"<@{launch.requester}> your notebook `{launch.instance_id}` is ready.",
-                State.FAILED: f"<@{launch.requester}> your notebook `{launch.instance_id}` could not be created.",
-                State.EXPIRED: f"<@{launch.requester}> your request for `{launch.instance_id}` expired unapproved.",
-                State.DENIED: f"<@{launch.requester}> your request for `{launch.instance_id}` was denied.",
+                State.READY: f"{who} your notebook {name} is ready.",
+                State.FAILED: f"{who} your notebook {name} could not be created.",
+                State.EXPIRED: f"{who} your request for {name} expired unapproved.",
+                State.DENIED: f"{who} your request for {name} was denied. {launch.error}",
             }[State(launch.state)]
             try:
                 self.slack.post(launch.message_channel, ping, thread_ts=launch.message_ts)

@@ -1,0 +1,97 @@
+"""The whole bot in one test process: the real Bolt app over HTTP, the real store, the
+simulated Slack and Workbench APIs, and a clock the test moves."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import Config, Settings, load_config
+from bot.services import Services
+from bot.sim.slack_api import Message, SlackSimulator
+from bot.sim.slack_driver import SlackDriver
+from bot.sim.workbench_api import WorkbenchSimulator
+from bot.store import Store
+
+SECRET = "test-signing-secret"
+
+
+class Clock:
+    def __init__(self, start: float | None = None) -> None:
+        self.now = start if start is not None else time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Bot:
+    """Start with `with Bot(store, monkeypatch) as bot:`; everything stops on exit."""
+
+    def __init__(self, store: Store, monkeypatch: Any, config: Config | None = None, **slack_kwargs: Any) -> None:
+        self.store = store
+        self.clock = Clock()
+        self.slack = SlackSimulator(**slack_kwargs)
+        self.workbench = WorkbenchSimulator(op_polls_until_done=2)
+        self._monkeypatch = monkeypatch
+        self._config = config
+
+    def __enter__(self) -> Bot:
+        from bot.server import build_web_app, serve_in_thread
+
+        self._monkeypatch.setenv("SLACK_API_URL", self.slack.start())
+        self._monkeypatch.setenv("NOTEBOOKS_EMULATOR_HOST", self.workbench.start())
+        self.settings = Settings(
+            slack_bot_token=self.slack.bot_token, slack_signing_secret=SECRET, project="test-project"
+        )
+        self.services = Services(
+            self.settings, config=self._config or load_config(None), clock=self.clock, store=self.store
+        )
+        self.server, port = serve_in_thread(build_web_app(self.services))
+        self.url = f"http://127.0.0.1:{port}"
+        self.driver = SlackDriver(f"{self.url}/slack/events", SECRET, self.slack)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.slack.stop()
+        self.workbench.stop()
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def reconcile_until(self, predicate: Callable[[], Any], passes: int = 40, step: float = 30.0) -> Any:
+        """Run reconcile passes, moving the clock on, until predicate() is truthy."""
+        for _ in range(passes):
+            result = predicate()
+            if result:
+                return result
+            self.clock.advance(step)
+            self.services.reconcile()
+        result = predicate()
+        assert result, f"not reached after {passes} passes; calls: {self.slack.calls()[-10:]}"
+        return result
+
+    def channel_messages(self, channel: str = "C0GENERAL") -> list[Message]:
+        return [m for m in self.slack.messages(channel) if not m.ephemeral]
+
+    def launch_message(self, channel: str = "C0GENERAL") -> Message:
+        top = [m for m in self.channel_messages(channel) if m.thread_ts is None]
+        assert len(top) == 1, f"expected one launch message in {channel}, got {[m.text for m in top]}"
+        return top[0]
+
+    def wait_for_message(self, predicate: Callable[[Message], bool]) -> Message:
+        return self.slack.wait_for(lambda: next((m for m in self.slack.messages() if predicate(m)), None))
+
+    def launches(self) -> list[dict[str, Any]]:
+        return self.store.query("launches")
+
+
+def ephemeral(reply: dict[str, Any], *, user: str, channel: str) -> Message:
+    """The message a slash command's acknowledgement showed the user (Slack never gives it a ts)."""
+    return Message(
+        channel=channel, ts="0000000000.000000", text=reply.get("text", ""), blocks=reply.get("blocks") or [],
+        thread_ts=None, user=user, ephemeral=True, updates=0,
+    )
