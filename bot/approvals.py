@@ -6,6 +6,7 @@ once (or one clicking twice) produce one decision; the loser is told who decided
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from bot import audit
 from bot.blocks import approval_message
 from bot.errors import NotAllowed, UserError
+from bot.forms import AUTO, NO_GPU, LaunchForm
 from bot.launches import Launch, Launcher, State
 from bot.spec import NotebookSpec
 
@@ -32,7 +34,6 @@ class Approvals:
         self.store = launcher.store
         self.rules = launcher.rules
         self.slack = launcher.slack
-        launcher.on_pending = self.ask
 
     def ask(self, launch: Launch) -> None:
         """Post the request where approvers see it: the approval channel, or each approver's DM."""
@@ -127,6 +128,24 @@ class Approvals:
         if approve:
             self.launcher.step(launch.id)
         return Decision(launch, approve, after is not None)
+
+    def decide_from_form(
+        self, launch_id: str, approver: str, *, approve: bool, reason: str | None, form: LaunchForm
+    ) -> Decision:
+        """The review modal: the approver's GPU and machine choices applied to the original request."""
+        launch = self.launcher.get(launch_id)
+        if launch is None:
+            raise UserError("That launch request no longer exists.")
+        new_spec = None
+        if approve:
+            lowered = dataclasses.replace(
+                launch.notebook_spec.request(),
+                gpu=None if form.gpu == NO_GPU else form.gpu,
+                gpu_count=form.gpu_count,
+                machine=None if form.machine == AUTO else form.machine,
+            )
+            new_spec = self.launcher.check(lowered.command())
+        return self.decide(launch_id, approver, approve=approve, reason=reason, new_spec=new_spec)
 
     def pending_for(self, user: str) -> list[Launch]:
         """Requests this user could decide (empty for non-approvers)."""

@@ -125,14 +125,15 @@ def approval_message(launch: Launch, catalog: Catalog, now: float) -> tuple[str,
 
 
 # --- replies to the person who typed the command -----------------------------------------------------
-def error_reply(error: UserError) -> tuple[str, Blocks]:
+def error_reply(error: UserError, customize: str | None = None) -> tuple[str, Blocks]:
+    """The refusal, with one-click ways forward: the catalog's offer, and the form prefilled."""
     text = f"⚠️ {error.message}"
-    blocks: Blocks = [section(text)]
+    buttons = []
     if error.offer:
-        blocks.append(
-            actions(button(error.offer_label or "Launch this instead", "launch_offer", error.offer, style="primary"))
-        )
-    return text, blocks
+        buttons.append(button(error.offer_label or "Launch this instead", "launch_offer", error.offer, style="primary"))
+    if customize is not None:
+        buttons.append(button("Customize", "customize_launch", error.offer or customize))
+    return text, [section(text), actions(*buttons)] if buttons else [section(text)]
 
 
 def notices_reply(spec: NotebookSpec) -> str:

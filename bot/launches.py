@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -114,6 +114,7 @@ class Launcher:
         worker_id: str | None = None,
         prepare_metadata: Callable[[NotebookSpec], dict[str, str]] | None = None,
         poll_seconds: float = 2.0,
+        on_pending: Callable[[Launch], None] | None = None,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -125,13 +126,12 @@ class Launcher:
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
         self.poll_seconds = poll_seconds
-        self.on_pending: Callable[[Launch], None] | None = None  # asks approvers (bot/approvals.py)
+        self.on_pending = on_pending  # asks approvers (bot/approvals.py)
 
     # --- requests -------------------------------------------------------------------------------
     def check(self, text: str) -> NotebookSpec:
         """Parse and resolve a `/notebook new` text; raises UserError. Touches nothing."""
-        today = datetime.fromtimestamp(self.clock(), UTC).date()
-        return resolve(parse_request(text), self.catalog, self.bounds, today)
+        return resolve(parse_request(text), self.catalog, self.bounds, self.today())
 
     def request(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> tuple[Launch, bool]:
         """Record a launch; returns (launch, created). A repeated dedupe_key returns the first launch.
@@ -182,16 +182,21 @@ class Launcher:
         return launch, True
 
     def begin(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> Launch:
-        """Request a launch, show it in the channel, and start creating it if no approval is needed."""
+        """Request a launch and start it (see `start`)."""
         launch, created = self.request(requester=requester, channel=channel, text=text, dedupe_key=dedupe_key)
-        if not created:
-            return launch
+        return self.start(launch) if created else launch
+
+    def start(self, launch: Launch) -> Launch:
+        """Show a new launch in its channel, then create it now or ask approvers."""
         launch = self.post(launch)
         if launch.state == State.APPROVED:
             self.step(launch.id)
         elif self.on_pending is not None:
             self.on_pending(launch)
         return launch
+
+    def today(self) -> date:
+        return datetime.fromtimestamp(self.clock(), UTC).date()
 
     def _missing(self, launch_id: str) -> Launch:
         raise RuntimeError(f"launch {launch_id} vanished while being requested")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 
+from bot.approvals import Approvals
 from bot.config import DEFAULT_ZONE, Config, Settings, load_config
 from bot.launches import Launcher
 from bot.notify import Slack, web_client
@@ -61,7 +62,12 @@ class Services:
             bounds=self.config.policy.bounds(zone),
             clock=self.clock,
             poll_seconds=self.settings.poll_seconds,
+            on_pending=lambda launch: self.approvals.ask(launch),
         )
+
+    @cached_property
+    def approvals(self) -> Approvals:
+        return Approvals(self.launcher)
 
     def reconcile(self) -> dict[str, int]:
         """One pass of everything periodic; what /tasks/reconcile and the worker thread run."""

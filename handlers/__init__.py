@@ -9,7 +9,7 @@ from bot.services import Services
 
 
 def build_app(services: Services, *, process_before_response: bool = False) -> App:
-    from handlers import actions, commands
+    from handlers import actions, commands, views
 
     settings = services.settings
     app = App(
@@ -19,4 +19,5 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
     )
     commands.register(app, services)
     actions.register(app, services)
+    views.register(app, services)
     return app

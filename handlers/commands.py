@@ -6,9 +6,11 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 
 from bot.blocks import error_reply, help_reply, notices_reply
 from bot.errors import UserError, did_you_mean
+from bot.forms import default_form, launch_modal
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -17,20 +19,23 @@ VERBS = ("new", "help", "list", "envs", "stop", "start", "delete", "transfer", "
 
 def register(app: App, services: Services) -> None:
     @app.command("/notebook")
-    def notebook(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def notebook(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         verb, _, rest = (command.get("text") or "").strip().partition(" ")
         verb = verb.lower()
         if verb in ("", "help"):
             text, blocks = help_reply()
             ack(text=text, blocks=blocks)
-            return
-        if verb == "new":
+        elif verb == "new" and not rest.strip():
+            ack()
+            view = launch_modal(services.launcher, default_form(services.launcher), command["channel_id"])
+            client.views_open(trigger_id=command["trigger_id"], view=view)
+        elif verb == "new":
             launch(ack, respond, services, command, rest.strip())
-            return
-        text, blocks = error_reply(
-            UserError(f"I don't know `/notebook {verb}`.{did_you_mean(verb, VERBS)} Try `/notebook help`.")
-        )
-        ack(text=text, blocks=blocks)
+        else:
+            text, blocks = error_reply(
+                UserError(f"I don't know `/notebook {verb}`.{did_you_mean(verb, VERBS)} Try `/notebook help`.")
+            )
+            ack(text=text, blocks=blocks)
 
 
 def launch(ack: Ack, respond: Respond, services: Services, command: dict[str, Any], text: str) -> None:
@@ -38,7 +43,7 @@ def launch(ack: Ack, respond: Respond, services: Services, command: dict[str, An
     try:
         spec = services.launcher.check(text)
     except UserError as error:
-        reply, blocks = error_reply(error)
+        reply, blocks = error_reply(error, customize=text)
         ack(text=reply, blocks=blocks)
         return
     ack(text=notices_reply(spec) or None)

@@ -95,7 +95,8 @@ def test_help_and_bare_command_explain_the_grammar(bot: Bot) -> None:
 def test_retired_p100_offers_l4_and_one_click_launches_it(bot: Bot) -> None:
     reply = bot.driver.command("U0ALICE", "new tf-2-8 gpu=p100").json()
     assert "retired" in reply["text"] and "2026-09-15" in reply["text"]
-    [button] = [e for b in reply["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    buttons = {e["action_id"]: e for b in reply["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    button = buttons["launch_offer"]
     assert button["text"]["text"] == "Launch with L4 instead" and button["value"] == "tf-2-8 gpu=l4"
 
     offer = ephemeral(reply, user="U0ALICE", channel="C0GENERAL")
