@@ -20,6 +20,8 @@ from bot.spec import NotebookSpec
 
 RETRIABLE_CODES = {4, 10, 13, 14}  # DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
 ZONE_IN_TEXT = re.compile(r"\b([a-z]+-[a-z]+\d+-[a-z])\b")
+HTTP_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")  # the REST client prefixes messages with "VERB URL: "
+HTTP_TO_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 14, 500: 13, 503: 14, 504: 4}  # 429: retry later
 
 
 @dataclass
@@ -274,8 +276,9 @@ class translated:
         if exc is None or isinstance(exc, self.passthrough):
             return False
         if isinstance(exc, g.GoogleAPICallError):
-            grpc_code = exc.grpc_status_code.value[0] if exc.grpc_status_code is not None else 2
-            error = explain(grpc_code, exc.message or str(exc))
+            # Over REST the client sets grpc_status_code only for some statuses; the HTTP one is always there.
+            code = exc.grpc_status_code.value[0] if exc.grpc_status_code is not None else HTTP_TO_CODE.get(exc.code, 2)
+            error = explain(code, HTTP_PREFIX.sub("", exc.message or str(exc)))
             if isinstance(exc, g.TooManyRequests | g.ServiceUnavailable | g.InternalServerError | g.GatewayTimeout):
                 error.retriable = True
             raise error from None

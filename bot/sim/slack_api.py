@@ -1,0 +1,734 @@
+"""A local fake of the Slack Web API that slack_sdk's WebClient (and so Bolt) can talk to.
+
+    sim = SlackSimulator()
+    client = WebClient(token=sim.bot_token, base_url=sim.start())
+
+Every call is recorded (`calls()`), posted messages are kept in their current state
+(`messages()`), modals and Home tabs too (`views()`, `home()`). Errors and HTTP 429s can be
+injected per method. `response_url()` hands out URLs that behave like Slack's: POSTs to them
+become messages, ephemeral unless `response_type` is `in_channel`.
+
+Behaviour follows Slack's documentation where it is documented (see /work/shared/notes/slack.md);
+the few places where the fake has to guess are marked "(approximation)".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+T = TypeVar("T")
+
+BOT_USER_ID = "U0BOT"
+BOT_ID = "B0BOT"
+APP_ID = "A0SIM"
+TEAM_DOMAIN = "sim"
+FIRST_TS = 1_700_000_000
+TRIGGER_TTL = 3.0  # seconds a trigger_id stays usable
+RESPONSE_URL_USES = 5
+RESPONSE_URL_TTL = 30 * 60.0
+JSON_FORM_FIELDS = frozenset({"blocks", "attachments", "view", "metadata"})
+
+DEFAULT_USERS: dict[str, dict[str, Any]] = {
+    "U0ALICE": {"name": "alice", "real_name": "Alice Martin", "email": "alice@example.com",
+                "tz": "Europe/Paris", "tz_offset": 3600},
+    "U0BOB": {"name": "bob", "real_name": "Bob Chen", "email": "bob@example.com",
+              "tz": "America/New_York", "tz_offset": -18000},
+    "U0ADMIN": {"name": "admin", "real_name": "Ada Admin", "email": "admin@example.com",
+                "tz": "UTC", "tz_offset": 0},
+    "U0APPROVER": {"name": "approver", "real_name": "Pat Approver", "email": "approver@example.com",
+                   "tz": "Europe/London", "tz_offset": 0},
+}
+DEFAULT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read")
+NEEDED_SCOPE = {
+    "chat.postMessage": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "chat.update": "chat:write",
+    "chat.delete": "chat:write",
+    "users.info": "users:read",
+    "users.lookupByEmail": "users:read.email",
+    "conversations.open": "im:write",
+    "usergroups.users.list": "usergroups:read",
+}
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    error: str | None = None  # the error the simulator answered with; None when the call succeeded
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None
+    user: str | None  # who sees it, for ephemeral messages
+    ephemeral: bool
+    updates: int  # how many times it was changed (chat.update or replace_original)
+
+
+class SlackApiFailure(Exception):
+    """Raised inside a method handler: becomes {"ok": false, "error": ...} (plus `extra`)."""
+
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+@dataclass
+class _Trigger:
+    user: str
+    issued_at: float
+    view_id: str | None  # set when the interaction came from inside a modal
+    used: bool = False
+
+
+@dataclass
+class _ResponseUrl:
+    channel: str
+    user: str
+    issued_at: float
+    original_ts: str | None  # the message a click came from, or the last message this URL posted
+    original_ephemeral: bool
+    uses: int = 0
+
+
+class SlackSimulator:
+    """The Slack Web API on 127.0.0.1, in memory. Start it, point a WebClient at `base_url`."""
+
+    def __init__(
+        self,
+        *,
+        users: dict[str, dict[str, Any]] | None = None,
+        bot_token: str = "xoxb-sim",
+        team_id: str = "T0SIM",
+        usergroups: dict[str, list[str]] | None = None,
+        scopes: tuple[str, ...] | list[str] = DEFAULT_SCOPES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`users` are added to (and override) the default U0ALICE, U0BOB, U0ADMIN, U0APPROVER.
+
+        `scopes` are the bot token's scopes: a method whose scope is missing answers missing_scope,
+        and without users:read.email users.info leaves the email out, as Slack does.
+        `clock` only times trigger_id (3 s) and response_url (30 min) expiry.
+        """
+        self.users: dict[str, dict[str, Any]] = {**copy.deepcopy(DEFAULT_USERS), **copy.deepcopy(users or {})}
+        self.bot_token = bot_token
+        self.team_id = team_id
+        self.usergroups: dict[str, list[str]] = dict(usergroups or {})
+        self.scopes = tuple(scopes)
+        self.clock = clock
+        self.base_url = ""
+        self._root = ""
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._calls: list[Call] = []
+        self._messages: dict[tuple[str, str], Message] = {}
+        self._views: dict[str, dict[str, Any]] = {}  # every modal and Home view ever shown, by id
+        self._open_views: list[str] = []  # modals the user currently has open, oldest first
+        self._homes: dict[str, str] = {}  # user -> Home view id
+        self._triggers: dict[str, _Trigger] = {}
+        self._response_urls: dict[str, _ResponseUrl] = {}
+        self._failures: dict[str, list[tuple[str, int]]] = {}  # method -> [(error, 0)] or [("", retry_after)]
+        self._ids = itertools.count(1)
+        self._ts = itertools.count(1)
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
+            "users.info": self._users_info,
+            "users.lookupByEmail": self._users_lookup_by_email,
+            "conversations.open": self._conversations_open,
+            "views.open": self._views_open,
+            "views.push": self._views_push,
+            "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "usergroups.users.list": self._usergroups_users_list,
+        }
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Serve on a free loopback port in a daemon thread; returns the base URL ".../api/"."""
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.sim = self
+        self._server = server
+        self._root = f"http://127.0.0.1:{server.server_port}"
+        self.base_url = f"{self._root}/api/"
+        threading.Thread(target=server.serve_forever, name="slack-sim", daemon=True).start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> SlackSimulator:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- inspection -----------------------------------------------------------------------------
+    def calls(self, method: str | None = None) -> list[Call]:
+        with self._lock:
+            return [copy.deepcopy(c) for c in self._calls if method is None or c.method == method]
+
+    def messages(self, channel: str | None = None) -> list[Message]:
+        """Every message that exists now (in posting order, as last updated), ephemeral ones included."""
+        with self._lock:
+            return [_copy(m) for m in self._messages.values() if channel is None or m.channel == channel]
+
+    def message(self, channel: str, ts: str) -> Message:
+        with self._lock:
+            try:
+                return _copy(self._messages[(channel, ts)])
+            except KeyError:
+                raise KeyError(f"no message {ts} in {channel}; have {list(self._messages)}") from None
+
+    def views(self) -> dict[str, dict[str, Any]]:
+        """The modals open now, view_id -> current view (after updates and submitted values)."""
+        with self._lock:
+            return {vid: copy.deepcopy(self._views[vid]) for vid in self._open_views}
+
+    def view(self, view_id: str) -> dict[str, Any]:
+        """Any view ever opened or published, open or closed."""
+        with self._lock:
+            return copy.deepcopy(self._views[view_id])
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        with self._lock:
+            view_id = self._homes.get(user)
+            return copy.deepcopy(self._views[view_id]) if view_id else None
+
+    def user(self, user_id: str) -> dict[str, Any]:
+        """The configured profile of a user, or a made-up one for an id the simulator doesn't know."""
+        return dict(self.users.get(user_id) or {"name": user_id.lower(), "real_name": user_id})
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
+        """Poll until predicate() is truthy and return it; AssertionError with recent calls on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                recent = "\n".join(f"  {c.method} {c.error or 'ok'} {_short(c.args)}" for c in self.calls()[-15:])
+                raise AssertionError(f"condition not met within {timeout}s; last Slack calls:\n{recent or '  none'}")
+            time.sleep(0.02)
+
+    # --- error injection ------------------------------------------------------------------------
+    def fail_next(self, method: str, error: str, *, times: int = 1) -> None:
+        """The next `times` calls of `method` answer {"ok": false, "error": error}."""
+        with self._lock:
+            self._failures.setdefault(method, []).extend([(error, 0)] * times)
+
+    def rate_limit_next(self, method: str, retry_after: int = 1, *, times: int = 1) -> None:
+        """The next `times` calls of `method` answer HTTP 429 with `Retry-After: retry_after`."""
+        with self._lock:
+            self._failures.setdefault(method, []).extend([("", retry_after)] * times)
+
+    # --- what Slack hands to the app with each request (used by SlackDriver) ----------------------
+    def response_url(
+        self,
+        *,
+        channel: str = "C0GENERAL",
+        user: str = "U0ALICE",
+        original_ts: str | None = None,
+        original_ephemeral: bool = False,
+    ) -> str:
+        """A fresh "http://127.0.0.1:PORT/response/<id>". POSTs to it become messages in `channel`,
+        seen by `user` only unless response_type is in_channel. `original_ts` is the message a click
+        came from (what replace_original / delete_original act on). Five uses, 30 minutes."""
+        with self._lock:
+            key = uuid.uuid4().hex
+            self._response_urls[key] = _ResponseUrl(channel, user, self.clock(), original_ts, original_ephemeral)
+            return f"{self._root}/response/{key}"
+
+    def trigger_id(self, user: str, *, view_id: str | None = None, trigger_id: str | None = None) -> str:
+        """Issue a trigger_id (or register a given one): usable once, within 3 s, by views.open/push."""
+        with self._lock:
+            trigger_id = trigger_id or f"{next(self._ids)}.{int(self.clock())}.{uuid.uuid4().hex}"
+            self._triggers.setdefault(trigger_id, _Trigger(user, self.clock(), view_id))
+            return trigger_id
+
+    def set_view_state(self, view_id: str, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Record what the user entered in a modal (state.values shape); returns the view."""
+        with self._lock:
+            view = self._views[view_id]
+            for block_id, actions in values.items():
+                view["state"]["values"].setdefault(block_id, {}).update(copy.deepcopy(actions))
+            return copy.deepcopy(view)
+
+    def apply_view_response(self, view_id: str, user: str, body: dict[str, Any]) -> None:
+        """What Slack does with the app's answer to a view_submission: update, push, clear, keep
+        the modal for `errors`, or close it (empty answer)."""
+        with self._lock:
+            action = body.get("response_action")
+            if action == "errors":
+                return
+            if action == "update":
+                self._replace_view(self._views[view_id], body["view"])
+            elif action == "push":
+                current = self._views[view_id]
+                self._new_view(body["view"], user, root=current["root_view_id"], previous=view_id)
+            elif action == "clear":
+                root = self._views[view_id]["root_view_id"]
+                self._open_views = [v for v in self._open_views if self._views[v]["root_view_id"] != root]
+            else:
+                self.close_view(view_id)
+
+    def close_view(self, view_id: str) -> None:
+        with self._lock:
+            if view_id in self._open_views:
+                self._open_views.remove(view_id)
+
+    # --- HTTP entry points ----------------------------------------------------------------------
+    def handle_api(self, method: str, headers: dict[str, str], args: dict[str, Any]) -> tuple[int, dict, dict]:
+        """One Web API call: (HTTP status, extra headers, JSON body)."""
+        auth = headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else args.pop("token", None)
+        args.pop("token", None)
+        with self._lock:
+            call = Call(method=method, args=args, token=token)
+            self._calls.append(call)
+            status, extra_headers, body = self._dispatch(method, token, args)
+            call.error = None if body.get("ok") else body.get("error")
+        return status, {"X-OAuth-Scopes": ",".join(self.scopes), **extra_headers}, body
+
+    def _dispatch(self, method: str, token: str | None, args: dict[str, Any]) -> tuple[int, dict, dict]:
+        handler = self._methods.get(method)
+        if handler is None:
+            return 200, {}, {"ok": False, "error": "unknown_method", "req_method": method}
+        if not token:
+            return 200, {}, {"ok": False, "error": "not_authed"}
+        if token != self.bot_token:
+            return 200, {}, {"ok": False, "error": "invalid_auth"}
+        queue = self._failures.get(method)
+        if queue:
+            error, retry_after = queue.pop(0)
+            if not error:
+                return 429, {"Retry-After": str(retry_after)}, {"ok": False, "error": "ratelimited"}
+            return 200, {}, {"ok": False, "error": error}
+        needed = NEEDED_SCOPE.get(method)
+        if needed and needed not in self.scopes:
+            return 200, {}, {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(self.scopes)}
+        try:
+            return 200, {}, {"ok": True, **handler(args)}
+        except SlackApiFailure as failure:
+            return 200, {}, {"ok": False, "error": failure.error, **failure.extra}
+
+    def handle_response_url(self, key: str, body: dict[str, Any]) -> tuple[int, str]:
+        """A POST to a response_url (approximation: the error texts for used or expired URLs)."""
+        with self._lock:
+            self._calls.append(Call(method="response_url", args=copy.deepcopy(body), token=None))
+            url = self._response_urls.get(key)
+            if url is None:
+                return 404, "no_such_url"
+            if url.uses >= RESPONSE_URL_USES:
+                return 404, "used_url"
+            if self.clock() - url.issued_at > RESPONSE_URL_TTL:
+                return 404, "expired_url"
+            url.uses += 1
+            original = self._messages.get((url.channel, url.original_ts)) if url.original_ts else None
+            if body.get("delete_original"):
+                if original is not None:
+                    del self._messages[(original.channel, original.ts)]
+                return 200, "ok"
+            text, blocks = body.get("text") or "", _with_ids(body.get("blocks") or [])
+            if body.get("replace_original") and url.original_ts:
+                if original is not None:
+                    original.text, original.blocks, original.updates = text, blocks, original.updates + 1
+                else:  # e.g. a slash command's acknowledgement, which Slack shows but the fake never saw
+                    self._store(url.channel, text, blocks, body.get("thread_ts"), ts=url.original_ts,
+                                user=url.user if url.original_ephemeral else None,
+                                ephemeral=url.original_ephemeral)
+                return 200, "ok"
+            ephemeral = body.get("response_type", "ephemeral") != "in_channel"
+            posted = self._store(url.channel, text, blocks, body.get("thread_ts"),
+                                 user=url.user if ephemeral else None, ephemeral=ephemeral)
+            if url.original_ts is None:  # a slash command's URL: later replace_original acts on this reply
+                url.original_ts, url.original_ephemeral = posted.ts, ephemeral
+            return 200, "ok"
+
+    # --- Web API methods ------------------------------------------------------------------------
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": f"https://{TEAM_DOMAIN}.slack.com/",
+            "team": "Simulated Workspace",
+            "user": "notebook-bot",
+            "team_id": self.team_id,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = _dm_channel(_require(args, "channel"))
+        text, blocks = _message_content(args)
+        message = self._store(channel, text, blocks, args.get("thread_ts") or None, user=None, ephemeral=False)
+        return {"channel": channel, "ts": message.ts, "message": self._as_api_message(message)}
+
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, user = _require(args, "channel"), _require(args, "user")
+        if user not in self.users:
+            raise SlackApiFailure("user_not_found")
+        text, blocks = _message_content(args)
+        message = self._store(_dm_channel(channel), text, blocks, args.get("thread_ts") or None,
+                              user=user, ephemeral=True)
+        return {"message_ts": message.ts}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = _dm_channel(_require(args, "channel")), _require(args, "ts")
+        message = self._messages.get((channel, ts))
+        if message is None or message.ephemeral:  # ephemeral messages can't be updated with chat.update
+            raise SlackApiFailure("message_not_found")
+        if "text" not in args and "blocks" not in args:
+            raise SlackApiFailure("no_text")
+        if "text" in args:
+            message.text = args["text"] or ""
+        if "blocks" in args:  # absent: the previous blocks stay; [] removes them
+            message.blocks = _with_ids(_blocks(args["blocks"]))
+        message.updates += 1
+        return {"channel": channel, "ts": ts, "text": message.text, "message": self._as_api_message(message)}
+
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = _dm_channel(_require(args, "channel")), _require(args, "ts")
+        if self._messages.pop((channel, ts), None) is None:
+            raise SlackApiFailure("message_not_found")
+        return {"channel": channel, "ts": ts}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = _require(args, "user")
+        if user_id not in self.users:
+            raise SlackApiFailure("user_not_found")
+        return {"user": self._api_user(user_id)}
+
+    def _users_lookup_by_email(self, args: dict[str, Any]) -> dict[str, Any]:
+        email = _require(args, "email").lower()
+        for user_id, user in self.users.items():
+            if (user.get("email") or "").lower() == email:
+                return {"user": self._api_user(user_id)}
+        raise SlackApiFailure("users_not_found")
+
+    def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args.get("channel"):
+            return {"channel": {"id": args["channel"]}, "no_op": True, "already_open": True}
+        users = [u.strip() for u in _require(args, "users").split(",") if u.strip()]
+        unknown = [u for u in users if u not in self.users]
+        if unknown:
+            raise SlackApiFailure("user_not_found")
+        if len(users) == 1:
+            return {"channel": {"id": "D" + users[0]}}
+        return {"channel": {"id": "G" + uuid.uuid5(uuid.NAMESPACE_OID, ",".join(sorted(users))).hex[:10].upper()}}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = _require(args, "usergroup")
+        if group not in self.usergroups:
+            raise SlackApiFailure("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        trigger = self._use_trigger(args)
+        view = _check_view(args, "modal")
+        return {"view": copy.deepcopy(self._new_view(view, trigger.user))}
+
+    def _views_push(self, args: dict[str, Any]) -> dict[str, Any]:
+        trigger = self._use_trigger(args)
+        view = _check_view(args, "modal")
+        if trigger.view_id not in self._open_views:
+            raise SlackApiFailure("invalid_arguments",
+                                  response_metadata={"messages": ["[ERROR] views.push needs a trigger from a modal"]})
+        parent = self._views[trigger.view_id]
+        if sum(1 for v in self._open_views if self._views[v]["root_view_id"] == parent["root_view_id"]) >= 3:
+            raise SlackApiFailure("push_limit_reached")
+        return {"view": copy.deepcopy(self._new_view(view, trigger.user, root=parent["root_view_id"],
+                                                     previous=parent["id"]))}
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = _check_view(args, None)
+        current = self._find_view(args.get("view_id"), args.get("external_id"))
+        if args.get("hash") and args["hash"] != current["hash"]:
+            raise SlackApiFailure("hash_conflict")
+        return {"view": copy.deepcopy(self._replace_view(current, view))}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = _require(args, "user_id")
+        view = _check_view(args, "home")
+        if user not in self.users:
+            raise SlackApiFailure("user_not_found")
+        existing = self._views.get(self._homes.get(user, ""))
+        if existing is not None:
+            if args.get("hash") and args["hash"] != existing["hash"]:
+                raise SlackApiFailure("hash_conflict")
+            return {"view": copy.deepcopy(self._replace_view(existing, view))}
+        home = self._new_view(view, user, open_modal=False)
+        self._homes[user] = home["id"]
+        return {"view": copy.deepcopy(home)}
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _next_ts(self) -> str:
+        micros = next(self._ts) * 100
+        return f"{FIRST_TS + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _store(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]],
+        thread_ts: str | None,
+        *,
+        user: str | None,
+        ephemeral: bool,
+        ts: str | None = None,
+    ) -> Message:
+        message = Message(channel=channel, ts=ts or self._next_ts(), text=text, blocks=_with_ids(blocks),
+                          thread_ts=thread_ts, user=user, ephemeral=ephemeral, updates=0)
+        self._messages[(channel, message.ts)] = message
+        return message
+
+    def _as_api_message(self, message: Message) -> dict[str, Any]:
+        api: dict[str, Any] = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "app_id": APP_ID,
+                               "team": self.team_id, "ts": message.ts, "text": message.text,
+                               "blocks": copy.deepcopy(message.blocks)}
+        if message.thread_ts:
+            api["thread_ts"] = message.thread_ts
+        return api
+
+    def _api_user(self, user_id: str) -> dict[str, Any]:
+        user = self.users[user_id]
+        profile: dict[str, Any] = {"real_name": user.get("real_name", ""), "display_name": user.get("name", ""),
+                                   "real_name_normalized": user.get("real_name", "")}
+        if user.get("email") and "users:read.email" in self.scopes:
+            profile["email"] = user["email"]
+        return {
+            "id": user_id, "team_id": self.team_id, "name": user.get("name", user_id.lower()), "deleted": False,
+            "real_name": user.get("real_name", ""), "tz": user.get("tz", "UTC"),
+            "tz_label": user.get("tz", "UTC"), "tz_offset": user.get("tz_offset", 0),
+            "is_bot": user.get("is_bot", False), "is_admin": user.get("is_admin", False), "profile": profile,
+        }
+
+    def _use_trigger(self, args: dict[str, Any]) -> _Trigger:
+        trigger = self._triggers.get(_require(args, "trigger_id"))
+        if trigger is None:
+            raise SlackApiFailure("invalid_trigger_id")
+        if trigger.used:
+            raise SlackApiFailure("exchanged_trigger_id")
+        if self.clock() - trigger.issued_at > TRIGGER_TTL:
+            raise SlackApiFailure("expired_trigger_id")
+        trigger.used = True
+        return trigger
+
+    def _new_view(
+        self,
+        view: dict[str, Any],
+        user: str,
+        *,
+        root: str | None = None,
+        previous: str | None = None,
+        open_modal: bool = True,
+    ) -> dict[str, Any]:
+        view_id = f"V{next(self._ids):08d}"
+        stored = {
+            "id": view_id, "team_id": self.team_id, "type": view.get("type"), "callback_id": "",
+            "private_metadata": "", "external_id": "", "clear_on_close": False, "notify_on_close": False,
+            **copy.deepcopy(view),
+            "blocks": _with_ids(view.get("blocks") or []), "state": {"values": {}},
+            "hash": self._new_hash(), "root_view_id": root or view_id, "previous_view_id": previous,
+            "app_id": APP_ID, "bot_id": BOT_ID, "app_installed_team_id": self.team_id, "user": user,
+        }
+        self._views[view_id] = stored
+        if open_modal:
+            self._open_views.append(view_id)
+        return stored
+
+    def _replace_view(self, current: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: current[k] for k in ("id", "team_id", "state", "root_view_id", "previous_view_id", "app_id",
+                                        "bot_id", "app_installed_team_id", "user")}
+        current.clear()
+        current.update({"callback_id": "", "private_metadata": "", "external_id": "", "clear_on_close": False,
+                        "notify_on_close": False, **copy.deepcopy(view), **kept,
+                        "blocks": _with_ids(view.get("blocks") or []), "hash": self._new_hash()})
+        return current
+
+    def _find_view(self, view_id: str | None, external_id: str | None) -> dict[str, Any]:
+        if not view_id and not external_id:
+            raise SlackApiFailure("invalid_arguments",
+                                  response_metadata={"messages": ["[ERROR] view_id or external_id is required"]})
+        for view in self._views.values():
+            if (view_id and view["id"] == view_id) or (external_id and view.get("external_id") == external_id):
+                return view
+        raise SlackApiFailure("not_found")
+
+    def _new_hash(self) -> str:
+        return f"{int(self.clock())}.{uuid.uuid4().hex[:8]}"
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    sim: SlackSimulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        sim = self.server.sim
+        if url.path.startswith("/api/"):
+            args = _parse_args(url.query, raw, headers.get("content-type", ""))
+            status, extra, body = sim.handle_api(url.path[len("/api/"):], headers, args)
+            self._reply(status, json.dumps(body), "application/json; charset=utf-8", extra)
+        elif url.path.startswith("/response/") and self.command == "POST":
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                self._reply(400, "invalid_payload", "text/plain")
+                return
+            status, text = sim.handle_response_url(url.path[len("/response/"):], body)
+            self._reply(status, text, "text/plain")
+        else:
+            self._reply(404, "not found", "text/plain")
+
+    def _reply(self, status: int, body: str, content_type: str, headers: dict[str, str] | None = None) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _parse_args(query: str, raw: bytes, content_type: str) -> dict[str, Any]:
+    """Arguments from the query string and a form or JSON body, JSON fields of forms decoded."""
+    args: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    if "json" in content_type:
+        try:
+            decoded = json.loads(raw or b"{}")
+        except ValueError:
+            decoded = {}
+        args.update(decoded if isinstance(decoded, dict) else {})
+        return args
+    args.update(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    for name in JSON_FORM_FIELDS & args.keys():
+        if isinstance(args[name], str) and args[name].startswith(("[", "{")):
+            with contextlib.suppress(ValueError):
+                args[name] = json.loads(args[name])
+    return args
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+def _require(args: dict[str, Any], name: str) -> Any:
+    value = args.get(name)
+    if value in (None, ""):
+        raise SlackApiFailure("invalid_arguments", response_metadata={"messages": [f"[ERROR] missing '{name}'"]})
+    return value
+
+
+def _dm_channel(channel: str) -> str:
+    """Posting to a user id posts in the bot's DM with that user."""
+    return "D" + channel if channel[:1] in ("U", "W") else channel
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value or "[]")
+        except ValueError:
+            raise SlackApiFailure("invalid_blocks_format") from None
+    if not isinstance(value, list) or not all(isinstance(b, dict) and b.get("type") for b in value):
+        raise SlackApiFailure("invalid_blocks")
+    return value
+
+
+def _message_content(args: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    text = args.get("text") or ""
+    blocks = _blocks(args["blocks"]) if args.get("blocks") else []
+    if not text and not blocks:
+        raise SlackApiFailure("no_text")
+    if len(text) > 40_000:
+        raise SlackApiFailure("msg_too_long")
+    if len(blocks) > 50:
+        raise SlackApiFailure("invalid_blocks", response_metadata={"messages": ["[ERROR] no more than 50 items"]})
+    return text, blocks
+
+
+def _check_view(args: dict[str, Any], expected_type: str | None) -> dict[str, Any]:
+    """The documented limits of a view payload; invalid_arguments like Slack when one is broken."""
+    view = _require(args, "view")
+    if isinstance(view, str):
+        view = json.loads(view)
+    problems = []
+    if expected_type and view.get("type") != expected_type:
+        problems.append(f"view type must be {expected_type}")
+    if view.get("type") == "modal":
+        title = (view.get("title") or {}).get("text", "")
+        if not title or len(title) > 24:
+            problems.append("title must be 1-24 characters [json-pointer:/view/title/text]")
+        if any(b.get("type") == "input" for b in view.get("blocks") or []) and not view.get("submit"):
+            problems.append("a view with input blocks needs submit [json-pointer:/view/submit]")
+    if len(view.get("private_metadata") or "") > 3000:
+        problems.append("must be less than 3001 characters [json-pointer:/view/private_metadata]")
+    if len(view.get("callback_id") or "") > 255:
+        problems.append("must be less than 256 characters [json-pointer:/view/callback_id]")
+    if len(view.get("blocks") or []) > 100:
+        problems.append("no more than 100 items allowed [json-pointer:/view/blocks]")
+    if problems:
+        raise SlackApiFailure("invalid_arguments", response_metadata={"messages": [f"[ERROR] {p}" for p in problems]})
+    return view
+
+
+def _with_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copy of blocks with the block_id (and action_id) Slack assigns when the app gave none."""
+    filled = copy.deepcopy(blocks)
+    for block in filled:
+        block.setdefault("block_id", uuid.uuid4().hex[:5])
+        elements = list(block.get("elements") or []) if block.get("type") == "actions" else []
+        elements += [block[k] for k in ("accessory", "element") if isinstance(block.get(k), dict)]
+        for element in elements:
+            if element.get("type") not in (None, "mrkdwn", "plain_text", "image"):
+                element.setdefault("action_id", uuid.uuid4().hex[:5])
+    return filled
+
+
+def _copy(message: Message) -> Message:
+    return replace(message, blocks=copy.deepcopy(message.blocks))
+
+
+def _short(args: dict[str, Any]) -> str:
+    text = json.dumps(args, default=str)
+    return text if len(text) <= 160 else text[:157] + "..."
