@@ -147,7 +147,7 @@ class Sandbox:
         return False
 
     def ready_count(self) -> int:
-        return sum(1 for m in self.slack.messages() if "is ready" in m.text)
+        return sum(1 for m in self.slack.messages() if m.thread_ts is None and "is ready for" in m.text)
 
 
 def run_sandbox(*, demo: bool, user: str) -> int:

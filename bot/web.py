@@ -19,16 +19,15 @@ StartResponse = Callable[..., Any]
 
 
 class WebApp:
-    """A WSGI application; the Bolt app is built on the first Slack request (cheap imports first)."""
+    """A WSGI application routing to Bolt's handler, the health check and the task endpoint."""
 
     def __init__(
         self,
-        slack_handler: Callable[[], Callable[[Environ, StartResponse], Iterable[bytes]]],
+        slack_handler: Callable[[Environ, StartResponse], Iterable[bytes]],
         run_pass: Callable[[], dict[str, int]],
         authorize_task: Callable[[Environ], str | None] = lambda environ: None,
     ) -> None:
-        self._slack_handler_factory = slack_handler
-        self._slack_handler: Callable[[Environ, StartResponse], Iterable[bytes]] | None = None
+        self._slack_handler = slack_handler
         self._run_pass = run_pass
         self._authorize_task = authorize_task
 
@@ -38,8 +37,6 @@ class WebApp:
         if path == "/healthz":
             return _reply(start_response, "200 OK", "ok")
         if path == "/slack/events" and method == "POST":
-            if self._slack_handler is None:
-                self._slack_handler = self._slack_handler_factory()
             return self._slack_handler(environ, start_response)
         if path == "/tasks/reconcile" and method == "POST":
             refusal = self._authorize_task(environ)

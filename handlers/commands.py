@@ -46,7 +46,7 @@ def launch(ack: Ack, respond: Respond, services: Services, command: dict[str, An
         reply, blocks = error_reply(error, customize=text)
         ack(text=reply, blocks=blocks)
         return
-    ack(text=notices_reply(spec) or None)
+    ack(text=notices_reply(spec))  # "" acknowledges silently
     start_launch(
         services,
         respond,

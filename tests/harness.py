@@ -78,7 +78,8 @@ class Bot:
         return [m for m in self.slack.messages(channel) if not m.ephemeral]
 
     def launch_message(self, channel: str = "C0GENERAL") -> Message:
-        top = [m for m in self.channel_messages(channel) if m.thread_ts is None]
+        """The one top-level message in the channel (waiting for it to be posted)."""
+        top = self.slack.wait_for(lambda: [m for m in self.channel_messages(channel) if m.thread_ts is None])
         assert len(top) == 1, f"expected one launch message in {channel}, got {[m.text for m in top]}"
         return top[0]
 

@@ -27,7 +27,8 @@ def bot(store, monkeypatch):
 
 
 def is_ready(message) -> bool:
-    return "is ready" in message.text
+    """A launch message showing its link (not the thread reply that pings the owner)."""
+    return message.thread_ts is None and "is ready for" in message.text
 
 
 def test_a_launch_ends_with_the_jupyterlab_link_in_the_channel(bot: Bot) -> None:
@@ -144,14 +145,14 @@ def test_a_failed_creation_says_why_in_plain_words(bot: Bot, code: int, message:
 
 def test_transient_workbench_errors_are_retried(bot: Bot) -> None:
     bot.workbench.fail_next("create", 503, "backend unavailable", times=2)
-    bot.driver.command("U0ALICE", "new")
+    bot.driver.command("U0ALICE", "new base")
     bot.reconcile_until(lambda: is_ready(bot.launch_message()))
     assert bot.workbench.count("create") == 3
 
 
 def test_permission_denied_on_the_call_itself_fails_the_launch(bot: Bot) -> None:
     bot.workbench.fail_next("create", 403, "Permission 'notebooks.instances.create' denied")
-    bot.driver.command("U0ALICE", "new")
+    bot.driver.command("U0ALICE", "new base")
     failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
     assert "roles/notebooks.admin" in failed.text
 
@@ -160,7 +161,7 @@ def test_quota_of_notebooks_per_person_is_refused_with_the_numbers(store, monkey
     config_file = tmp_path / "config.toml"
     config_file.write_text("[policy]\nmax_notebooks_per_user = 1\n")
     with Bot(store, monkeypatch, config=load_config(config_file)) as bot:
-        bot.driver.command("U0ALICE", "new")
+        bot.driver.command("U0ALICE", "new base")
         bot.slack.wait_for(lambda: bot.channel_messages())
         bot.driver.command("U0ALICE", "new gpu=l4")
         refusal = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral])
@@ -178,7 +179,7 @@ def test_a_name_in_use_is_refused(bot: Bot) -> None:
 
 def test_a_channel_the_bot_cannot_post_in_gets_a_dm_instead(bot: Bot) -> None:
     bot.slack.fail_next("chat.postMessage", "not_in_channel")
-    bot.driver.command("U0ALICE", "new", channel="C0PRIVATE")
+    bot.driver.command("U0ALICE", "new base", channel="C0PRIVATE")
     dm = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.channel.startswith("D")])
     bot.reconcile_until(lambda: any(is_ready(m) for m in bot.slack.messages(dm[0].channel)))
 
@@ -186,7 +187,7 @@ def test_a_channel_the_bot_cannot_post_in_gets_a_dm_instead(bot: Bot) -> None:
 def test_without_an_email_from_slack_the_launch_fails_and_says_which_scope(store, monkeypatch) -> None:
     users = {"U0NOMAIL": {"name": "nomail", "real_name": "No Mail", "tz": "UTC", "tz_offset": 0}}
     with Bot(store, monkeypatch, users=users) as bot:
-        bot.driver.command("U0NOMAIL", "new")
+        bot.driver.command("U0NOMAIL", "new base")
         failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
         assert "users:read.email" in failed.text
         assert bot.workbench.count("create") == 0

@@ -63,11 +63,11 @@ def slack_error(excinfo: pytest.ExceptionInfo[SlackApiError]) -> str:
 # --- the signature ------------------------------------------------------------------------------
 def test_signatures_reproduce_slacks_published_example(sim: SlackSimulator) -> None:
     body = (
-        "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
-        "&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
-        "&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
-        "&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
-    ).encode()
+        b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+        b"&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+        b"&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+        b"&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+    )
     driver = SlackDriver("http://unused", "8f742231b10e8888abcd99yyyzzz85a5", sim)
     headers = driver.signed_headers(body, timestamp=1531420618)
     expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
@@ -240,6 +240,9 @@ class BoltUnderTest:
             if command["text"] == "ack blocks":
                 ack(text="fallback", blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}])
                 return
+            if command["text"] == "ack button":
+                ack(text="approve?", blocks=[{"type": "actions", "elements": [BUTTON]}])
+                return
             ack()
             respond(f"Echo: {command['text']}")
 
@@ -252,7 +255,8 @@ class BoltUnderTest:
         def approve(ack, body, action, respond) -> None:
             ack()
             self.seen["action"].append((body, action))
-            respond(text=f"Approved {action['value']} by <@{body['user']['id']}>", replace_original=True)
+            if body.get("response_url"):  # none for clicks in a Home tab or modal
+                respond(text=f"Approved {action['value']} by <@{body['user']['id']}>", replace_original=True)
 
         @app.action("gpu_select")
         def gpu_select(ack, body, action) -> None:
@@ -275,7 +279,7 @@ class BoltUnderTest:
 
         self.server = make_server("127.0.0.1", 0, SlackRequestHandler(app), server_class=_ThreadingWSGIServer,
                                   handler_class=_QuietHandler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/slack/events"
         self.driver = SlackDriver(self.url, SECRET, sim)
 
@@ -347,6 +351,17 @@ def test_a_click_reaches_the_action_listener(sim: SlackSimulator, bolt: BoltUnde
     assert body["container"] == {"type": "message", "message_ts": posted["ts"], "channel_id": "C0GENERAL",
                                  "is_ephemeral": False}
     assert body["user"]["id"] == "U0APPROVER" and body["message"]["ts"] == posted["ts"]
+
+
+def test_a_click_on_an_acknowledgement_replaces_what_the_user_saw(sim: SlackSimulator, bolt: BoltUnderTest) -> None:
+    reply = bolt.driver.command("U0BOB", "ack button").json()
+    shown = Message(channel="C0GENERAL", ts="0000000000.000000", text=reply["text"], blocks=reply["blocks"],
+                    thread_ts=None, user="U0BOB", ephemeral=True, updates=0)
+    assert bolt.driver.click("U0BOB", shown, "approve").status == 200
+    [replaced] = sim.wait_for(lambda: sim.messages("C0GENERAL"))
+    assert (replaced.ts, replaced.text, replaced.ephemeral) == (shown.ts, "Approved launch-42 by <@U0BOB>", True)
+    [(body, action)] = bolt.seen["action"]
+    assert "message" not in body and body["container"]["is_ephemeral"] is True and action["block_id"]
 
 
 def test_a_modal_submission_carries_values_in_slacks_shapes(sim: SlackSimulator, bolt: BoltUnderTest) -> None:

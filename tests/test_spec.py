@@ -14,11 +14,14 @@ CATALOG = load_catalog()
 TODAY = date(2026, 11, 29)
 
 
-def launch(text: str, bounds: SpecBounds = SpecBounds()) -> NotebookSpec:
+DEFAULT_BOUNDS = SpecBounds()
+
+
+def launch(text: str, bounds: SpecBounds = DEFAULT_BOUNDS) -> NotebookSpec:
     return resolve(parse_request(text), CATALOG, bounds, TODAY)
 
 
-def refusal(text: str, bounds: SpecBounds = SpecBounds()) -> UserError:
+def refusal(text: str, bounds: SpecBounds = DEFAULT_BOUNDS) -> UserError:
     with pytest.raises(UserError) as caught:
         launch(text, bounds)
     return caught.value

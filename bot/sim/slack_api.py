@@ -172,7 +172,7 @@ class SlackSimulator:
         self._server = server
         self._root = f"http://127.0.0.1:{server.server_port}"
         self.base_url = f"{self._root}/api/"
-        threading.Thread(target=server.serve_forever, name="slack-sim", daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="slack-sim", daemon=True).start()
         return self.base_url
 
     def stop(self) -> None:
@@ -306,9 +306,8 @@ class SlackSimulator:
     # --- HTTP entry points ----------------------------------------------------------------------
     def handle_api(self, method: str, headers: dict[str, str], args: dict[str, Any]) -> tuple[int, dict, dict]:
         """One Web API call: (HTTP status, extra headers, JSON body)."""
-        auth = headers.get("authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else args.pop("token", None)
-        args.pop("token", None)
+        auth, form_token = headers.get("authorization", ""), args.pop("token", None)
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else form_token
         with self._lock:
             call = Call(method=method, args=args, token=token)
             self._calls.append(call)

@@ -4,6 +4,7 @@ SlackSimulator knows, so whatever the app does next lands in the simulator."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.error
@@ -265,7 +266,7 @@ class SlackDriver:
     def _button_action(self, block: dict[str, Any], button: dict[str, Any], value: str | None) -> dict[str, Any]:
         if button.get("type") != "button":
             raise ValueError(f"{button.get('action_id')!r} is a {button.get('type')}, not a button; use select()")
-        action = {"action_id": button["action_id"], "block_id": block["block_id"], "text": button.get("text"),
+        action = {"action_id": button["action_id"], "block_id": _block_id(block), "text": button.get("text"),
                   "type": "button", "action_ts": self._action_ts()}
         chosen = value if value is not None else button.get("value")
         if chosen is not None:
@@ -292,6 +293,14 @@ def _find_element(
             if element.get("action_id") == action_id and block_id in (None, block.get("block_id")):
                 return block, element
     raise LookupError(f"no element {block_id or '*'}/{action_id} in these blocks; there are {seen}")
+
+
+def _block_id(block: dict[str, Any]) -> str:
+    """The block's id; for blocks Slack got outside the simulator (an acknowledgement's reply),
+    a stable stand-in for the id Slack would have assigned."""
+    if block.get("block_id"):
+        return block["block_id"]
+    return hashlib.sha1(json.dumps(block, sort_keys=True).encode()).hexdigest()[:5]
 
 
 def _state_value(element: dict[str, Any], value: Any) -> dict[str, Any]:

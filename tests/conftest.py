@@ -1,0 +1,32 @@
+"""Shared fixtures. Emulators start once per session, and only for tests that ask for them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.emulators import firestore_emulator, new_project_id, storage_emulator
+
+
+@pytest.fixture(scope="session")
+def firestore_host() -> Iterator[str]:
+    """A Firestore emulator for the session; FIRESTORE_EMULATOR_HOST points at it meanwhile."""
+    with firestore_emulator() as host, pytest.MonkeyPatch.context() as env:
+        env.setenv("FIRESTORE_EMULATOR_HOST", host)
+        yield host
+
+
+@pytest.fixture
+def firestore_project(firestore_host: str) -> str:
+    """A project id of this test's own: `firestore.Client(project=firestore_project)` starts empty."""
+    return new_project_id()
+
+
+@pytest.fixture(scope="session")
+def storage_host() -> Iterator[str]:
+    """A Cloud Storage emulator for the session; STORAGE_EMULATOR_HOST points at it meanwhile.
+    Buckets are shared by the whole session: give each test bucket names of its own."""
+    with storage_emulator() as url, pytest.MonkeyPatch.context() as env:
+        env.setenv("STORAGE_EMULATOR_HOST", url)
+        yield url
