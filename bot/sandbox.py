@@ -29,7 +29,7 @@ DEMO = (
     ("/notebook help", 0),
     ("/notebook new tf-2-8 gpu=l4", 1),
     ("/notebook new tf-2-8 gpu=p100", 1),
-    ("click 1", 2),
+    ("click Launch with L4 instead", 2),
 )
 
 
@@ -40,7 +40,7 @@ class Sandbox:
         self.slack = SlackSimulator()
         self.workbench = WorkbenchSimulator(op_polls_until_done=3)
         self._seen: dict[tuple[str, str], tuple[int, str]] = {}
-        self.buttons: list[tuple[Message, str]] = []
+        self.buttons: list[tuple[Message, dict]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -94,12 +94,18 @@ class Sandbox:
             self._show_reply(response.json())
 
     def _click(self, which: str) -> None:
-        try:
-            message, action_id = self.buttons[int(which) - 1]
-        except (ValueError, IndexError):
+        """`click N` presses button [N]; `click LABEL` presses the latest button with that label."""
+        labelled = [
+            i for i, (_, element) in enumerate(self.buttons) if element["text"]["text"].lower() == which.lower()
+        ]
+        index = labelled[-1] if labelled else int(which) - 1 if which.isdigit() else -1
+        if not 0 <= index < len(self.buttons):
             self.out(f"There is no button {which!r}; buttons are numbered in [brackets].")
             return
-        self.driver.click(self.user, message, action_id)
+        message, element = self.buttons[index]
+        if element.get("url"):
+            self.out(f"(your browser would open {element['url']})")
+        self.driver.click(self.user, message, element["action_id"])
 
     def _show_reply(self, body: dict) -> None:
         message = Message(
@@ -130,13 +136,15 @@ class Sandbox:
         with self._lock:
             where = f"#{message.channel}" if message.channel.startswith("C") else f"DM {message.channel}"
             self.out(f"\n── {where} {label}".rstrip())
-            for line in render_message(message).splitlines():
+            first = len(self.buttons) + 1
+            for line in render_message(message, first_button=first).splitlines():
                 self.out("   " + line)
             for block in message.blocks:
                 for element in block.get("elements", []) if block.get("type") == "actions" else []:
-                    if element.get("type") == "button" and not element.get("url"):
-                        self.buttons.append((message, element["action_id"]))
-                        self.out(f"   → type `click {len(self.buttons)}` to press “{element['text']['text']}”")
+                    if element.get("type") == "button":
+                        self.buttons.append((message, element))
+            if len(self.buttons) >= first:
+                self.out("   (type `click N` to press button [N])")
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

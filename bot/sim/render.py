@@ -24,8 +24,10 @@ def render_message(msg: Message, *, first_button: int = 1) -> str:
 def render_view(view: dict[str, Any], *, first_button: int = 1) -> str:
     """A modal or Home tab: title, blocks with the inputs' current values, and the modal's buttons."""
     title = _text(view.get("title")) or ("Home" if view.get("type") == "home" else "")
-    lines = [f"┌ {title}", *_render_blocks(view.get("blocks") or [], (view.get("state") or {}).get("values") or {},
-                                          [first_button])]
+    lines = [
+        f"┌ {title}",
+        *_render_blocks(view.get("blocks") or [], (view.get("state") or {}).get("values") or {}, [first_button]),
+    ]
     if view.get("type") == "modal":
         footer = [f"( {_text(view.get('close')) or 'Cancel'} )"]
         if view.get("submit"):
@@ -68,8 +70,12 @@ def _render_blocks(blocks: list[dict[str, Any]], values: dict[str, Any], counter
         elif kind == "divider":
             lines.append(RULE)
         elif kind == "context":
-            lines.append(" · ".join(_text(e) if e.get("type") != "image" else f"[{e.get('alt_text', 'image')}]"
-                                    for e in block.get("elements") or []))
+            lines.append(
+                " · ".join(
+                    _text(e) if e.get("type") != "image" else f"[{e.get('alt_text', 'image')}]"
+                    for e in block.get("elements") or []
+                )
+            )
         elif kind == "actions":
             lines += [_element(e, _current(values, block, e), counter) for e in block.get("elements") or []]
         elif kind == "input":
@@ -112,8 +118,17 @@ def _current(values: dict[str, Any], block: dict[str, Any], element: dict[str, A
     entered = (values.get(block.get("block_id", "")) or {}).get(element.get("action_id", ""))
     if entered:
         return entered
-    for key in ("initial_value", "initial_option", "initial_options", "initial_user", "initial_users",
-                "initial_conversation", "initial_channel", "initial_date", "initial_time"):
+    for key in (
+        "initial_value",
+        "initial_option",
+        "initial_options",
+        "initial_user",
+        "initial_users",
+        "initial_conversation",
+        "initial_channel",
+        "initial_date",
+        "initial_time",
+    ):
         if element.get(key) is not None:
             return {key.replace("initial_", "selected_") if key != "initial_value" else "value": element[key]}
     return None

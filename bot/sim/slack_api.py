@@ -40,14 +40,28 @@ RESPONSE_URL_TTL = 30 * 60.0
 JSON_FORM_FIELDS = frozenset({"blocks", "attachments", "view", "metadata"})
 
 DEFAULT_USERS: dict[str, dict[str, Any]] = {
-    "U0ALICE": {"name": "alice", "real_name": "Alice Martin", "email": "alice@example.com",
-                "tz": "Europe/Paris", "tz_offset": 3600},
-    "U0BOB": {"name": "bob", "real_name": "Bob Chen", "email": "bob@example.com",
-              "tz": "America/New_York", "tz_offset": -18000},
-    "U0ADMIN": {"name": "admin", "real_name": "Ada Admin", "email": "admin@example.com",
-                "tz": "UTC", "tz_offset": 0},
-    "U0APPROVER": {"name": "approver", "real_name": "Pat Approver", "email": "approver@example.com",
-                   "tz": "Europe/London", "tz_offset": 0},
+    "U0ALICE": {
+        "name": "alice",
+        "real_name": "Alice Martin",
+        "email": "alice@example.com",
+        "tz": "Europe/Paris",
+        "tz_offset": 3600,
+    },
+    "U0BOB": {
+        "name": "bob",
+        "real_name": "Bob Chen",
+        "email": "bob@example.com",
+        "tz": "America/New_York",
+        "tz_offset": -18000,
+    },
+    "U0ADMIN": {"name": "admin", "real_name": "Ada Admin", "email": "admin@example.com", "tz": "UTC", "tz_offset": 0},
+    "U0APPROVER": {
+        "name": "approver",
+        "real_name": "Pat Approver",
+        "email": "approver@example.com",
+        "tz": "Europe/London",
+        "tz_offset": 0,
+    },
 }
 DEFAULT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read")
 NEEDED_SCOPE = {
@@ -359,13 +373,25 @@ class SlackSimulator:
                 if original is not None:
                     original.text, original.blocks, original.updates = text, blocks, original.updates + 1
                 else:  # e.g. a slash command's acknowledgement, which Slack shows but the fake never saw
-                    self._store(url.channel, text, blocks, body.get("thread_ts"), ts=url.original_ts,
-                                user=url.user if url.original_ephemeral else None,
-                                ephemeral=url.original_ephemeral)
+                    self._store(
+                        url.channel,
+                        text,
+                        blocks,
+                        body.get("thread_ts"),
+                        ts=url.original_ts,
+                        user=url.user if url.original_ephemeral else None,
+                        ephemeral=url.original_ephemeral,
+                    )
                 return 200, "ok"
             ephemeral = body.get("response_type", "ephemeral") != "in_channel"
-            posted = self._store(url.channel, text, blocks, body.get("thread_ts"),
-                                 user=url.user if ephemeral else None, ephemeral=ephemeral)
+            posted = self._store(
+                url.channel,
+                text,
+                blocks,
+                body.get("thread_ts"),
+                user=url.user if ephemeral else None,
+                ephemeral=ephemeral,
+            )
             if url.original_ts is None:  # a slash command's URL: later replace_original acts on this reply
                 url.original_ts, url.original_ephemeral = posted.ts, ephemeral
             return 200, "ok"
@@ -393,8 +419,9 @@ class SlackSimulator:
         if user not in self.users:
             raise SlackApiFailure("user_not_found")
         text, blocks = _message_content(args)
-        message = self._store(_dm_channel(channel), text, blocks, args.get("thread_ts") or None,
-                              user=user, ephemeral=True)
+        message = self._store(
+            _dm_channel(channel), text, blocks, args.get("thread_ts") or None, user=user, ephemeral=True
+        )
         return {"message_ts": message.ts}
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -456,13 +483,17 @@ class SlackSimulator:
         trigger = self._use_trigger(args)
         view = _check_view(args, "modal")
         if trigger.view_id not in self._open_views:
-            raise SlackApiFailure("invalid_arguments",
-                                  response_metadata={"messages": ["[ERROR] views.push needs a trigger from a modal"]})
+            raise SlackApiFailure(
+                "invalid_arguments", response_metadata={"messages": ["[ERROR] views.push needs a trigger from a modal"]}
+            )
         parent = self._views[trigger.view_id]
         if sum(1 for v in self._open_views if self._views[v]["root_view_id"] == parent["root_view_id"]) >= 3:
             raise SlackApiFailure("push_limit_reached")
-        return {"view": copy.deepcopy(self._new_view(view, trigger.user, root=parent["root_view_id"],
-                                                     previous=parent["id"]))}
+        return {
+            "view": copy.deepcopy(
+                self._new_view(view, trigger.user, root=parent["root_view_id"], previous=parent["id"])
+            )
+        }
 
     def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
         view = _check_view(args, None)
@@ -501,30 +532,55 @@ class SlackSimulator:
         ephemeral: bool,
         ts: str | None = None,
     ) -> Message:
-        message = Message(channel=channel, ts=ts or self._next_ts(), text=text, blocks=_with_ids(blocks),
-                          thread_ts=thread_ts, user=user, ephemeral=ephemeral, updates=0)
+        message = Message(
+            channel=channel,
+            ts=ts or self._next_ts(),
+            text=text,
+            blocks=_with_ids(blocks),
+            thread_ts=thread_ts,
+            user=user,
+            ephemeral=ephemeral,
+            updates=0,
+        )
         self._messages[(channel, message.ts)] = message
         return message
 
     def _as_api_message(self, message: Message) -> dict[str, Any]:
-        api: dict[str, Any] = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "app_id": APP_ID,
-                               "team": self.team_id, "ts": message.ts, "text": message.text,
-                               "blocks": copy.deepcopy(message.blocks)}
+        api: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": self.team_id,
+            "ts": message.ts,
+            "text": message.text,
+            "blocks": copy.deepcopy(message.blocks),
+        }
         if message.thread_ts:
             api["thread_ts"] = message.thread_ts
         return api
 
     def _api_user(self, user_id: str) -> dict[str, Any]:
         user = self.users[user_id]
-        profile: dict[str, Any] = {"real_name": user.get("real_name", ""), "display_name": user.get("name", ""),
-                                   "real_name_normalized": user.get("real_name", "")}
+        profile: dict[str, Any] = {
+            "real_name": user.get("real_name", ""),
+            "display_name": user.get("name", ""),
+            "real_name_normalized": user.get("real_name", ""),
+        }
         if user.get("email") and "users:read.email" in self.scopes:
             profile["email"] = user["email"]
         return {
-            "id": user_id, "team_id": self.team_id, "name": user.get("name", user_id.lower()), "deleted": False,
-            "real_name": user.get("real_name", ""), "tz": user.get("tz", "UTC"),
-            "tz_label": user.get("tz", "UTC"), "tz_offset": user.get("tz_offset", 0),
-            "is_bot": user.get("is_bot", False), "is_admin": user.get("is_admin", False), "profile": profile,
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": user.get("name", user_id.lower()),
+            "deleted": False,
+            "real_name": user.get("real_name", ""),
+            "tz": user.get("tz", "UTC"),
+            "tz_label": user.get("tz", "UTC"),
+            "tz_offset": user.get("tz_offset", 0),
+            "is_bot": user.get("is_bot", False),
+            "is_admin": user.get("is_admin", False),
+            "profile": profile,
         }
 
     def _use_trigger(self, args: dict[str, Any]) -> _Trigger:
@@ -549,12 +605,24 @@ class SlackSimulator:
     ) -> dict[str, Any]:
         view_id = f"V{next(self._ids):08d}"
         stored = {
-            "id": view_id, "team_id": self.team_id, "type": view.get("type"), "callback_id": "",
-            "private_metadata": "", "external_id": "", "clear_on_close": False, "notify_on_close": False,
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": view.get("type"),
+            "callback_id": "",
+            "private_metadata": "",
+            "external_id": "",
+            "clear_on_close": False,
+            "notify_on_close": False,
             **copy.deepcopy(view),
-            "blocks": _with_ids(view.get("blocks") or []), "state": {"values": {}},
-            "hash": self._new_hash(), "root_view_id": root or view_id, "previous_view_id": previous,
-            "app_id": APP_ID, "bot_id": BOT_ID, "app_installed_team_id": self.team_id, "user": user,
+            "blocks": _with_ids(view.get("blocks") or []),
+            "state": {"values": {}},
+            "hash": self._new_hash(),
+            "root_view_id": root or view_id,
+            "previous_view_id": previous,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+            "app_installed_team_id": self.team_id,
+            "user": user,
         }
         self._views[view_id] = stored
         if open_modal:
@@ -562,18 +630,41 @@ class SlackSimulator:
         return stored
 
     def _replace_view(self, current: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
-        kept = {k: current[k] for k in ("id", "team_id", "state", "root_view_id", "previous_view_id", "app_id",
-                                        "bot_id", "app_installed_team_id", "user")}
+        kept = {
+            k: current[k]
+            for k in (
+                "id",
+                "team_id",
+                "state",
+                "root_view_id",
+                "previous_view_id",
+                "app_id",
+                "bot_id",
+                "app_installed_team_id",
+                "user",
+            )
+        }
         current.clear()
-        current.update({"callback_id": "", "private_metadata": "", "external_id": "", "clear_on_close": False,
-                        "notify_on_close": False, **copy.deepcopy(view), **kept,
-                        "blocks": _with_ids(view.get("blocks") or []), "hash": self._new_hash()})
+        current.update(
+            {
+                "callback_id": "",
+                "private_metadata": "",
+                "external_id": "",
+                "clear_on_close": False,
+                "notify_on_close": False,
+                **copy.deepcopy(view),
+                **kept,
+                "blocks": _with_ids(view.get("blocks") or []),
+                "hash": self._new_hash(),
+            }
+        )
         return current
 
     def _find_view(self, view_id: str | None, external_id: str | None) -> dict[str, Any]:
         if not view_id and not external_id:
-            raise SlackApiFailure("invalid_arguments",
-                                  response_metadata={"messages": ["[ERROR] view_id or external_id is required"]})
+            raise SlackApiFailure(
+                "invalid_arguments", response_metadata={"messages": ["[ERROR] view_id or external_id is required"]}
+            )
         for view in self._views.values():
             if (view_id and view["id"] == view_id) or (external_id and view.get("external_id") == external_id):
                 return view
@@ -608,7 +699,7 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         if url.path.startswith("/api/"):
             args = _parse_args(url.query, raw, headers.get("content-type", ""))
-            status, extra, body = sim.handle_api(url.path[len("/api/"):], headers, args)
+            status, extra, body = sim.handle_api(url.path[len("/api/") :], headers, args)
             self._reply(status, json.dumps(body), "application/json; charset=utf-8", extra)
         elif url.path.startswith("/response/") and self.command == "POST":
             try:
@@ -616,7 +707,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self._reply(400, "invalid_payload", "text/plain")
                 return
-            status, text = sim.handle_response_url(url.path[len("/response/"):], body)
+            status, text = sim.handle_response_url(url.path[len("/response/") :], body)
             self._reply(status, text, "text/plain")
         else:
             self._reply(404, "not found", "text/plain")

@@ -24,21 +24,37 @@ VERIFICATION_TOKEN = "sim-verification-token"  # the deprecated `token` field Sl
 # element type -> how Slack reports a chosen value in state.values and in block_actions
 _OPTION = "selected_option"
 _STATE_KEYS = {
-    "plain_text_input": "value", "number_input": "value", "email_text_input": "value", "url_text_input": "value",
-    "static_select": _OPTION, "external_select": _OPTION, "radio_buttons": _OPTION,
-    "multi_static_select": "selected_options", "multi_external_select": "selected_options",
+    "plain_text_input": "value",
+    "number_input": "value",
+    "email_text_input": "value",
+    "url_text_input": "value",
+    "static_select": _OPTION,
+    "external_select": _OPTION,
+    "radio_buttons": _OPTION,
+    "multi_static_select": "selected_options",
+    "multi_external_select": "selected_options",
     "checkboxes": "selected_options",
-    "users_select": "selected_user", "multi_users_select": "selected_users",
-    "conversations_select": "selected_conversation", "multi_conversations_select": "selected_conversations",
-    "channels_select": "selected_channel", "multi_channels_select": "selected_channels",
-    "datepicker": "selected_date", "timepicker": "selected_time",
+    "users_select": "selected_user",
+    "multi_users_select": "selected_users",
+    "conversations_select": "selected_conversation",
+    "multi_conversations_select": "selected_conversations",
+    "channels_select": "selected_channel",
+    "multi_channels_select": "selected_channels",
+    "datepicker": "selected_date",
+    "timepicker": "selected_time",
 }
 _INITIAL_KEYS = {
-    "value": "initial_value", _OPTION: "initial_option", "selected_options": "initial_options",
-    "selected_user": "initial_user", "selected_users": "initial_users",
-    "selected_conversation": "initial_conversation", "selected_conversations": "initial_conversations",
-    "selected_channel": "initial_channel", "selected_channels": "initial_channels",
-    "selected_date": "initial_date", "selected_time": "initial_time",
+    "value": "initial_value",
+    _OPTION: "initial_option",
+    "selected_options": "initial_options",
+    "selected_user": "initial_user",
+    "selected_users": "initial_users",
+    "selected_conversation": "initial_conversation",
+    "selected_conversations": "initial_conversations",
+    "selected_channel": "initial_channel",
+    "selected_channels": "initial_channels",
+    "selected_date": "initial_date",
+    "selected_time": "initial_time",
 }
 
 
@@ -109,21 +125,35 @@ class SlackDriver:
         """Press a button of `message` as it is given (a stale copy reproduces a second, racing click)."""
         block, button = _find_element(message.blocks, action_id=action_id)
         payload = self._base_payload("block_actions", user)
-        payload.update({
-            "container": {"type": "message", "message_ts": message.ts, "channel_id": message.channel,
-                          "is_ephemeral": message.ephemeral},
-            "trigger_id": self.slack.trigger_id(user),
-            "channel": {"id": message.channel, "name": _channel_name(message.channel)},
-            "state": {"values": {}},
-            "response_url": self.slack.response_url(channel=message.channel, user=user, original_ts=message.ts,
-                                                    original_ephemeral=message.ephemeral),
-            "actions": [self._button_action(block, button, value)],
-        })
+        payload.update(
+            {
+                "container": {
+                    "type": "message",
+                    "message_ts": message.ts,
+                    "channel_id": message.channel,
+                    "is_ephemeral": message.ephemeral,
+                },
+                "trigger_id": self.slack.trigger_id(user),
+                "channel": {"id": message.channel, "name": _channel_name(message.channel)},
+                "state": {"values": {}},
+                "response_url": self.slack.response_url(
+                    channel=message.channel, user=user, original_ts=message.ts, original_ephemeral=message.ephemeral
+                ),
+                "actions": [self._button_action(block, button, value)],
+            }
+        )
         if not message.ephemeral:  # Slack leaves `message` out for ephemeral messages
-            payload["message"] = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "app_id": APP_ID,
-                                  "team": self.team_id, "ts": message.ts, "text": message.text,
-                                  "blocks": message.blocks, **({"thread_ts": message.thread_ts}
-                                                               if message.thread_ts else {})}
+            payload["message"] = {
+                "type": "message",
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "app_id": APP_ID,
+                "team": self.team_id,
+                "ts": message.ts,
+                "text": message.text,
+                "blocks": message.blocks,
+                **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
+            }
         return self._interaction(payload)
 
     def click_home(self, user: str, action_id: str, *, value: str | None = None) -> Response:
@@ -167,8 +197,7 @@ class SlackDriver:
                 raise ValueError(f"Slack would not submit: required input {block['block_id']!r} is empty")
         view = self.slack.set_view_state(view_id, state)
         payload = self._base_payload("view_submission", user)
-        payload.update({"trigger_id": self.slack.trigger_id(user, view_id=view_id), "view": view,
-                        "response_urls": []})
+        payload.update({"trigger_id": self.slack.trigger_id(user, view_id=view_id), "view": view, "response_urls": []})
         response = self._interaction(payload)
         if response.status == 200:
             self.slack.apply_view_response(view_id, user, response.json() if response.body.strip() else {})
@@ -203,8 +232,15 @@ class SlackDriver:
             "type": "event_callback",
             "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
             "event_time": int(now),
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": BOT_USER_ID,
-                                "is_bot": True, "is_enterprise_install": False}],
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
             "is_ext_shared_channel": False,
         }
         return self.send(json.dumps(body).encode(), "application/json", retry_num=retry_num)
@@ -224,8 +260,11 @@ class SlackDriver:
         headers: dict[str, str] | None = None,
     ) -> Response:
         """POST a signed body; `headers` override (e.g. a forged X-Slack-Signature)."""
-        all_headers = {"Content-Type": content_type, "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-                       **self.signed_headers(body)}
+        all_headers = {
+            "Content-Type": content_type,
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            **self.signed_headers(body),
+        }
         if retry_num is not None:
             all_headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
         all_headers.update(headers or {})
@@ -254,20 +293,27 @@ class SlackDriver:
 
     def _view_action(self, user: str, view: dict[str, Any], action: dict[str, Any]) -> Response:
         payload = self._base_payload("block_actions", user)
-        payload.update({
-            "container": {"type": "view", "view_id": view["id"]},
-            "trigger_id": self.slack.trigger_id(user, view_id=view["id"]),
-            "view": view,
-            "state": view["state"],
-            "actions": [action],
-        })
+        payload.update(
+            {
+                "container": {"type": "view", "view_id": view["id"]},
+                "trigger_id": self.slack.trigger_id(user, view_id=view["id"]),
+                "view": view,
+                "state": view["state"],
+                "actions": [action],
+            }
+        )
         return self._interaction(payload)
 
     def _button_action(self, block: dict[str, Any], button: dict[str, Any], value: str | None) -> dict[str, Any]:
         if button.get("type") != "button":
             raise ValueError(f"{button.get('action_id')!r} is a {button.get('type')}, not a button; use select()")
-        action = {"action_id": button["action_id"], "block_id": _block_id(block), "text": button.get("text"),
-                  "type": "button", "action_ts": self._action_ts()}
+        action = {
+            "action_id": button["action_id"],
+            "block_id": _block_id(block),
+            "text": button.get("text"),
+            "type": "button",
+            "action_ts": self._action_ts(),
+        }
         chosen = value if value is not None else button.get("value")
         if chosen is not None:
             action["value"] = chosen
