@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot import audit
+from bot import audit, leases
 from bot.blocks import approval_message, launch_message
 from bot.catalog import Catalog
 from bot.errors import UserError
@@ -89,10 +89,6 @@ class Launch:
     @property
     def notebook_spec(self) -> NotebookSpec:
         return NotebookSpec.from_dict(self.spec)
-
-
-class LeaseLost(Exception):
-    """Another worker took over this launch (our lease had expired); our result is discarded."""
 
 
 class Launcher:
@@ -213,23 +209,18 @@ class Launcher:
     # --- the reconciler -------------------------------------------------------------------------
     def reconcile(self) -> int:
         """One pass: advance every launch that is due. Returns how many were advanced."""
-        now = self.clock()
-        due = [
-            Launch.from_doc(d)
-            for d in self.store.query("launches", open=True)
-            if d.get("next_at", 0) <= now and d.get("lease_until", 0) <= now
-        ]
         advanced = 0
-        for launch in sorted(due, key=lambda launch: launch.next_at):
-            if self.step(launch.id):
+        for doc in leases.due(self.store, "launches", self.clock()):
+            if self.step(doc["id"]):
                 advanced += 1
         return advanced
 
     def step(self, launch_id: str) -> bool:
         """Advance one launch by one step if no other worker holds it. Returns whether it ran."""
-        launch = self._claim(launch_id)
-        if launch is None:
+        doc = leases.claim(self.store, "launches", launch_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
+        if doc is None:
             return False
+        launch = Launch.from_doc(doc)
         try:
             changes = self._advance(launch)
         except WorkbenchError as exc:  # transient trouble talking to Workbench: back off and retry
@@ -238,44 +229,14 @@ class Launcher:
             log.exception("launch step failed", extra={"launch_id": launch.id})
             changes = self._retry_or_fail(launch, WorkbenchError("unknown", "an internal error", retriable=True))
         try:
-            launch = self._release(launch, changes)
-        except LeaseLost:
+            launch = Launch.from_doc(
+                leases.release(self.store, "launches", launch.id, self.worker_id, self.clock(), changes)
+            )
+        except leases.LeaseLost:
             log.warning("lease lost; another worker carries on", extra={"launch_id": launch_id})
             return True
         self.show(launch)
         return True
-
-    def _claim(self, launch_id: str) -> Launch | None:
-        now = self.clock()
-        won: list[bool] = []
-
-        def take(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            won.clear()
-            if doc is None or not doc.get("open") or doc.get("lease_until", 0) > now:
-                return None
-            won.append(True)
-            return {**doc, "lease_owner": self.worker_id, "lease_until": now + self.LEASE_SECONDS}
-
-        doc = self.store.update("launches", launch_id, take)
-        return Launch.from_doc(doc) if won and doc else None
-
-    def _release(self, launch: Launch, changes: dict[str, Any]) -> Launch:
-        now = self.clock()
-
-        def apply(doc: dict[str, Any] | None) -> dict[str, Any]:
-            if doc is None or doc.get("lease_owner") != self.worker_id:
-                raise LeaseLost(launch.id)
-            new = {**doc, **changes, "lease_owner": None, "lease_until": 0.0, "updated_at": now}
-            if changes.get("state") and changes["state"] != doc["state"]:
-                new["history"] = [
-                    *doc.get("history", []),
-                    {"state": changes["state"], "at": now, "by": "bot"},
-                ]
-            return new
-
-        doc = self.store.update("launches", launch.id, apply)
-        assert doc is not None
-        return Launch.from_doc(doc)
 
     def _advance(self, launch: Launch) -> dict[str, Any]:
         now = self.clock()
@@ -432,17 +393,7 @@ class Launcher:
         if not final:
             self.store.update("launches", launch.id, lambda d: {**d, "last_shown": now} if d else None)
             return
-        closed: list[bool] = []
-
-        def close(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            closed.clear()
-            if doc is None or not doc.get("open"):
-                return None
-            closed.append(True)
-            return {**doc, "open": False}
-
-        self.store.update("launches", launch.id, close)
-        if closed:  # only the worker that closed it pings the requester: at most once
+        if leases.close(self.store, "launches", launch.id):  # only the closer pings: at most once
             who, name = f"<@{launch.requester}>", f"`{launch.instance_id}`"
             ping = {
                 State.READY: f"{who} your notebook {name} is ready.",

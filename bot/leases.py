@@ -1,0 +1,71 @@
+"""Leases on store records: how several workers share one queue without doing a job twice.
+
+A worker claims a record in a transaction (only if no live lease is on it), does one step of
+work outside the transaction, then writes the step's result in another transaction that checks
+it still holds the lease. A worker that dies leaves a lease that simply expires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.store import Store
+
+Doc = dict[str, Any]
+
+
+class LeaseLost(Exception):
+    """Another worker took the record over (our lease had expired); our result is discarded."""
+
+
+def claim(store: Store, collection: str, key: str, worker: str, now: float, seconds: float) -> Doc | None:
+    """Take the lease on an open record; None when it is closed, missing or leased by someone else."""
+    won: list[bool] = []
+
+    def take(doc: Doc | None) -> Doc | None:
+        won.clear()
+        if doc is None or not doc.get("open") or doc.get("lease_until", 0) > now:
+            return None
+        won.append(True)
+        return {**doc, "lease_owner": worker, "lease_until": now + seconds}
+
+    doc = store.update(collection, key, take)
+    return doc if won else None
+
+
+def release(store: Store, collection: str, key: str, worker: str, now: float, changes: Doc) -> Doc:
+    """Write a step's changes and drop the lease; raises LeaseLost if the lease is no longer ours."""
+
+    def apply(doc: Doc | None) -> Doc:
+        if doc is None or doc.get("lease_owner") != worker:
+            raise LeaseLost(key)
+        new = {**doc, **changes, "lease_owner": None, "lease_until": 0.0, "updated_at": now}
+        if changes.get("state") and changes["state"] != doc.get("state"):
+            new["history"] = [*doc.get("history", []), {"state": changes["state"], "at": now, "by": "bot"}]
+        return new
+
+    doc = store.update(collection, key, apply)
+    assert doc is not None
+    return doc
+
+
+def close(store: Store, collection: str, key: str) -> bool:
+    """Mark a record done (open=False); True only for the one caller that closed it."""
+    closed: list[bool] = []
+
+    def shut(doc: Doc | None) -> Doc | None:
+        closed.clear()
+        if doc is None or not doc.get("open"):
+            return None
+        closed.append(True)
+        return {**doc, "open": False}
+
+    store.update(collection, key, shut)
+    return bool(closed)
+
+
+def due(store: Store, collection: str, now: float) -> list[Doc]:
+    """Open records whose next look is due and that nobody holds, oldest first."""
+    docs = store.query(collection, open=True)
+    ready = [d for d in docs if d.get("next_at", 0) <= now and d.get("lease_until", 0) <= now]
+    return sorted(ready, key=lambda d: d.get("next_at", 0))
