@@ -111,6 +111,7 @@ class Launcher:
         prepare_metadata: Callable[[NotebookSpec], dict[str, str]] | None = None,
         poll_seconds: float = 2.0,
         on_pending: Callable[[Launch], None] | None = None,
+        on_finished: Callable[[Launch], None] | None = None,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -123,6 +124,7 @@ class Launcher:
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
         self.poll_seconds = poll_seconds
         self.on_pending = on_pending  # asks approvers (bot/approvals.py)
+        self.on_finished = on_finished  # e.g. refreshes the requester's App Home
 
     # --- requests -------------------------------------------------------------------------------
     def check(self, text: str) -> NotebookSpec:
@@ -201,10 +203,16 @@ class Launcher:
         doc = self.store.get("launches", launch_id)
         return Launch.from_doc(doc) if doc else None
 
+    def pending_of(self, user: str) -> list[Launch]:
+        """The user's launches still waiting for approval or being created."""
+        docs = self.store.query("launches", requester=user, open=True)
+        waiting = (State.PENDING_APPROVAL, State.APPROVED, State.CREATING)
+        return [Launch.from_doc(d) for d in docs if d["state"] in waiting]
+
     def specs_of(self, user: str) -> list[NotebookSpec]:
         """The specs of the user's notebooks, including those still being launched (for quotas)."""
         docs = self.store.query("notebooks", owner=user)
-        return [NotebookSpec.from_dict(d["spec"]) for d in docs if d.get("state") != "DELETED"]
+        return [NotebookSpec.from_dict(d["spec"]) for d in docs if d.get("state") != "GONE"]
 
     # --- the reconciler -------------------------------------------------------------------------
     def reconcile(self) -> int:
@@ -393,18 +401,21 @@ class Launcher:
         if not final:
             self.store.update("launches", launch.id, lambda d: {**d, "last_shown": now} if d else None)
             return
-        if leases.close(self.store, "launches", launch.id):  # only the closer pings: at most once
-            who, name = f"<@{launch.requester}>", f"`{launch.instance_id}`"
-            ping = {
-                State.READY: f"{who} your notebook {name} is ready.",
-                State.FAILED: f"{who} your notebook {name} could not be created.",
-                State.EXPIRED: f"{who} your request for {name} expired unapproved.",
-                State.DENIED: f"{who} your request for {name} was denied. {launch.error}",
-            }[State(launch.state)]
-            try:
-                self.slack.post(launch.message_channel, ping, thread_ts=launch.message_ts)
-            except Exception:
-                log.exception("could not announce the outcome", extra={"launch_id": launch.id})
+        if not leases.close(self.store, "launches", launch.id):  # only the closer pings: at most once
+            return
+        if self.on_finished is not None:
+            self.on_finished(launch)
+        who, name = f"<@{launch.requester}>", f"`{launch.instance_id}`"
+        ping = {
+            State.READY: f"{who} your notebook {name} is ready.",
+            State.FAILED: f"{who} your notebook {name} could not be created.",
+            State.EXPIRED: f"{who} your request for {name} expired unapproved.",
+            State.DENIED: f"{who} your request for {name} was denied. {launch.error}",
+        }[State(launch.state)]
+        try:
+            self.slack.post(launch.message_channel, ping, thread_ts=launch.message_ts)
+        except Exception:
+            log.exception("could not announce the outcome", extra={"launch_id": launch.id})
 
 
 def default_instance_id(spec: NotebookSpec, launch_id: str) -> str:

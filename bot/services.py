@@ -6,6 +6,7 @@ a cold start's first acknowledgement to Slack inside its 3 seconds.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -13,10 +14,14 @@ from functools import cached_property
 from bot.approvals import Approvals
 from bot.config import DEFAULT_ZONE, Config, Settings, load_config
 from bot.launches import Launcher
+from bot.listing import home_view
+from bot.notebooks import Notebooks
 from bot.notify import Slack, web_client
 from bot.policy import Rules
 from bot.store import Store, open_store
-from bot.workbench import Workbench
+from bot.workbench import Workbench, WorkbenchError
+
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -51,8 +56,12 @@ class Services:
         return Rules(self.config.access, self.config.policy)
 
     @cached_property
+    def zone(self) -> str:
+        return self.settings.zone or self.config.policy.zone or DEFAULT_ZONE
+
+    @cached_property
     def launcher(self) -> Launcher:
-        zone = self.settings.zone or self.config.policy.zone or DEFAULT_ZONE
+        zone = self.zone
         return Launcher(
             store=self.store,
             workbench=self.workbench,
@@ -63,12 +72,51 @@ class Services:
             clock=self.clock,
             poll_seconds=self.settings.poll_seconds,
             on_pending=lambda launch: self.approvals.ask(launch),
+            on_finished=lambda launch: self.publish_homes({launch.requester}),
         )
 
     @cached_property
     def approvals(self) -> Approvals:
         return Approvals(self.launcher)
 
+    @cached_property
+    def notebooks(self) -> Notebooks:
+        notebooks = Notebooks(
+            store=self.store,
+            workbench=self.workbench,
+            slack=self.slack,
+            catalog=self.config.catalog,
+            rules=self.rules,
+            default_zone=self.zone,
+            clock=self.clock,
+            poll_seconds=self.settings.poll_seconds,
+        )
+        notebooks.on_change = self.publish_homes
+        return notebooks
+
+    def home(self, user: str) -> dict:
+        """The App Home view for `user`: their notebooks, their requests, and decisions they owe."""
+        return home_view(
+            user,
+            self.notebooks.owned_by(user),
+            self.launcher.pending_of(user),
+            self.approvals.pending_for(user),
+            self.config.catalog,
+            self.clock(),
+        )
+
+    def publish_homes(self, users: set[str]) -> None:
+        for user in users:
+            try:
+                self.slack.client.views_publish(user_id=user, view=self.home(user))
+            except Exception:  # a stale Home tab is not worth failing the action that changed it
+                log.exception("could not refresh the App Home", extra={"user": user})
+
     def reconcile(self) -> dict[str, int]:
         """One pass of everything periodic; what /tasks/reconcile and the worker thread run."""
-        return {"launches": self.launcher.reconcile()}
+        counts = {"launches": self.launcher.reconcile(), "operations": self.notebooks.reconcile()}
+        try:
+            counts["unmanaged"] = len(self.notebooks.sync())
+        except WorkbenchError as exc:
+            log.warning("could not compare records with the cloud: %s", exc)
+        return counts

@@ -9,7 +9,7 @@ from bot.services import Services
 
 
 def build_app(services: Services, *, process_before_response: bool = False) -> App:
-    from handlers import actions, commands, views
+    from handlers import actions, commands, events, manage, views
 
     settings = services.settings
     app = App(
@@ -20,4 +20,6 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
     commands.register(app, services)
     actions.register(app, services)
     views.register(app, services)
+    manage.register(app, services)
+    events.register(app, services)
     return app

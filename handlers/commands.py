@@ -12,9 +12,11 @@ from bot.blocks import error_reply, help_reply, notices_reply
 from bot.errors import UserError, did_you_mean
 from bot.forms import default_form, launch_modal
 from bot.services import Services
+from handlers import manage
 
 log = logging.getLogger(__name__)
-VERBS = ("new", "help", "list", "envs", "stop", "start", "delete", "transfer", "adopt")
+MANAGE_VERBS = ("list", "envs", "stop", "start", "delete", "transfer", "adopt")
+VERBS = ("new", "help", *MANAGE_VERBS)
 
 
 def register(app: App, services: Services) -> None:
@@ -31,6 +33,8 @@ def register(app: App, services: Services) -> None:
             client.views_open(trigger_id=command["trigger_id"], view=view)
         elif verb == "new":
             launch(ack, respond, services, command, rest.strip())
+        elif verb in MANAGE_VERBS:
+            manage.run_command(verb, rest, ack, respond, services, command)
         else:
             text, blocks = error_reply(
                 UserError(f"I don't know `/notebook {verb}`.{did_you_mean(verb, VERBS)} Try `/notebook help`.")

@@ -1,0 +1,177 @@
+"""Block Kit for lists of notebooks, the catalog, and the App Home (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from bot.blocks import Blocks, actions, button, context, elapsed, section
+from bot.catalog import Catalog
+from bot.notebooks import GONE, Notebook
+from bot.workbench import InstanceInfo
+
+if TYPE_CHECKING:
+    from bot.launches import Launch
+
+STATE_WORDS = {
+    "ACTIVE": "🟢 running",
+    "STOPPED": "⏹ stopped",
+    "REQUESTED": "🕐 launching",
+    "STARTING": "▶️ starting",
+    "STOPPING": "⏹ stopping",
+    "PROVISIONING": "🕐 provisioning",
+    GONE: "⚠️ deleted outside the bot",
+}
+
+
+def hours(seconds: float) -> str:
+    if seconds < 3600:
+        return elapsed(seconds)
+    return f"{seconds / 3600:.1f} h"
+
+
+def notebook_line(nb: Notebook, catalog: Catalog, now: float, *, owner: bool = False) -> str:
+    state = STATE_WORDS.get(nb.state, nb.state.lower())
+    link = f" · <{nb.url}|Open JupyterLab>" if nb.url and nb.state == "ACTIVE" else ""
+    who = f" · <@{nb.owner}>" if owner else ""
+    gpu = nb.spec.gpu_label(catalog) if nb.spec.environment != "unknown" else nb.spec.machine
+    return (
+        f"*{nb.id}*{who} · {state} · {nb.spec.environment} · {gpu} · up {hours(nb.uptime(now))} · "
+        f"≈${nb.cost_so_far(now):.2f} so far{link}"
+    )
+
+
+def notebook_list(
+    notebooks: list[Notebook], catalog: Catalog, now: float, *, everyone: bool, unmanaged: list[InstanceInfo]
+) -> tuple[str, Blocks]:
+    title = "All notebooks" if everyone else "Your notebooks"
+    if not notebooks:
+        text = "No notebooks yet. `/notebook new` launches one." if not everyone else "No managed notebooks."
+        blocks: Blocks = [section(f"*{title}*\n{text}")]
+    else:
+        lines = [notebook_line(n, catalog, now, owner=everyone) for n in notebooks]
+        text = f"*{title}* ({len(notebooks)})\n" + "\n".join(f"• {line}" for line in lines)
+        blocks = [section(text[:3000])]
+    if everyone and unmanaged:
+        lines = [f"• `{i.instance_id}` ({i.zone}, {i.state.lower()})" for i in unmanaged]
+        text += "\n*Not managed by the bot*\n" + "\n".join(lines)
+        blocks.append(
+            section(
+                ("*Not managed by the bot* — `/notebook adopt NAME @user` hands one to someone\n" + "\n".join(lines))[
+                    :3000
+                ]
+            )
+        )
+    blocks.append(context("Stop, start or delete: `/notebook stop NAME` · `start NAME` · `delete NAME`"))
+    return text, blocks
+
+
+def catalog_listing(catalog: Catalog, today: date) -> tuple[str, Blocks]:
+    envs = "\n".join(f"• `{k}` — {e.description}" for k, e in catalog.environments.items())
+    gpu_lines = []
+    for key, gpu in catalog.gpus.items():
+        if gpu.retired(today):
+            note = f" — *retired {gpu.retires:%Y-%m-%d}*, use `{gpu.replacement}`"
+        elif gpu.retires:
+            note = f" — retires {gpu.retires:%Y-%m-%d}"
+        else:
+            note = ""
+        if gpu.attach_to:
+            where = f"on {gpu.attach_to} machines, +${gpu.usd_per_hour:.2f}/h each"
+        else:
+            machines = sorted({m for c in gpu.counts for m in catalog.machines_with(key, c)})
+            where = f"built into {', '.join(machines[:3])}{'…' if len(machines) > 3 else ''}"
+        counts = "/".join(map(str, gpu.counts))
+        gpu_lines.append(f"• `{key}` {gpu.name} ×{counts} ({where}){note}")
+    machine_lines = [
+        f"`{k}` {m.vcpus} vCPU {m.memory_gb:g} GB ${m.usd_per_hour:.2f}/h" for k, m in catalog.machines.items()
+    ]
+    text = f"*Environments*\n{envs}\n*GPUs*\n" + "\n".join(gpu_lines)
+    return text, [
+        section(f"*Environments*\n{envs}"),
+        section("*GPUs*\n" + "\n".join(gpu_lines)),
+        section("*Machine types*\n" + " · ".join(machine_lines)),
+        context("Prices are approximate on-demand list prices (us-central1), for the whole machine per hour."),
+    ]
+
+
+def delete_confirmation(nb: Notebook) -> tuple[str, Blocks]:
+    text = (
+        f"⚠️ Delete `{nb.id}`? Its boot and data disks are deleted with it, and everything saved on the "
+        "notebook (including /home/jupyter) is gone for good. Files in mounted GCS buckets stay."
+    )
+    return text, [
+        section(text),
+        actions(
+            {**button(f"Delete {nb.id}", "notebook_delete_confirm", nb.id, style="danger")},
+            button("Cancel", "notebook_delete_cancel", nb.id),
+        ),
+    ]
+
+
+def confirm_dialog(nb_id: str) -> dict[str, Any]:
+    return {
+        "title": {"type": "plain_text", "text": "Delete notebook?"},
+        "text": {"type": "mrkdwn", "text": f"`{nb_id}` and its disks will be deleted, with everything on them."},
+        "confirm": {"type": "plain_text", "text": "Delete"},
+        "deny": {"type": "plain_text", "text": "Keep it"},
+        "style": "danger",
+    }
+
+
+def notebook_buttons(nb: Notebook) -> list[dict[str, Any]]:
+    buttons = []
+    if nb.state == "ACTIVE":
+        if nb.url:
+            buttons.append(button("Open", "open_notebook", nb.id, url=nb.url, style="primary"))
+        buttons.append(button("Stop", "notebook_stop", nb.id))
+    if nb.state == "STOPPED":
+        buttons.append(button("Start", "notebook_start", nb.id))
+    if nb.state not in ("REQUESTED",):
+        buttons.append({**button("Delete", "notebook_delete", nb.id, style="danger"), "confirm": confirm_dialog(nb.id)})
+    return buttons
+
+
+def home_view(
+    user: str,
+    notebooks: list[Notebook],
+    pending: list[Launch],
+    to_decide: list[Launch],
+    catalog: Catalog,
+    now: float,
+) -> dict[str, Any]:
+    blocks: Blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Your notebooks"}},
+        actions(button("New notebook", "customize_launch", "", style="primary")),
+    ]
+    if not notebooks:
+        blocks.append(section("You have no notebooks. Press *New notebook* or type `/notebook new` anywhere."))
+    for nb in notebooks:
+        blocks.append(section(notebook_line(nb, catalog, now)))
+        buttons = notebook_buttons(nb)
+        if buttons:
+            blocks.append(actions(*buttons, block_id=f"nb:{nb.id}"))
+    if pending:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your launch requests"}})
+        for launch in pending:
+            state = launch.state.replace("_", " ").lower()
+            blocks.append(
+                section(
+                    f"`{launch.instance_id}` · {state}"
+                    + (f" · needs approval: {launch.approval_reason}" if launch.approval_reason else "")
+                )
+            )
+    if to_decide:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your decision"}})
+        for launch in to_decide:
+            spec_line = f"<@{launch.requester}> · `{launch.instance_id}` · {launch.approval_reason}"
+            blocks.append(section(spec_line))
+            blocks.append(
+                actions(
+                    button("Approve", "approve_launch", launch.id, style="primary"),
+                    button("Deny", "deny_launch", launch.id, style="danger"),
+                    button("Review", "review_launch", launch.id),
+                    block_id=f"approval:{launch.id}",
+                )
+            )
+    return {"type": "home", "blocks": blocks[:100]}

@@ -1,0 +1,425 @@
+"""Living with notebooks: ownership checks, stop/start/delete as leased jobs, hand-over, adoption,
+and keeping the bot's records true to what the cloud says.
+
+Notebook records live in the `notebooks` collection keyed by instance id; stop, start and delete
+are `operations` records advanced by the same leased reconciler pattern as launches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot import audit, leases
+from bot.blocks import section
+from bot.catalog import Catalog
+from bot.errors import NotAllowed, UserError, one_of
+from bot.notify import Slack
+from bot.policy import Rules
+from bot.spec import NotebookSpec
+from bot.store import Store
+from bot.workbench import InstanceInfo, Workbench, WorkbenchError, label_value
+
+log = logging.getLogger(__name__)
+OPERATION_NAMESPACE = uuid.UUID("0b7a4f5e-2c1d-4e8f-9a3b-5d6c7e8f9a01")
+GONE = "GONE"  # deleted outside the bot
+LIVE = ("ACTIVE", "STOPPED", "STARTING", "STOPPING", "PROVISIONING", "SUSPENDED", "UPGRADING", "INITIALIZING")
+ACTIONS = {
+    "stop": ("Stopping", "⏹ Stopped", "STOPPED"),
+    "start": ("Starting", "▶️ Started", "ACTIVE"),
+    "delete": ("Deleting", "🗑 Deleted", None),
+}
+
+
+@dataclass(frozen=True)
+class Notebook:
+    id: str
+    zone: str
+    owner: str
+    state: str
+    spec: NotebookSpec
+    created_at: float
+    state_since: float
+    running_seconds: float
+    url: str | None
+    channel: str | None
+    doc: dict[str, Any]
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Notebook:
+        return cls(
+            id=doc["id"],
+            zone=doc.get("zone", ""),
+            owner=doc.get("owner", ""),
+            state=doc.get("state", "REQUESTED"),
+            spec=NotebookSpec.from_dict(doc["spec"]),
+            created_at=doc.get("created_at", 0.0),
+            state_since=doc.get("state_since") or doc.get("created_at", 0.0),
+            running_seconds=doc.get("running_seconds", 0.0),
+            url=doc.get("url"),
+            channel=doc.get("channel"),
+            doc=doc,
+        )
+
+    def uptime(self, now: float) -> float:
+        """Seconds this notebook has been running in all, including the current run."""
+        return self.running_seconds + (now - self.state_since if self.state == "ACTIVE" else 0.0)
+
+    def cost_so_far(self, now: float) -> float:
+        return self.uptime(now) / 3600 * self.spec.usd_per_hour
+
+
+def with_state(doc: dict[str, Any], state: str, now: float) -> dict[str, Any]:
+    """The doc moved to `state`, with running time accounted (it is what the cost estimate uses)."""
+    if doc.get("state") == state:
+        return doc
+    new = {**doc, "state": state, "state_since": now}
+    if doc.get("state") == "ACTIVE":
+        since = doc.get("state_since") or doc.get("created_at", now)
+        new["running_seconds"] = doc.get("running_seconds", 0.0) + max(0.0, now - since)
+    return new
+
+
+class Notebooks:
+    LEASE_SECONDS = 120
+    SYNC_EVERY = 60.0
+    MAX_ATTEMPTS = 6
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        workbench: Workbench,
+        slack: Slack,
+        catalog: Catalog,
+        rules: Rules,
+        default_zone: str,
+        clock: Callable[[], float] = time.time,
+        worker_id: str | None = None,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.workbench = workbench
+        self.slack = slack
+        self.catalog = catalog
+        self.rules = rules
+        self.default_zone = default_zone
+        self.clock = clock
+        self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        self.poll_seconds = poll_seconds
+        self.on_change: Callable[[set[str]], None] | None = None  # refreshes App Homes of these users
+
+    # --- reading ------------------------------------------------------------------------------------
+    def get(self, instance_id: str) -> Notebook | None:
+        doc = self.store.get("notebooks", instance_id)
+        return Notebook.from_doc(doc) if doc else None
+
+    def owned_by(self, user: str) -> list[Notebook]:
+        docs = self.store.query("notebooks", owner=user)
+        return sorted((Notebook.from_doc(d) for d in docs), key=lambda n: n.created_at)
+
+    def everyone(self) -> list[Notebook]:
+        return sorted((Notebook.from_doc(d) for d in self.store.query("notebooks")), key=lambda n: (n.owner, n.id))
+
+    def find(self, user: str, name: str) -> Notebook:
+        """The notebook `name` names: exact, else the caller's only notebook starting with it."""
+        wanted = name.strip().lower()
+        exact = self.get(wanted) if wanted else None
+        if exact is not None:
+            return exact
+        mine = self.owned_by(user)
+        matches = [n for n in mine if n.id.startswith(wanted)] if wanted else []
+        if len(matches) == 1:
+            return matches[0]
+        names = [n.id for n in mine]
+        if len(matches) > 1:
+            raise UserError(f"`{name}` matches several of your notebooks: {one_of(m.id for m in matches)}.")
+        listing = f"Yours: {one_of(names)}." if names else "You have no notebooks (`/notebook new` makes one)."
+        raise UserError(f"I don't know a notebook called `{name}`. {listing}")
+
+    def authorize(self, user: str, notebook: Notebook, action: str) -> None:
+        """Owners and admins act on a notebook; anyone else is refused, and the attempt is audited."""
+        if user == notebook.owner or self.rules.is_admin(user):
+            return
+        audit.record(self.store, self.clock(), user, f"notebook.{action}.refused", notebook.id, owner=notebook.owner)
+        raise NotAllowed(f"`{notebook.id}` belongs to <@{notebook.owner}>; only they or an admin can {action} it.")
+
+    # --- stop, start, delete -------------------------------------------------------------------------
+    def request(
+        self,
+        user: str,
+        name: str,
+        action: str,
+        *,
+        channel: str | None,
+        dedupe_key: str,
+        message: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Check and record a stop/start/delete; the reconciler (or `advance`) carries it out.
+
+        `message` (channel, ts) is updated with the outcome; otherwise one is posted in `channel`.
+        """
+        notebook = self.find(user, name)
+        self.authorize(user, notebook, action)
+        if notebook.state == "REQUESTED":
+            raise UserError(f"`{notebook.id}` is still being launched; try again when it is ready.")
+        if notebook.state == GONE and action != "delete":
+            raise UserError(
+                f"`{notebook.id}` was deleted outside the bot; `/notebook delete {notebook.id}` forgets it."
+            )
+        if action == "stop" and notebook.state == "STOPPED":
+            raise UserError(f"`{notebook.id}` is already stopped.")
+        if action == "start" and notebook.state == "ACTIVE":
+            raise UserError(f"`{notebook.id}` is already running: {notebook.url or ''}".rstrip(": "))
+        now = self.clock()
+        op_id = str(uuid.uuid5(OPERATION_NAMESPACE, dedupe_key))
+        record = {
+            "id": op_id,
+            "action": action,
+            "notebook": notebook.id,
+            "zone": notebook.zone,
+            "owner": notebook.owner,
+            "requester": user,
+            "channel": channel,
+            "message_channel": message[0] if message else None,
+            "message_ts": message[1] if message else None,
+            "state": "REQUESTED",
+            "operation": None,
+            "error": None,
+            "open": True,
+            "attempts": 0,
+            "next_at": 0.0,
+            "created_at": now,
+        }
+        if not self.store.create("operations", op_id, record):
+            return self.store.get("operations", op_id) or record
+        audit.record(self.store, now, user, f"notebook.{action}", notebook.id, owner=notebook.owner)
+        self._show(record)
+        return record
+
+    def reconcile(self) -> int:
+        done = 0
+        for doc in leases.due(self.store, "operations", self.clock()):
+            if self.advance(doc["id"]):
+                done += 1
+        return done
+
+    def advance(self, op_id: str) -> bool:
+        doc = leases.claim(self.store, "operations", op_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
+        if doc is None:
+            return False
+        try:
+            changes = self._step(doc)
+        except WorkbenchError as exc:
+            attempts = doc.get("attempts", 0) + 1
+            if exc.retriable and attempts < self.MAX_ATTEMPTS:
+                changes = {"attempts": attempts, "next_at": self.clock() + self._delay(attempts)}
+            else:
+                changes = {"state": "FAILED", "error": exc.message}
+        try:
+            doc = leases.release(self.store, "operations", op_id, self.worker_id, self.clock(), changes)
+        except leases.LeaseLost:
+            return True
+        if doc["state"] in ("DONE", "FAILED"):
+            self._show(doc)
+            if leases.close(self.store, "operations", op_id) and self.on_change:
+                self.on_change({doc["owner"], doc["requester"]})
+        return True
+
+    def _step(self, op: dict[str, Any]) -> dict[str, Any]:
+        zone, instance = op["zone"], op["notebook"]
+        if op["state"] == "REQUESTED":
+            notebook = self.get(instance)
+            if op["action"] == "delete" and (notebook is None or notebook.state == GONE):
+                return self._finish(op)  # nothing left in the cloud: forget the record
+            call = {"stop": self.workbench.stop, "start": self.workbench.start}.get(op["action"])
+            try:
+                name = call(zone, instance) if call else self.workbench.delete(zone, instance, request_id=op["id"])
+            except WorkbenchError as exc:
+                if exc.kind == "not_found":
+                    self._mark_gone(instance)
+                    if op["action"] == "delete":
+                        return self._finish(op)
+                raise
+            return {"state": "RUNNING", "operation": name, "attempts": 0, "next_at": self.clock() + self._delay(0)}
+        status = self.workbench.operation(op["operation"])
+        if not status.done:
+            attempts = op.get("attempts", 0) + 1
+            return {"attempts": attempts, "next_at": self.clock() + self._delay(attempts)}
+        if status.error is not None:
+            return {"state": "FAILED", "error": status.error.message}
+        return self._finish(op)
+
+    def _finish(self, op: dict[str, Any]) -> dict[str, Any]:
+        now, instance = self.clock(), op["notebook"]
+        final_state = ACTIONS[op["action"]][2]
+        if final_state is None:
+            self.store.delete("notebooks", instance)
+        else:
+            self.store.update("notebooks", instance, lambda d: with_state(d, final_state, now) if d else None)
+        audit.record(self.store, now, op["requester"], f"notebook.{op['action']}.done", instance)
+        return {"state": "DONE"}
+
+    def _show(self, op: dict[str, Any]) -> None:
+        """Post or update the operation's message: in progress, then its outcome."""
+        doing, done, _ = ACTIONS[op["action"]]
+        name, who = f"`{op['notebook']}`", f"<@{op['requester']}>"
+        if op["state"] == "DONE":
+            text = f"{done} {name} (asked by {who})."
+        elif op["state"] == "FAILED":
+            text = f"❌ Couldn't {op['action']} {name}: {op.get('error')}"
+        else:
+            text = f"⏳ {doing} {name} for {who}…"
+        try:
+            if op.get("message_ts"):
+                self.slack.update(op["message_channel"], op["message_ts"], text, [section(text)])
+            elif op.get("channel"):
+                posted = self.slack.post_or_dm(op["channel"], op["requester"], text, [section(text)])
+                self.store.update(
+                    "operations",
+                    op["id"],
+                    lambda d: {**d, "message_channel": posted.channel, "message_ts": posted.ts} if d else None,
+                )
+        except Exception:
+            log.exception("could not show the operation in Slack", extra={"instance": op["notebook"]})
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.poll_seconds * 1.5**attempt, 20.0)
+
+    # --- hand-over and adoption --------------------------------------------------------------------
+    def transfer(self, user: str, name: str, new_owner: str) -> Notebook:
+        notebook = self.find(user, name)
+        self.authorize(user, notebook, "transfer")
+        if new_owner == notebook.owner:
+            raise UserError(f"<@{new_owner}> already owns `{notebook.id}`.")
+        now = self.clock()
+        doc = self.store.update("notebooks", notebook.id, lambda d: {**d, "owner": new_owner} if d else None)
+        labels = {**self._labels(notebook.id), "owner": label_value(new_owner)}
+        try:
+            self.workbench.set_labels(notebook.zone, notebook.id, labels)
+        except WorkbenchError as exc:  # the record is the source of truth; the label is a convenience
+            log.warning("could not relabel %s: %s", notebook.id, exc)
+        audit.record(self.store, now, user, "notebook.transfer", notebook.id, old=notebook.owner, new=new_owner)
+        if self.on_change:
+            self.on_change({notebook.owner, new_owner})
+        return Notebook.from_doc(doc or {})
+
+    def _labels(self, instance_id: str) -> dict[str, str]:
+        notebook = self.get(instance_id)
+        info = self.workbench.get(notebook.zone, instance_id) if notebook else None
+        return dict(info.labels) if info else {}
+
+    def adopt(self, admin: str, name: str, owner: str, zone: str | None = None) -> Notebook:
+        """An admin makes an instance the bot did not create a managed notebook of `owner`."""
+        if not self.rules.is_admin(admin):
+            raise NotAllowed("Only admins can adopt instances.")
+        zone = zone or self.default_zone
+        if self.get(name) is not None:
+            raise UserError(f"`{name}` is already managed by the bot.")
+        info = self.workbench.get(zone, name)
+        if info is None:
+            raise UserError(f"There is no instance `{name}` in {zone}.")
+        now = self.clock()
+        doc = self._record_for(info, owner, now)
+        if not self.store.create("notebooks", info.instance_id, doc):
+            raise UserError(f"`{name}` is already managed by the bot.")
+        labels = {**info.labels, "managed-by": "notebook-bot", "owner": label_value(owner)}
+        self.workbench.set_labels(zone, name, labels)
+        audit.record(self.store, now, admin, "notebook.adopt", name, owner=owner)
+        if self.on_change:
+            self.on_change({owner})
+        return Notebook.from_doc(doc)
+
+    def _record_for(self, info: InstanceInfo, owner: str, now: float) -> dict[str, Any]:
+        machine = info.machine_type if info.machine_type in self.catalog.machines else None
+        price = self.catalog.machines[machine].usd_per_hour if machine else 0.0
+        spec = NotebookSpec(
+            environment="unknown",
+            machine=info.machine_type or "unknown",
+            gpu=None,
+            gpu_count=0,
+            disk_gb=0,
+            boot_disk_gb=0,
+            disk_type=self.catalog.defaults.disk_type,
+            zone=info.zone,
+            idle_seconds=0,
+            usd_per_hour=price,
+            name=info.instance_id,
+        )
+        return {
+            "id": info.instance_id,
+            "zone": info.zone,
+            "owner": owner,
+            "channel": None,
+            "spec": spec.to_dict(),
+            "launch_id": None,
+            "state": info.state,
+            "state_since": now,
+            "created_at": now,
+            "url": info.url,
+            "managed": True,
+            "adopted": True,
+        }
+
+    # --- truth from the cloud ----------------------------------------------------------------------
+    def sync(self, *, force: bool = False) -> list[InstanceInfo]:
+        """Bring records in line with the cloud (one list call per zone); returns unmanaged instances.
+
+        Runs at most every SYNC_EVERY seconds across all workers unless forced.
+        """
+        now = self.clock()
+        if not force and not self._sync_due(now):
+            return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
+        records = self.store.query("notebooks")
+        zones = {d.get("zone") for d in records if d.get("zone")} | {self.default_zone}
+        unmanaged: list[InstanceInfo] = []
+        changed: set[str] = set()
+        for zone in sorted(zones):
+            found = {i.instance_id: i for i in self.workbench.list(zone)}
+            for doc in (d for d in records if d.get("zone") == zone and d.get("state") not in ("REQUESTED", GONE)):
+                info = found.pop(doc["id"], None)
+                if info is None:
+                    self._mark_gone(doc["id"])
+                    changed.add(doc["owner"])
+                elif info.state != doc.get("state") or (info.url and info.url != doc.get("url")):
+                    self.store.update("notebooks", doc["id"], lambda d, i=info: _observed(d, i, now))
+                    changed.add(doc["owner"])
+            managed_ids = {d["id"] for d in records}
+            unmanaged += [i for i in found.values() if i.instance_id not in managed_ids]
+        self.store.put("meta", "unmanaged", {"at": now, "instances": [i.__dict__ for i in unmanaged]})
+        if changed and self.on_change:
+            self.on_change(changed)
+        return unmanaged
+
+    def _sync_due(self, now: float) -> bool:
+        took: list[bool] = []
+
+        def take(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            took.clear()
+            if doc is not None and now - doc.get("at", 0) < self.SYNC_EVERY:
+                return None
+            took.append(True)
+            return {"at": now}
+
+        self.store.update("meta", "sync", take)
+        return bool(took)
+
+    def _mark_gone(self, instance_id: str) -> None:
+        now = self.clock()
+        self.store.update("notebooks", instance_id, lambda d: with_state(d, GONE, now) if d else None)
+        audit.record(self.store, now, "bot", "notebook.gone", instance_id)
+
+
+def _observed(doc: dict[str, Any] | None, info: InstanceInfo, now: float) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    new = with_state(doc, info.state, now)
+    if info.state == "STOPPED" and doc.get("state") == "ACTIVE":
+        new["stopped_outside"] = True  # idle shutdown or the console; lifecycle tells the owner once
+    if info.url:
+        new["url"] = info.url
+    return new
