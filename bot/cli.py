@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("serve", help="HTTP mode on $PORT: /slack/events, /healthz, /tasks/reconcile")
     verbs.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
     verbs.add_parser("reconcile", help="run one reconcile + reminder pass and exit")
+    verbs.add_parser("sweep", help="look at every notebook now: reminders, escalation, auto-stop; then exit")
     sandbox = verbs.add_parser(
         "sandbox",
         help="try the bot in this terminal: real app, embedded store, simulated Slack and Workbench",
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             run_socket_mode(services)
         elif args.verb == "reconcile":
             print(json.dumps(services.reconcile()))
+        elif args.verb == "sweep":
+            print(json.dumps(services.lifecycle.sweep().__dict__))
     except ConfigError as exc:
         logging.getLogger("notebook-bot").error("configuration error: %s", exc)
         print(f"notebook-bot: {exc}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.catalog import Catalog, CatalogError, format_validation_error, load_catalog
 from bot.policy import Access, Policy
+from bot.reminder_policy import Reminders
 
 DEFAULT_ZONE = "us-central1-a"
 
@@ -25,6 +26,7 @@ class _ConfigFile(BaseModel):
 
     access: Access = Access()
     policy: Policy = Policy()
+    reminders: Reminders = Reminders()
     catalog: dict[str, Any] = {}
 
 
@@ -33,6 +35,7 @@ class Config:
     access: Access
     policy: Policy
     catalog: Catalog
+    reminders: Reminders = field(default_factory=Reminders)
     source: str = "built-in defaults"
 
 
@@ -54,7 +57,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         catalog = load_catalog(parsed.catalog)
     except CatalogError as exc:
         raise ConfigError(f"{file}:\n{exc}") from None
-    return Config(parsed.access, parsed.policy, catalog, source=str(file))
+    return Config(parsed.access, parsed.policy, catalog, parsed.reminders, source=str(file))
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,18 @@ def due(store: Store, collection: str, now: float) -> list[Doc]:
     docs = store.query(collection, open=True)
     ready = [d for d in docs if d.get("next_at", 0) <= now and d.get("lease_until", 0) <= now]
     return sorted(ready, key=lambda d: d.get("next_at", 0))
+
+
+def throttle(store: Store, key: str, now: float, every: float) -> bool:
+    """True for one caller per `every` seconds across all workers (periodic work like sweeps)."""
+    took: list[bool] = []
+
+    def take(doc: Doc | None) -> Doc | None:
+        took.clear()
+        if doc is not None and now - doc.get("at", 0) < every:
+            return None
+        took.append(True)
+        return {"at": now}
+
+    store.update("meta", key, take)
+    return bool(took)

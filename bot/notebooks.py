@@ -158,13 +158,16 @@ class Notebooks:
         channel: str | None,
         dedupe_key: str,
         message: tuple[str, str] | None = None,
+        as_admin: bool = False,
     ) -> dict[str, Any]:
         """Check and record a stop/start/delete; the reconciler (or `advance`) carries it out.
 
         `message` (channel, ts) is updated with the outcome; otherwise one is posted in `channel`.
+        `as_admin` is for the bot's own policy actions (auto-stop, auto-delete).
         """
         notebook = self.find(user, name)
-        self.authorize(user, notebook, action)
+        if not as_admin:
+            self.authorize(user, notebook, action)
         if notebook.state == "REQUESTED":
             raise UserError(f"`{notebook.id}` is still being launched; try again when it is ready.")
         if notebook.state == GONE and action != "delete":
@@ -372,7 +375,7 @@ class Notebooks:
         Runs at most every SYNC_EVERY seconds across all workers unless forced.
         """
         now = self.clock()
-        if not force and not self._sync_due(now):
+        if not force and not leases.throttle(self.store, "sync", now, self.SYNC_EVERY):
             return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
         records = self.store.query("notebooks")
         zones = {d.get("zone") for d in records if d.get("zone")} | {self.default_zone}
@@ -394,19 +397,6 @@ class Notebooks:
         if changed and self.on_change:
             self.on_change(changed)
         return unmanaged
-
-    def _sync_due(self, now: float) -> bool:
-        took: list[bool] = []
-
-        def take(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            took.clear()
-            if doc is not None and now - doc.get("at", 0) < self.SYNC_EVERY:
-                return None
-            took.append(True)
-            return {"at": now}
-
-        self.store.update("meta", "sync", take)
-        return bool(took)
 
     def _mark_gone(self, instance_id: str) -> None:
         now = self.clock()

@@ -14,6 +14,7 @@ from functools import cached_property
 from bot.approvals import Approvals
 from bot.config import DEFAULT_ZONE, Config, Settings, load_config
 from bot.launches import Launcher
+from bot.lifecycle import Lifecycle
 from bot.listing import home_view
 from bot.notebooks import Notebooks
 from bot.notify import Slack, web_client
@@ -112,11 +113,27 @@ class Services:
             except Exception:  # a stale Home tab is not worth failing the action that changed it
                 log.exception("could not refresh the App Home", extra={"user": user})
 
+    @cached_property
+    def lifecycle(self) -> Lifecycle:
+        return Lifecycle(
+            store=self.store,
+            notebooks=self.notebooks,
+            slack=self.slack,
+            catalog=self.config.catalog,
+            rules=self.rules,
+            reminders=self.config.reminders,
+            clock=self.clock,
+        )
+
     def reconcile(self) -> dict[str, int]:
         """One pass of everything periodic; what /tasks/reconcile and the worker thread run."""
         counts = {"launches": self.launcher.reconcile(), "operations": self.notebooks.reconcile()}
         try:
             counts["unmanaged"] = len(self.notebooks.sync())
+            swept = self.lifecycle.sweep_if_due()
         except WorkbenchError as exc:
             log.warning("could not compare records with the cloud: %s", exc)
+        else:
+            if swept is not None:
+                counts.update(reminders=swept.reminders, escalations=swept.escalations)
         return counts

@@ -9,7 +9,7 @@ from bot.services import Services
 
 
 def build_app(services: Services, *, process_before_response: bool = False) -> App:
-    from handlers import actions, commands, events, manage, views
+    from handlers import actions, commands, events, manage, reminders, views
 
     settings = services.settings
     app = App(
@@ -22,4 +22,5 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
     views.register(app, services)
     manage.register(app, services)
     events.register(app, services)
+    reminders.register(app, services)
     return app

@@ -124,6 +124,21 @@ class SlackDriver:
     def click(self, user: str, message: Message, action_id: str, *, value: str | None = None) -> Response:
         """Press a button of `message` as it is given (a stale copy reproduces a second, racing click)."""
         block, button = _find_element(message.blocks, action_id=action_id)
+        return self._message_action(user, message, self._button_action(block, button, value))
+
+    def choose(self, user: str, message: Message, action_id: str, value: str) -> Response:
+        """Pick `value` in a select menu of `message` (e.g. a reminder's "Keep it…" menu)."""
+        block, element = _find_element(message.blocks, action_id=action_id)
+        action = {
+            "action_id": action_id,
+            "block_id": _block_id(block),
+            "type": element.get("type", "static_select"),
+            "selected_option": _option(element, value),
+            "action_ts": self._action_ts(),
+        }
+        return self._message_action(user, message, action)
+
+    def _message_action(self, user: str, message: Message, action: dict[str, Any]) -> Response:
         payload = self._base_payload("block_actions", user)
         payload.update(
             {
@@ -139,7 +154,7 @@ class SlackDriver:
                 "response_url": self.slack.response_url(
                     channel=message.channel, user=user, original_ts=message.ts, original_ephemeral=message.ephemeral
                 ),
-                "actions": [self._button_action(block, button, value)],
+                "actions": [action],
             }
         )
         if not message.ephemeral:  # Slack leaves `message` out for ephemeral messages

@@ -1,0 +1,286 @@
+"""Idle and forgotten notebooks: reminders, snoozes, escalation, auto-stop and opt-in auto-delete.
+
+A sweep looks at every managed notebook after one list call per zone (Notebooks.sync). Each
+reminder is claimed by creating a record whose key names the notebook, the run (when its
+current state began) and the reminder's period, so however many replicas sweep at once, a
+reminder goes out once. Reminders wait for the owner's working hours in their Slack timezone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot import audit, leases
+from bot.blocks import Blocks, actions, button, section
+from bot.catalog import Catalog
+from bot.listing import confirm_dialog, hours
+from bot.notebooks import Notebook, Notebooks
+from bot.notify import Slack
+from bot.policy import Rules
+from bot.reminder_policy import Reminders
+from bot.spec import format_duration
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    notebooks: int = 0
+    reminders: int = 0
+    notes: int = 0
+    escalations: int = 0
+    auto_stops: int = 0
+    auto_deletes: int = 0
+    deferred: int = 0  # due, but outside the owner's working hours or over the sweep's message budget
+
+
+class Lifecycle:
+    USER_CACHE_SECONDS = 24 * 3600
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        notebooks: Notebooks,
+        slack: Slack,
+        catalog: Catalog,
+        rules: Rules,
+        reminders: Reminders,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.notebooks = notebooks
+        self.slack = slack
+        self.catalog = catalog
+        self.rules = rules
+        self.policy = reminders
+        self.clock = clock
+
+    # --- the sweep ---------------------------------------------------------------------------------
+    def sweep_if_due(self, every: float = 300.0) -> SweepReport | None:
+        """A sweep at most every `every` seconds across all workers (the worker ticks every few)."""
+        return self.sweep() if leases.throttle(self.store, "sweep", self.clock(), every) else None
+
+    def sweep(self) -> SweepReport:
+        self.notebooks.sync(force=True)
+        report = SweepReport()
+        now = self.clock()
+        for notebook in self.notebooks.everyone():
+            report.notebooks += 1
+            if report.reminders + report.notes + report.escalations >= self.policy.max_messages_per_sweep:
+                report.deferred += 1
+                continue
+            try:
+                self._look_at(notebook, now, report)
+            except Exception:
+                log.exception("lifecycle check failed", extra={"instance": notebook.id})
+        return report
+
+    def _look_at(self, nb: Notebook, now: float, report: SweepReport) -> None:
+        if nb.doc.get("stopped_outside") and nb.state == "STOPPED":
+            if self._claim(nb, "idle-stop", 0):
+                self._dm(
+                    nb.owner,
+                    f"💤 `{nb.id}` was stopped (Workbench's idle shutdown, or outside the bot). "
+                    f"Its disks still bill ≈${self._disk_month(nb):.2f}/month; `/notebook start {nb.id}` "
+                    "brings it back.",
+                )
+                report.notes += 1
+            self.store.update("notebooks", nb.id, lambda d: {**d, "stopped_outside": False} if d else None)
+        if nb.state not in ("ACTIVE", "STOPPED") or nb.doc.get("snoozed_until", 0) > now:
+            return
+        kind = "running" if nb.state == "ACTIVE" else "stopped"
+        since = now - nb.state_since
+        threshold = self._threshold(nb)
+        if kind == "stopped" and self.policy.auto_delete_stopped_after:
+            self._auto_delete(nb, since, report)
+        if since < threshold:
+            return
+        period = int((since - threshold) // self.policy.repeat_every)
+        unanswered = nb.doc.get("unanswered", 0) if nb.doc.get("unanswered_run") == nb.state_since else 0
+        if unanswered >= self.policy.escalate_after:
+            self._escalate(nb, kind, since, report)
+            return
+        if not self._working_hours(nb.owner, now):
+            report.deferred += 1
+            return
+        if not self._claim(nb, kind, period):
+            return
+        text, blocks = self.reminder(nb, kind, since, now)
+        posted = self._dm(nb.owner, text, blocks)
+        run = nb.state_since
+        self.store.update(
+            "notebooks",
+            nb.id,
+            lambda d: (
+                {
+                    **d,
+                    "unanswered": (d.get("unanswered", 0) if d.get("unanswered_run") == run else 0) + 1,
+                    "unanswered_run": run,
+                    "last_reminder": posted,
+                }
+                if d
+                else None
+            ),
+        )
+        audit.record(self.store, now, "bot", f"reminder.{kind}", nb.id, owner=nb.owner, period=period)
+        report.reminders += 1
+
+    def _threshold(self, nb: Notebook) -> float:
+        if nb.state == "STOPPED":
+            return self.policy.stopped_after
+        return self.policy.running_gpu_after if nb.spec.gpu_count else self.policy.running_cpu_after
+
+    def _claim(self, nb: Notebook, kind: str, period: int) -> bool:
+        """Exactly one sweep, on any replica, sends this reminder for this run and period."""
+        key = f"{nb.id}:{nb.state_since:.0f}:{kind}:{period}"
+        return self.store.create("reminders", key, {"notebook": nb.id, "kind": kind, "at": self.clock()})
+
+    # --- messages ----------------------------------------------------------------------------------
+    def reminder(self, nb: Notebook, kind: str, since: float, now: float) -> tuple[str, Blocks]:
+        snooze = self._snooze_menu(nb.id)
+        if kind == "running":
+            run_cost = since / 3600 * nb.spec.usd_per_hour
+            text = (
+                f"⏰ `{nb.id}` ({nb.spec.gpu_label(self.catalog)}) has been running for {hours(since)}, "
+                f"≈${run_cost:.2f} so far this run (≈${nb.spec.usd_per_hour:.2f}/h). Still using it?"
+            )
+            buttons = [button("Stop now", "lifecycle_stop", nb.id, style="danger"), snooze]
+        else:
+            text = (
+                f"🧊 `{nb.id}` has been stopped for {hours(since)}. Its disks still cost "
+                f"≈${self._disk_month(nb):.2f}/month. Delete it if you're done (its disks and data go too)."
+            )
+            delete = {**button("Delete", "lifecycle_delete", nb.id, style="danger"), "confirm": confirm_dialog(nb.id)}
+            buttons = [delete, snooze]
+        return text, [section(text), actions(*buttons, block_id=f"lifecycle:{nb.id}")]
+
+    def _snooze_menu(self, nb_id: str) -> dict[str, Any]:
+        options = [
+            {"text": {"type": "plain_text", "text": f"Keep for {format_duration(s)}"}, "value": f"{nb_id}|{s}"}
+            for s in self.policy.snooze_choices
+        ]
+        return {
+            "type": "static_select",
+            "action_id": "lifecycle_snooze",
+            "placeholder": {"type": "plain_text", "text": "Keep it…"},
+            "options": options,
+        }
+
+    def _disk_month(self, nb: Notebook) -> float:
+        gigabytes = nb.spec.disk_gb + nb.spec.boot_disk_gb
+        return self.catalog.disk_usd_per_month(nb.spec.disk_type, gigabytes) if gigabytes else 0.0
+
+    def _dm(self, user: str, text: str, blocks: Blocks | None = None) -> dict[str, str]:
+        posted = self.slack.dm(user, text, blocks)
+        return {"channel": posted.channel, "ts": posted.ts}
+
+    # --- answers -----------------------------------------------------------------------------------
+    def snooze(self, user: str, nb_id: str, seconds: int, message: tuple[str, str] | None) -> None:
+        notebook = self.notebooks.find(user, nb_id)
+        self.notebooks.authorize(user, notebook, "snooze reminders for")
+        if seconds not in self.policy.snooze_choices:
+            raise ValueError(f"not an offered snooze: {seconds}")
+        until = self.clock() + seconds
+        self.store.update(
+            "notebooks", notebook.id, lambda d: {**d, "snoozed_until": until, "unanswered": 0} if d else None
+        )
+        audit.record(self.store, self.clock(), user, "reminder.snoozed", notebook.id, until=until)
+        if message:
+            when = datetime.fromtimestamp(until, self._tz(notebook.owner)).strftime("%a %d %b %H:%M")
+            text = f"👍 Keeping `{notebook.id}` until {when} (your time); I'll ask again then."
+            self.slack.update(message[0], message[1], text, [section(text)])
+
+    def answered(self, nb_id: str) -> None:
+        """The owner acted on a reminder (stop or delete): unanswered reminders start again from zero."""
+        self.store.update("notebooks", nb_id, lambda d: {**d, "unanswered": 0} if d else None)
+
+    # --- escalation and automatic actions ------------------------------------------------------------
+    def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport) -> None:
+        if not self._claim(nb, "escalation", 0):
+            return
+        action = ""
+        if kind == "running" and self.policy.auto_stop:
+            action = " I'm stopping it now."
+            self.notebooks.request(
+                "bot",
+                nb.id,
+                "stop",
+                channel=None,
+                dedupe_key=f"auto-stop:{nb.id}:{nb.state_since:.0f}",
+                as_admin=True,
+            )
+            report.auto_stops += 1
+        text = (
+            f"📣 <@{nb.owner}> hasn't answered {self.policy.escalate_after} reminders about `{nb.id}` "
+            f"({kind} for {hours(since)}, ≈${nb.spec.usd_per_hour:.2f}/h).{action}"
+        )
+        self._tell_admins(text)
+        self._dm(nb.owner, f"📣 You didn't answer the reminders about `{nb.id}`, so admins were told.{action}")
+        audit.record(self.store, self.clock(), "bot", "reminder.escalated", nb.id, auto_stop=bool(action))
+        report.escalations += 1
+
+    def _auto_delete(self, nb: Notebook, since: float, report: SweepReport) -> None:
+        limit = self.policy.auto_delete_stopped_after or 0
+        if since >= limit - self.policy.auto_delete_notice and self._claim(nb, "delete-notice", 0):
+            on = datetime.fromtimestamp(nb.state_since + limit, self._tz(nb.owner)).strftime("%a %d %b %H:%M")
+            text = (
+                f"🗑 `{nb.id}` has been stopped for {hours(since)}. By policy it will be *deleted on {on}* "
+                "(your time), with its disks, unless you keep it."
+            )
+            blocks = [section(text), actions(self._snooze_menu(nb.id), block_id=f"lifecycle:{nb.id}")]
+            self._dm(nb.owner, text, blocks)
+            report.notes += 1
+        announced = self.store.get("reminders", f"{nb.id}:{nb.state_since:.0f}:delete-notice:0")
+        if since >= limit and announced and self._claim(nb, "auto-delete", 0):
+            self.notebooks.request(
+                "bot",
+                nb.id,
+                "delete",
+                channel=None,
+                dedupe_key=f"auto-delete:{nb.id}:{nb.state_since:.0f}",
+                as_admin=True,
+            )
+            self._dm(nb.owner, f"🗑 Deleting `{nb.id}`: it was stopped for {hours(since)} (policy).")
+            audit.record(self.store, self.clock(), "bot", "notebook.auto-delete", nb.id, owner=nb.owner)
+            report.auto_deletes += 1
+
+    def _tell_admins(self, text: str) -> None:
+        channel = self.rules.access.approval_channel
+        if self.policy.escalate_to == "approval_channel" and channel:
+            self.slack.post(channel, text)
+            return
+        for admin in (a for a in self.rules.access.admins if a.startswith(("U", "W"))):
+            self._dm(admin, text)
+
+    # --- working hours -----------------------------------------------------------------------------
+    def _working_hours(self, user: str, now: float) -> bool:
+        if not self.policy.respect_working_hours:
+            return True
+        local = datetime.fromtimestamp(now, self._tz(user))
+        start, end = self.policy.working_hours
+        return local.weekday() in self.policy.working_days and start <= local.hour < end
+
+    def _tz(self, user: str) -> ZoneInfo:
+        """The user's timezone from Slack (users.info), cached in the store for a day."""
+        now = self.clock()
+        cached = self.store.get("users", user)
+        if cached is None or now - cached.get("at", 0) > self.USER_CACHE_SECONDS:
+            try:
+                info = self.slack.user(user)
+                cached = {"tz": info.tz or "UTC", "at": now}
+            except Exception:
+                log.warning("no timezone for %s; using UTC", user)
+                cached = {"tz": "UTC", "at": now}
+            self.store.put("users", user, cached)
+        try:
+            return ZoneInfo(cached["tz"])
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")

@@ -1,0 +1,208 @@
+"""Idle and forgotten notebooks, with a clock the tests move: reminders, snooze, escalation,
+auto-stop, opt-in auto-delete, working hours, and concurrent sweeps."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.config import load_config
+from bot.store import FirestoreStore
+from tests.harness import Bot
+
+MONDAY_10_UTC = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()  # 11:00 in Paris, 05:00 in New York
+MONDAY_06_UTC = MONDAY_10_UTC - 4 * 3600  # so that 9 hours later it is still working hours in Paris
+HOUR, DAY = 3600, 86400
+BASE = '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\napproval_channel = "C0APPROVALS"\n'
+
+
+@pytest.fixture
+def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
+    from google.cloud import firestore
+
+    bots = []
+
+    def make(reminders: str = "") -> Bot:
+        config = tmp_path / "config.toml"
+        config.write_text(BASE + "[reminders]\n" + reminders)
+        store = FirestoreStore(firestore.Client(project=firestore_project))
+        bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
+        bot.clock.now = MONDAY_10_UTC
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.__exit__(None, None, None)
+
+
+def launch_ready(bot: Bot, user: str, name: str, extra: str = "") -> None:
+    bot.driver.command(user, f"new name={name} {extra}")
+    bot.reconcile_until(lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE", step=5)
+
+
+def dms(bot: Bot, user: str) -> list:
+    return [m for m in bot.slack.messages(f"D{user}") if not m.ephemeral]
+
+
+def sweep(bot: Bot):
+    return bot.services.lifecycle.sweep()
+
+
+def test_a_long_running_gpu_gets_one_reminder_with_cost_and_buttons(make_bot) -> None:
+    bot = make_bot()
+    bot.clock.now = MONDAY_06_UTC
+    launch_ready(bot, "U0ALICE", "gpu-nb", "gpu=l4")
+    bot.clock.advance(7 * HOUR)
+    assert sweep(bot).reminders == 0 and dms(bot, "U0ALICE") == []
+    bot.clock.advance(2 * HOUR)
+    assert sweep(bot).reminders == 1
+    [dm] = dms(bot, "U0ALICE")
+    assert "`gpu-nb`" in dm.text and "running for 9.0 h" in dm.text and "≈$6.70 so far this run" in dm.text
+    elements = [e for b in dm.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [e["action_id"] for e in elements] == ["lifecycle_stop", "lifecycle_snooze"]
+    assert sweep(bot).reminders == 0 and len(dms(bot, "U0ALICE")) == 1, "never twice for the same period"
+
+
+def test_stop_now_stops_it_and_the_reminder_shows_the_result(make_bot) -> None:
+    bot = make_bot()
+    bot.clock.now = MONDAY_06_UTC
+    launch_ready(bot, "U0ALICE", "gpu-nb", "gpu=l4")
+    bot.clock.advance(9 * HOUR)
+    sweep(bot)
+    [dm] = dms(bot, "U0ALICE")
+    bot.driver.click("U0ALICE", dm, "lifecycle_stop")
+    bot.reconcile_until(lambda: "Stopped `gpu-nb`" in bot.slack.message(dm.channel, dm.ts).text, step=5)
+    assert bot.store.get("notebooks", "gpu-nb")["state"] == "STOPPED"
+
+
+def test_a_stranger_cannot_answer_someone_elses_reminder(make_bot) -> None:
+    bot = make_bot()
+    bot.clock.now = MONDAY_06_UTC
+    launch_ready(bot, "U0ALICE", "gpu-nb", "gpu=l4")
+    bot.clock.advance(9 * HOUR)
+    sweep(bot)
+    [dm] = dms(bot, "U0ALICE")
+    bot.driver.click("U0BOB", dm, "lifecycle_stop")
+    refusal = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral and m.user == "U0BOB"])
+    assert "belongs to <@U0ALICE>" in refusal[0].text
+    assert bot.workbench.count("stop") == 0
+
+
+def test_snooze_keeps_it_quiet_until_the_chosen_time(make_bot) -> None:
+    bot = make_bot('running_gpu_after = "1h"\nrepeat_every = "1h"\nrespect_working_hours = false\n')
+    launch_ready(bot, "U0ALICE", "gpu-nb", "gpu=l4")
+    start = bot.clock.now
+    bot.clock.now = start + HOUR + 60
+    assert sweep(bot).reminders == 1
+    [dm] = dms(bot, "U0ALICE")
+    bot.driver.choose("U0ALICE", dm, "lifecycle_snooze", f"gpu-nb|{8 * HOUR}")
+    bot.slack.wait_for(lambda: "Keeping `gpu-nb`" in bot.slack.message(dm.channel, dm.ts).text)
+    bot.clock.now = start + 4 * HOUR  # three reminder periods later, inside the 8 h snooze
+    assert sweep(bot).reminders == 0
+    bot.clock.now = start + 10 * HOUR  # the snooze is over
+    assert sweep(bot).reminders == 1
+
+
+def test_a_long_stopped_notebook_gets_a_reminder_about_its_disk_cost(make_bot) -> None:
+    bot = make_bot()
+    launch_ready(bot, "U0ALICE", "old-nb", "disk=500")
+    bot.driver.command("U0ALICE", "stop old-nb")
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "old-nb")["state"] == "STOPPED", step=5)
+    bot.clock.now = MONDAY_10_UTC + 14 * DAY + HOUR
+    assert sweep(bot).reminders == 1
+    [dm] = [m for m in dms(bot, "U0ALICE") if "stopped for" in m.text]
+    assert "≈$65.00/month" in dm.text  # (500 + 150) GB of balanced disk at $0.10
+    actions = [e for b in dm.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert actions[0]["action_id"] == "lifecycle_delete" and "confirm" in actions[0]
+
+
+def test_workbench_idle_shutdown_gets_a_short_note_once(make_bot) -> None:
+    bot = make_bot()
+    launch_ready(bot, "U0ALICE", "idle-nb")
+    [name] = [n for n in bot.workbench.instances() if n.endswith("/idle-nb")]
+    bot.workbench.set_state(name, "STOPPED")
+    bot.clock.advance(HOUR)
+    assert sweep(bot).notes == 1
+    assert "idle shutdown" in dms(bot, "U0ALICE")[0].text
+    assert sweep(bot).notes == 0 and len(dms(bot, "U0ALICE")) == 1
+
+
+def test_unanswered_reminders_escalate_to_admins_and_stop_the_notebook(make_bot) -> None:
+    bot = make_bot('running_gpu_after = "1h"\nrepeat_every = "1h"\nescalate_after = 2\nrespect_working_hours = false\n')
+    launch_ready(bot, "U0ALICE", "gpu-nb", "gpu=l4")
+    for _ in range(2):
+        bot.clock.advance(HOUR + 60)
+        assert sweep(bot).reminders == 1
+    bot.clock.advance(HOUR + 60)
+    report = sweep(bot)
+    assert report.escalations == 1 and report.auto_stops == 1
+    admin = bot.slack.wait_for(lambda: dms(bot, "U0ADMIN"))
+    assert "hasn't answered 2 reminders about `gpu-nb`" in admin[0].text
+    assert "admins were told" in dms(bot, "U0ALICE")[-1].text
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "gpu-nb")["state"] == "STOPPED", step=5)
+    bot.clock.advance(HOUR)
+    assert sweep(bot).escalations == 0
+
+
+def test_no_automatic_deletion_unless_the_policy_turns_it_on(make_bot) -> None:
+    bot = make_bot("respect_working_hours = false\n")
+    launch_ready(bot, "U0ALICE", "kept")
+    bot.driver.command("U0ALICE", "stop kept")
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "kept")["state"] == "STOPPED", step=5)
+    bot.clock.advance(400 * DAY)
+    report = sweep(bot)
+    assert report.auto_deletes == 0 and bot.workbench.count("delete") == 0
+
+
+def test_opt_in_auto_delete_is_announced_then_done(make_bot) -> None:
+    bot = make_bot(
+        'stopped_after = "30d"\nauto_delete_stopped_after = "10d"\nauto_delete_notice = "3d"\n'
+        "respect_working_hours = false\n"
+    )
+    launch_ready(bot, "U0ALICE", "old")
+    bot.driver.command("U0ALICE", "stop old")
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "old")["state"] == "STOPPED", step=5)
+    stopped_at = bot.store.get("notebooks", "old")["state_since"]
+    bot.clock.now = stopped_at + 8 * DAY
+    assert sweep(bot).auto_deletes == 0
+    assert "will be *deleted on" in dms(bot, "U0ALICE")[-1].text
+    bot.clock.now = stopped_at + 10 * DAY + 60
+    assert sweep(bot).auto_deletes == 1
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "old") is None, step=5)
+    assert bot.workbench.count("delete") == 1
+
+
+def test_reminders_wait_for_the_owners_working_hours(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0BOB", "bob-nb")  # Bob is in New York: 05:00 at MONDAY_10_UTC
+    bot.clock.advance(2 * HOUR)  # 07:00 in New York
+    report = sweep(bot)
+    assert report.reminders == 0 and report.deferred == 1
+    bot.clock.advance(3 * HOUR)  # 10:00 in New York
+    assert sweep(bot).reminders == 1
+
+
+def test_two_concurrent_sweeps_send_each_reminder_once(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(3):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    threads = [threading.Thread(target=sweep, args=(bot,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(dms(bot, "U0ALICE")) == 3
+
+
+def test_a_notebook_deleted_elsewhere_gets_no_reminder(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "vanished")
+    [name] = [n for n in bot.workbench.instances() if n.endswith("/vanished")]
+    bot.workbench.remove(name)
+    bot.clock.advance(2 * HOUR)
+    assert sweep(bot).reminders == 0
+    assert bot.store.get("notebooks", "vanished")["state"] == "GONE"
