@@ -92,7 +92,7 @@ class Launch:
 
 
 class Launcher:
-    LEASE_SECONDS = 120
+    LEASE_SECONDS = 30  # a step is one or two API calls; a crashed worker delays its job this long
     MAX_ATTEMPTS = 6
     CREATE_TIMEOUT = 45 * 60
     SHOW_EVERY = 10.0  # seconds between "creating…" message refreshes
@@ -109,6 +109,7 @@ class Launcher:
         clock: Callable[[], float] = time.time,
         worker_id: str | None = None,
         prepare_metadata: Callable[[NotebookSpec], dict[str, str]] | None = None,
+        check_buckets: Callable[[NotebookSpec], None] | None = None,
         poll_seconds: float = 2.0,
         on_pending: Callable[[Launch], None] | None = None,
         on_finished: Callable[[Launch], None] | None = None,
@@ -122,6 +123,7 @@ class Launcher:
         self.clock = clock
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
+        self.check_buckets = check_buckets or (lambda spec: None)  # UserError if a bucket= can't be mounted
         self.poll_seconds = poll_seconds
         self.on_pending = on_pending  # asks approvers (bot/approvals.py)
         self.on_finished = on_finished  # e.g. refreshes the requester's App Home
@@ -141,6 +143,7 @@ class Launcher:
         if existing is not None:
             return existing, False
         spec = self.check(text)
+        self.check_buckets(spec)  # asks Cloud Storage, so here and not in the pure check()
         self.rules.check_quota(requester, spec, self.specs_of(requester))
         instance_id = spec.name or default_instance_id(spec, launch_id)
         now = self.clock()

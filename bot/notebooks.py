@@ -85,7 +85,7 @@ def with_state(doc: dict[str, Any], state: str, now: float) -> dict[str, Any]:
 
 
 class Notebooks:
-    LEASE_SECONDS = 120
+    LEASE_SECONDS = 30  # a step is one or two API calls; a crashed worker delays its job this long
     SYNC_EVERY = 60.0
     MAX_ATTEMPTS = 6
 
