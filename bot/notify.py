@@ -47,6 +47,7 @@ class Posted:
 class Slack:
     def __init__(self, client: WebClient) -> None:
         self.client = client
+        self._dm_channels: dict[str, str] = {}  # user -> DM channel; conversations.open once per user
 
     def post(self, channel: str, text: str, blocks: list[dict] | None = None, thread_ts: str | None = None) -> Posted:
         response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
@@ -66,7 +67,9 @@ class Slack:
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     def dm(self, user: str, text: str, blocks: list[dict] | None = None) -> Posted:
-        channel = self.client.conversations_open(users=user)["channel"]["id"]
+        channel = self._dm_channels.get(user)
+        if channel is None:
+            channel = self._dm_channels[user] = self.client.conversations_open(users=user)["channel"]["id"]
         return self.post(channel, text, blocks)
 
     def ephemeral(self, channel: str, user: str, text: str, blocks: list[dict] | None = None) -> None:
