@@ -133,8 +133,9 @@ class Launcher:
         """Parse and resolve a `/notebook new` text; raises UserError. Touches nothing."""
         return resolve(parse_request(text), self.catalog, self.bounds, self.today())
 
-    def request(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> tuple[Launch, bool]:
-        """Record a launch; returns (launch, created). A repeated dedupe_key returns the first launch.
+    def request(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> tuple[Launch | None, bool]:
+        """Record a launch; returns (launch, created). A repeated dedupe_key returns the first launch
+        (None while a concurrent delivery of the same request is still recording it).
 
         Raises UserError (bad spec, name taken) or NotAllowed (quota) with nothing recorded.
         """
@@ -163,7 +164,7 @@ class Launcher:
         if not self.store.create("notebooks", instance_id, notebook):
             taken = self.store.get("notebooks", instance_id) or {}
             if taken.get("launch_id") == launch_id:  # a concurrent retry of this same request
-                return self.get(launch_id) or self._missing(launch_id), False
+                return self.get(launch_id), False
             raise UserError(f"A notebook named `{instance_id}` already exists; choose another `name=`.", field="name")
         launch = Launch(
             id=launch_id,
@@ -178,14 +179,14 @@ class Launcher:
             history=[{"state": state, "at": now, "by": requester}],
         )
         if not self.store.create("launches", launch_id, launch.to_doc()):
-            return self.get(launch_id) or self._missing(launch_id), False
+            return self.get(launch_id), False
         audit.record(self.store, now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec)
         return launch, True
 
-    def begin(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> Launch:
+    def begin(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> Launch | None:
         """Request a launch and start it (see `start`)."""
         launch, created = self.request(requester=requester, channel=channel, text=text, dedupe_key=dedupe_key)
-        return self.start(launch) if created else launch
+        return self.start(launch) if created and launch else launch
 
     def start(self, launch: Launch) -> Launch:
         """Show a new launch in its channel, then create it now or ask approvers."""
@@ -198,9 +199,6 @@ class Launcher:
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.clock(), UTC).date()
-
-    def _missing(self, launch_id: str) -> Launch:
-        raise RuntimeError(f"launch {launch_id} vanished while being requested")
 
     def get(self, launch_id: str) -> Launch | None:
         doc = self.store.get("launches", launch_id)
@@ -220,11 +218,7 @@ class Launcher:
     # --- the reconciler -------------------------------------------------------------------------
     def reconcile(self) -> int:
         """One pass: advance every launch that is due. Returns how many were advanced."""
-        advanced = 0
-        for doc in leases.due(self.store, "launches", self.clock()):
-            if self.step(doc["id"]):
-                advanced += 1
-        return advanced
+        return leases.work_due(self.store, "launches", self.clock(), self.step)
 
     def step(self, launch_id: str) -> bool:
         """Advance one launch by one step if no other worker holds it. Returns whether it ran."""
@@ -305,7 +299,7 @@ class Launcher:
             "operation": operation,
             "owner_email": email,
             "attempts": 0,
-            "next_at": self.clock() + self._delay(0),
+            "next_at": self._next_look(0),
         }
 
     def _poll(self, launch: Launch) -> dict[str, Any]:
@@ -315,7 +309,7 @@ class Launcher:
             if not status.done:
                 return {
                     "attempts": launch.attempts + 1,
-                    "next_at": self.clock() + self._delay(launch.attempts + 1),
+                    "next_at": self._next_look(launch.attempts + 1),
                 }
             if status.error is not None:
                 return self._finish(launch, State.FAILED, error=status.error.message)
@@ -326,7 +320,7 @@ class Launcher:
             return {
                 "operation": None,
                 "attempts": launch.attempts + 1,
-                "next_at": self.clock() + self._delay(launch.attempts + 1),
+                "next_at": self._next_look(launch.attempts + 1),
             }
         now = self.clock()
 
@@ -355,7 +349,7 @@ class Launcher:
         attempts = launch.attempts + 1
         if not exc.retriable or attempts >= self.MAX_ATTEMPTS:
             return self._finish(launch, State.FAILED, error=exc.message)
-        return {"attempts": attempts, "next_at": self.clock() + self._delay(attempts)}
+        return {"attempts": attempts, "next_at": self._next_look(attempts)}
 
     def _close_approval_request(self, launch: Launch) -> None:
         """Replace the approvers' buttons with the outcome (who decided and when), once."""
@@ -368,9 +362,9 @@ class Launcher:
                 return
         self.store.update("launches", launch.id, lambda d: {**d, "approval_closed": True} if d else None)
 
-    def _delay(self, attempt: int) -> float:
-        """Seconds before the next look at an operation: growing ×1.5 up to 20 s, as op.result() does."""
-        return min(self.poll_seconds * 1.5**attempt, 20.0)
+    def _next_look(self, attempt: int) -> float:
+        """When to look at an operation again, after `attempt` looks."""
+        return self.clock() + leases.backoff(self.poll_seconds, attempt)
 
     # --- Slack ----------------------------------------------------------------------------------
     def post(self, launch: Launch) -> Launch:

@@ -7,6 +7,7 @@ it still holds the lease. A worker that dies leaves a lease that simply expires.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bot.store import Store
@@ -69,6 +70,16 @@ def due(store: Store, collection: str, now: float) -> list[Doc]:
     docs = store.query(collection, open=True)
     ready = [d for d in docs if d.get("next_at", 0) <= now and d.get("lease_until", 0) <= now]
     return sorted(ready, key=lambda d: d.get("next_at", 0))
+
+
+def work_due(store: Store, collection: str, now: float, advance: Callable[[str], bool]) -> int:
+    """One pass over a queue: offer each due record to `advance`; count those it advanced."""
+    return sum(1 for doc in due(store, collection, now) if advance(doc["id"]))
+
+
+def backoff(first: float, attempt: int) -> float:
+    """Seconds before the next look at an operation: growing ×1.5 up to 20 s, as op.result() does."""
+    return min(first * 1.5**attempt, 20.0)
 
 
 def throttle(store: Store, key: str, now: float, every: float) -> bool:

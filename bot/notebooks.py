@@ -205,11 +205,8 @@ class Notebooks:
         return record
 
     def reconcile(self) -> int:
-        done = 0
-        for doc in leases.due(self.store, "operations", self.clock()):
-            if self.advance(doc["id"]):
-                done += 1
-        return done
+        """One pass: advance every stop, start and delete that is due."""
+        return leases.work_due(self.store, "operations", self.clock(), self.advance)
 
     def advance(self, op_id: str) -> bool:
         doc = leases.claim(self.store, "operations", op_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
@@ -220,7 +217,7 @@ class Notebooks:
         except WorkbenchError as exc:
             attempts = doc.get("attempts", 0) + 1
             if exc.retriable and attempts < self.MAX_ATTEMPTS:
-                changes = {"attempts": attempts, "next_at": self.clock() + self._delay(attempts)}
+                changes = {"attempts": attempts, "next_at": self._next_look(attempts)}
             else:
                 changes = {"state": "FAILED", "error": exc.message}
         try:
@@ -248,11 +245,11 @@ class Notebooks:
                     if op["action"] == "delete":
                         return self._finish(op)
                 raise
-            return {"state": "RUNNING", "operation": name, "attempts": 0, "next_at": self.clock() + self._delay(0)}
+            return {"state": "RUNNING", "operation": name, "attempts": 0, "next_at": self._next_look(0)}
         status = self.workbench.operation(op["operation"])
         if not status.done:
             attempts = op.get("attempts", 0) + 1
-            return {"attempts": attempts, "next_at": self.clock() + self._delay(attempts)}
+            return {"attempts": attempts, "next_at": self._next_look(attempts)}
         if status.error is not None:
             return {"state": "FAILED", "error": status.error.message}
         return self._finish(op)
@@ -290,8 +287,9 @@ class Notebooks:
         except Exception:
             log.exception("could not show the operation in Slack", extra={"instance": op["notebook"]})
 
-    def _delay(self, attempt: int) -> float:
-        return min(self.poll_seconds * 1.5**attempt, 20.0)
+    def _next_look(self, attempt: int) -> float:
+        """When to look at an operation again, after `attempt` looks."""
+        return self.clock() + leases.backoff(self.poll_seconds, attempt)
 
     # --- hand-over and adoption --------------------------------------------------------------------
     def transfer(self, user: str, name: str, new_owner: str) -> Notebook:
