@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.catalog import Catalog, CatalogError, format_validation_error, load_catalog
+from bot.catalog import Catalog
+from bot.catalog_check import check_catalog, config_problems, report, toml_problem
 from bot.policy import Access, Policy
 from bot.reminder_policy import Reminders
 
@@ -40,24 +41,31 @@ class Config:
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """The config file's settings over the defaults, checked: errors name the file and line (file:line: ...)."""
     if not path:
-        return Config(Access(), Policy(), load_catalog())
+        return Config(Access(), Policy(), _checked_catalog({}))
     file = Path(path)
     try:
-        data = tomllib.loads(file.read_text())
+        text = file.read_text()
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such config file (NOTEBOOK_BOT_CONFIG)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        raise ConfigError(report([toml_problem(file, text, exc)])) from None
     try:
         parsed = _ConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{file}:\n{format_validation_error(exc)}") from None
-    try:
-        catalog = load_catalog(parsed.catalog)
-    except CatalogError as exc:
-        raise ConfigError(f"{file}:\n{exc}") from None
+        raise ConfigError(report(config_problems(exc, _ConfigFile, file, text))) from None
+    catalog = _checked_catalog(parsed.catalog, file, text)
     return Config(parsed.access, parsed.policy, catalog, parsed.reminders, source=str(file))
+
+
+def _checked_catalog(additions: dict[str, Any], file: Path | None = None, text: str | None = None) -> Catalog:
+    """The shipped catalog plus the config's [catalog] table; ConfigError lists every problem by file:line."""
+    catalog, problems = check_catalog(additions, file, text)
+    if catalog is None:
+        raise ConfigError(report(problems))
+    return catalog
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class Settings:
     worker_interval: float = 3.0  # seconds between reconcile passes inside serve/socket
     poll_seconds: float = 2.0  # first wait before polling a Workbench operation (grows x1.5 to 20 s)
     task_audience: str | None = None  # OIDC audience expected on POST /tasks/reconcile
+    task_invoker: str | None = None  # the only service account allowed to call it (Cloud Scheduler's)
+    notebook_service_account: str | None = None  # the service account notebooks run as
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -98,6 +108,8 @@ class Settings:
             worker_interval=_number(e, "NOTEBOOK_BOT_WORKER_INTERVAL", cls.worker_interval, float),
             poll_seconds=_number(e, "NOTEBOOK_BOT_POLL_SECONDS", cls.poll_seconds, float),
             task_audience=e.get("NOTEBOOK_BOT_TASK_AUDIENCE") or None,
+            task_invoker=e.get("NOTEBOOK_BOT_TASK_INVOKER") or None,
+            notebook_service_account=e.get("NOTEBOOK_SERVICE_ACCOUNT") or None,
         )
 
     def require(self, *names: str) -> None:

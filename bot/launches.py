@@ -27,6 +27,7 @@ from bot import audit, leases
 from bot.blocks import approval_message, launch_message
 from bot.catalog import Catalog
 from bot.errors import UserError
+from bot.logs import log_context
 from bot.notify import Slack
 from bot.policy import Rules
 from bot.spec import NotebookSpec, SpecBounds, parse_request, resolve
@@ -140,6 +141,10 @@ class Launcher:
         Raises UserError (bad spec, name taken) or NotAllowed (quota) with nothing recorded.
         """
         launch_id = str(uuid.uuid5(LAUNCH_NAMESPACE, dedupe_key))
+        with log_context(launch_id=launch_id, user=requester):
+            return self._request(launch_id, requester, channel, text)
+
+    def _request(self, launch_id: str, requester: str, channel: str, text: str) -> tuple[Launch | None, bool]:
         existing = self.get(launch_id)
         if existing is not None:
             return existing, False
@@ -226,6 +231,11 @@ class Launcher:
         if doc is None:
             return False
         launch = Launch.from_doc(doc)
+        with log_context(launch_id=launch.id, user=launch.requester):
+            return self._step(launch)
+
+    def _step(self, launch: Launch) -> bool:
+        launch_id = launch.id
         try:
             changes = self._advance(launch)
         except WorkbenchError as exc:  # transient trouble talking to Workbench: back off and retry

@@ -18,6 +18,7 @@ from bot import audit, leases
 from bot.blocks import section
 from bot.catalog import Catalog
 from bot.errors import NotAllowed, UserError, one_of
+from bot.logs import log_context
 from bot.notify import Slack
 from bot.policy import Rules
 from bot.spec import NotebookSpec
@@ -212,6 +213,10 @@ class Notebooks:
         doc = leases.claim(self.store, "operations", op_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
         if doc is None:
             return False
+        with log_context(user=doc.get("requester"), instance=doc.get("notebook")):
+            return self._advance(op_id, doc)
+
+    def _advance(self, op_id: str, doc: dict[str, Any]) -> bool:
         try:
             changes = self._step(doc)
         except WorkbenchError as exc:

@@ -9,6 +9,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from bot.logs import TraceMiddleware, gunicorn_logger_class
 from bot.services import Services
 from bot.web import WebApp
 from bot.worker import Worker
@@ -16,14 +17,16 @@ from bot.worker import Worker
 log = logging.getLogger(__name__)
 
 
-def build_web_app(services: Services) -> WebApp:
+def build_web_app(services: Services) -> Callable[..., Any]:
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
     from bot.tasks import task_authorizer
     from handlers import build_app
 
     handler = SlackRequestHandler(build_app(services))
-    return WebApp(handler, services.reconcile, task_authorizer(services.settings))
+    return TraceMiddleware(
+        WebApp(handler, services.reconcile, task_authorizer(services.settings)), services.settings.project
+    )
 
 
 def serve_gunicorn(services: Services) -> None:
@@ -39,6 +42,7 @@ def serve_gunicorn(services: Services) -> None:
                 "worker_class": "gthread",
                 "timeout": 0,  # Cloud Run ends idle requests itself
                 "accesslog": None,
+                "logger_class": gunicorn_logger_class(),
             }.items():
                 self.cfg.set(key, value)
 

@@ -12,13 +12,15 @@ from collections.abc import Callable
 from functools import cached_property
 
 from bot.approvals import Approvals
+from bot.buckets import BucketChecker, Storage
 from bot.config import DEFAULT_ZONE, Config, Settings, load_config
 from bot.launches import Launcher
 from bot.lifecycle import Lifecycle
 from bot.listing import home_view
 from bot.notebooks import Notebooks
 from bot.notify import Slack, web_client
-from bot.policy import Rules
+from bot.policy import GroupMembers, Rules
+from bot.startup import StartupScripts
 from bot.store import Store, open_store
 from bot.workbench import Workbench, WorkbenchError
 
@@ -46,7 +48,9 @@ class Services:
 
     @cached_property
     def workbench(self) -> Workbench:
-        return Workbench(self.settings.project or "local-project")
+        return Workbench(
+            self.settings.project or "local-project", service_account=self.settings.notebook_service_account
+        )
 
     @cached_property
     def slack(self) -> Slack:
@@ -54,7 +58,16 @@ class Services:
 
     @cached_property
     def rules(self) -> Rules:
-        return Rules(self.config.access, self.config.policy)
+        return Rules(self.config.access, self.config.policy, self.user_groups, catalog=self.config.catalog)
+
+    @cached_property
+    def user_groups(self) -> GroupMembers:
+        """Members of the Slack user groups (S…) named as admins or approvers, kept for 5 minutes."""
+
+        def fetch(group: str) -> list[str]:
+            return list(self.slack.client.usergroups_users_list(usergroup=group)["users"])
+
+        return GroupMembers(fetch, clock=self.clock, ttl=300.0)
 
     @cached_property
     def zone(self) -> str:
@@ -74,7 +87,14 @@ class Services:
             poll_seconds=self.settings.poll_seconds,
             on_pending=lambda launch: self.approvals.ask(launch),
             on_finished=lambda launch: self.publish_homes({launch.requester}),
+            prepare_metadata=StartupScripts(self.storage, self.settings.scripts_bucket, self.config.catalog).metadata,
+            check_buckets=BucketChecker(self.storage, self.settings.scripts_bucket),
         )
+
+    @cached_property
+    def storage(self) -> Storage:
+        """Cloud Storage (bucket checks, mount scripts); its client is built on first use."""
+        return Storage(self.settings.project)
 
     @cached_property
     def approvals(self) -> Approvals:

@@ -62,8 +62,9 @@ class OperationStatus:
 
 
 class Workbench:
-    def __init__(self, project: str, *, emulator_host: str | None = None) -> None:
+    def __init__(self, project: str, *, emulator_host: str | None = None, service_account: str | None = None) -> None:
         self.project = project
+        self.service_account = service_account  # notebooks run as this account (else Compute's default)
         self._emulator_host = emulator_host if emulator_host is not None else os.environ.get("NOTEBOOKS_EMULATOR_HOST")
         self._client: Any = None
         self._lock = threading.Lock()
@@ -105,7 +106,9 @@ class Workbench:
         metadata: dict[str, str] | None = None,
     ) -> str:
         """Ask for the instance; returns the operation name. Safe to repeat with the same request_id."""
-        instance = build_instance(spec, catalog, self.project, owner_email, labels, metadata or {})
+        instance = build_instance(
+            spec, catalog, self.project, owner_email, labels, metadata or {}, service_account=self.service_account
+        )
         request = {
             "parent": self.parent(spec.zone),
             "instance_id": instance_id,
@@ -170,6 +173,8 @@ def build_instance(
     owner_email: str,
     labels: dict[str, str],
     metadata: dict[str, str],
+    *,
+    service_account: str | None = None,
 ) -> Any:
     from google.cloud import notebooks_v2 as nb
 
@@ -187,6 +192,8 @@ def build_instance(
         assert env.container is not None
         repository = env.container.repository.replace("{project}", project)
         setup["container_image"] = nb.ContainerImage(repository=repository, tag=env.container.tag)
+    if service_account:
+        setup["service_accounts"] = [nb.ServiceAccount(email=service_account)]
     if spec.gpu is not None:
         accelerator = catalog.gpus[spec.gpu].accelerator
         built_in = catalog.machines[spec.machine].gpu is not None

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from slack_bolt import App
 
+from bot.logs import ContextPropagatingExecutor, log_context
 from bot.notify import web_client
 from bot.services import Services
+
+
+def acting_user(body: dict[str, Any]) -> str | None:
+    """Who a Slack request comes from, whatever its kind (command, interaction, event)."""
+    user = body.get("user")
+    if isinstance(user, dict):
+        return user.get("id")
+    return body.get("user_id") or (body.get("event") or {}).get("user")
 
 
 def build_app(services: Services, *, process_before_response: bool = False) -> App:
@@ -16,11 +28,15 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
         client=web_client(settings.slack_bot_token),
         signing_secret=settings.slack_signing_secret,
         process_before_response=process_before_response,
+        # listeners run after ack() in these threads; they keep the request's log context
+        listener_executor=ContextPropagatingExecutor(max_workers=8),
     )
-    commands.register(app, services)
-    actions.register(app, services)
-    views.register(app, services)
-    manage.register(app, services)
-    events.register(app, services)
-    reminders.register(app, services)
+
+    @app.middleware
+    def with_user_in_logs(body: dict[str, Any], next: Callable[[], Any]) -> Any:
+        with log_context(user=acting_user(body)):
+            return next()
+
+    for module in (commands, actions, views, manage, events, reminders):
+        module.register(app, services)
     return app

@@ -31,13 +31,23 @@ class Clock:
 class Bot:
     """Start with `with Bot(store, monkeypatch) as bot:`; everything stops on exit."""
 
-    def __init__(self, store: Store, monkeypatch: Any, config: Config | None = None, **slack_kwargs: Any) -> None:
+    def __init__(
+        self,
+        store: Store,
+        monkeypatch: Any,
+        config: Config | None = None,
+        scripts_bucket: str | None = None,
+        settings: dict[str, Any] | None = None,
+        **slack_kwargs: Any,
+    ) -> None:
         self.store = store
+        self._scripts_bucket = scripts_bucket  # NOTEBOOK_SCRIPTS_BUCKET, for bucket= launches
         self.clock = Clock()
         self.slack = SlackSimulator(**slack_kwargs)
         self.workbench = WorkbenchSimulator(op_polls_until_done=2)
         self._monkeypatch = monkeypatch
         self._config = config
+        self._settings = settings or {}  # further Settings fields, e.g. notebook_service_account
 
     def __enter__(self) -> Bot:
         from bot.server import build_web_app, serve_in_thread
@@ -45,7 +55,11 @@ class Bot:
         self._monkeypatch.setenv("SLACK_API_URL", self.slack.start())
         self._monkeypatch.setenv("NOTEBOOKS_EMULATOR_HOST", self.workbench.start())
         self.settings = Settings(
-            slack_bot_token=self.slack.bot_token, slack_signing_secret=SECRET, project="test-project"
+            slack_bot_token=self.slack.bot_token,
+            slack_signing_secret=SECRET,
+            project="test-project",
+            scripts_bucket=self._scripts_bucket,
+            **self._settings,
         )
         self.services = Services(
             self.settings, config=self._config or load_config(None), clock=self.clock, store=self.store
@@ -93,6 +107,12 @@ class Bot:
 def ephemeral(reply: dict[str, Any], *, user: str, channel: str) -> Message:
     """The message a slash command's acknowledgement showed the user (Slack never gives it a ts)."""
     return Message(
-        channel=channel, ts="0000000000.000000", text=reply.get("text", ""), blocks=reply.get("blocks") or [],
-        thread_ts=None, user=user, ephemeral=True, updates=0,
+        channel=channel,
+        ts="0000000000.000000",
+        text=reply.get("text", ""),
+        blocks=reply.get("blocks") or [],
+        thread_ts=None,
+        user=user,
+        ephemeral=True,
+        updates=0,
     )

@@ -39,9 +39,7 @@ def test_a_launch_ends_with_the_jupyterlab_link_in_the_channel(bot: Bot) -> None
     assert "tf-2-8" in queued[0].text and "<@U0ALICE>" in queued[0].text
 
     message = bot.reconcile_until(lambda: is_ready(bot.launch_message()) and bot.launch_message())
-    link = next(
-        e for b in message.blocks if b["type"] == "actions" for e in b["elements"] if e.get("url")
-    )
+    link = next(e for b in message.blocks if b["type"] == "actions" for e in b["elements"] if e.get("url"))
     assert link["text"]["text"] == "Open JupyterLab"
     assert link["url"].startswith("https://") and "notebooks.googleusercontent.com" in link["url"]
     assert message.updates >= 1, "the launch message is updated in place, not re-posted"
@@ -208,3 +206,12 @@ def test_two_workers_racing_on_one_store_create_each_instance_once(bot: Bot) -> 
     assert sum(1 for m in bot.channel_messages() if is_ready(m)) == 4
     requests = {c.query.get("requestId") for c in bot.workbench.calls() if c.kind == "create"}
     assert len(requests) == 4 and len(bot.workbench.instances()) == 4
+
+
+def test_notebooks_run_as_the_configured_service_account(store, monkeypatch) -> None:
+    account = "notebook-vm@test-project.iam.gserviceaccount.com"
+    with Bot(store, monkeypatch, settings={"notebook_service_account": account}) as bot:
+        bot.driver.command("U0ALICE", "new base")
+        bot.reconcile_until(lambda: bot.workbench.instances())
+        [instance] = bot.workbench.instances().values()
+        assert instance["gceSetup"]["serviceAccounts"] == [{"email": account}]
