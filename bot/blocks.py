@@ -94,16 +94,20 @@ def clock_time(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def approval_message(launch: Launch, catalog: Catalog, now: float) -> tuple[str, Blocks]:
-    spec = NotebookSpec.from_dict(launch.spec)
+def approval_message(
+    launch: Launch, catalog: Catalog, now: float, *, expires_at: float | None = None
+) -> tuple[str, Blocks]:
+    """The request approvers see; once decided, the same message with the outcome and no buttons."""
+    decision = launch.decision or {}
+    requested = NotebookSpec.from_dict(decision.get("requested") or launch.spec)  # as asked, before any lowering
     ask = (
-        f"<@{launch.requester}> asks for `{launch.instance_id}`: {spec.summary(catalog)}\n"
-        f"*≈${spec.usd_per_hour:.2f}/h, ≈${spec.usd_per_hour * 24:.2f}/day.* Needs approval because "
+        f"<@{launch.requester}> asks for `{launch.instance_id}`: {requested.summary(catalog)}\n"
+        f"*≈${requested.usd_per_hour:.2f}/h, ≈${requested.usd_per_hour * 24:.2f}/day.* Needs approval because "
         f"{launch.approval_reason}."
     )
     if launch.state == "PENDING_APPROVAL":
         text = f"🔔 Launch request from <@{launch.requester}>"
-        return text, [
+        blocks = [
             section(f"{text}\n{ask}"),
             actions(
                 button("Approve", "approve_launch", launch.id, style="primary"),
@@ -112,11 +116,17 @@ def approval_message(launch: Launch, catalog: Catalog, now: float) -> tuple[str,
                 block_id=f"approval:{launch.id}",
             ),
         ]
-    decision = launch.decision or {}
+        if expires_at is not None:
+            blocks.append(context(f"Expires at {clock_time(expires_at)} if nobody decides. Review can lower it."))
+        return text, blocks
     if launch.state == "EXPIRED":
         outcome = "⌛ Expired: nobody decided in time."
     elif decision.get("approved"):
-        outcome = f"✅ Approved by <@{decision['by']}> at {clock_time(decision['at'])}."
+        outcome = f"✅ Approved by <@{decision['by']}> at {clock_time(decision['at'])}"
+        if decision.get("requested"):
+            spec = NotebookSpec.from_dict(launch.spec)
+            outcome += f", lowered to {spec.gpu_label(catalog)} on {spec.machine} (≈${spec.usd_per_hour:.2f}/h)"
+        outcome += "." + (f" Reason: {decision['reason']}" if decision.get("reason") else "")
     elif decision:
         outcome = f"🚫 Denied by <@{decision['by']}> at {clock_time(decision['at'])}: {decision.get('reason')}"
     else:
@@ -132,7 +142,7 @@ def error_reply(error: UserError, customize: str | None = None) -> tuple[str, Bl
     if error.offer:
         buttons.append(button(error.offer_label or "Launch this instead", "launch_offer", error.offer, style="primary"))
     if customize is not None:
-        buttons.append(button("Customize", "customize_launch", error.offer or customize))
+        buttons.append(button("Customize", "customize_launch", (error.offer or customize)[:2000]))
     return text, [section(text), actions(*buttons)] if buttons else [section(text)]
 
 

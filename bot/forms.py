@@ -2,10 +2,16 @@
 
 A form's values are turned into the same command text that `/notebook new` takes, so a form
 and a typed command follow one path through parsing, checking and launching.
+
+The GPU count and machine type selects carry the GPU choice in their block_id
+(`machine:l4:1`). Slack keeps what a person entered in an input across views.update only
+while its block_id stays the same, so when the GPU changes, the machine select is replaced
+(and shows a choice that fits) instead of keeping a machine that no longer can run it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -13,27 +19,30 @@ from typing import Any
 from bot.blocks import Blocks, context, section
 from bot.catalog import Catalog
 from bot.errors import UserError
-from bot.spec import NotebookSpec, format_duration
+from bot.spec import NotebookSpec, format_duration, parse_request
 
 LAUNCH_CALLBACK = "launch_modal"
 REVIEW_CALLBACK = "review_modal"
 AUTO = "auto"
 NO_GPU = "none"
 
-# which form block shows an error about which part of a spec
+# which form field shows an error about which part of a spec
 FIELD_BLOCKS = {
     "environment": "environment",
     "gpu": "gpu",
+    "gpu_count": "gpu_count",
     "machine": "machine",
     "disk": "disk",
     "boot-disk": "boot_disk",
-    "disk-type": "disk",
+    "disk-type": "disk_type",
     "name": "name",
     "idle": "idle",
     "bucket": "bucket",
     "zone": "environment",
     "reason": "reason",
+    "decision": "decision",
 }
+FORM_FIELDS = ("environment", "gpu", "gpu_count", "machine", "disk", "boot_disk", "disk_type", "idle", "name", "bucket")
 
 
 @dataclass(frozen=True)
@@ -44,9 +53,11 @@ class LaunchForm:
     machine: str = AUTO
     disk: str = ""
     boot_disk: str = ""
+    disk_type: str = ""
     idle: str = ""
     name: str = ""
     bucket: str = ""
+    zone: str = ""  # not shown: kept from a typed command that gave one
 
     def command(self) -> str:
         parts = [self.environment]
@@ -57,8 +68,10 @@ class LaunchForm:
         for key, value in (
             ("disk", self.disk),
             ("boot-disk", self.boot_disk),
+            ("disk-type", self.disk_type),
             ("idle", self.idle),
             ("name", self.name),
+            ("zone", self.zone),
         ):
             if value.strip():
                 parts.append(f"{key}={value.strip()}")
@@ -66,29 +79,21 @@ class LaunchForm:
         return " ".join(parts)
 
     @classmethod
-    def from_state(cls, values: dict[str, dict[str, Any]], defaults: LaunchForm) -> LaunchForm:
-        """Read a view's state.values (untouched fields are null) over the defaults."""
+    def from_view(cls, view: dict[str, Any], defaults: LaunchForm) -> LaunchForm:
+        """The form as the person sees it: each field's entered value, else its initial value.
 
-        def read(block: str, fallback: str) -> str:
-            element = (values.get(block) or {}).get("value") or {}
-            if element.get("type") == "static_select":
-                option = element.get("selected_option")
-                return option["value"] if option else fallback
-            value = element.get("value")
-            return fallback if value is None else value
-
-        count = read("gpu_count", str(defaults.gpu_count))
-        return cls(
-            environment=read("environment", defaults.environment),
-            gpu=read("gpu", defaults.gpu),
-            gpu_count=int(count) if count.isdigit() else 1,
-            machine=read("machine", defaults.machine),
-            disk=read("disk", defaults.disk),
-            boot_disk=read("boot_disk", defaults.boot_disk),
-            idle=read("idle", defaults.idle),
-            name=read("name", defaults.name),
-            bucket=read("bucket", defaults.bucket),
-        )
+        Only the blocks of the view as it is now count (state.values may still hold entries of
+        blocks an update replaced); fields the view doesn't show keep the defaults."""
+        values: dict[str, Any] = {}
+        for field_name, value in view_values(view).items():
+            if field_name in FORM_FIELDS:
+                values[field_name] = value if value is not None else ""
+        count = str(values.pop("gpu_count", defaults.gpu_count) or "")
+        values["gpu_count"] = int(count) if count.isdigit() else defaults.gpu_count
+        for select in ("environment", "gpu", "machine", "disk_type"):
+            if not values.get(select):
+                values.pop(select, None)
+        return dataclasses.replace(defaults, **values)
 
     @classmethod
     def from_spec(cls, spec: NotebookSpec) -> LaunchForm:
@@ -99,15 +104,76 @@ class LaunchForm:
             machine=spec.machine,
             disk=str(spec.disk_gb),
             boot_disk=str(spec.boot_disk_gb),
+            disk_type=spec.disk_type,
             idle=format_duration(spec.idle_seconds),
             name=spec.name or "",
             bucket=" ".join(spec.buckets),
+            zone=spec.zone,
         )
 
+    def to_meta(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
-def errors_for(error: UserError) -> dict[str, str]:
-    """view_submission errors: the message on the block of the field at fault."""
-    return {FIELD_BLOCKS.get(error.field or "", "environment"): error.message[:2000]}
+    @classmethod
+    def from_meta(cls, data: dict[str, Any] | None, fallback: LaunchForm) -> LaunchForm:
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in (data or {}).items() if k in known}) if data else fallback
+        except TypeError:
+            return fallback
+
+
+# --- reading views --------------------------------------------------------------------------------
+def field_of(block_id: str) -> str:
+    """`machine:l4:1` -> `machine`."""
+    return block_id.split(":", 1)[0]
+
+
+def _element_value(element: dict[str, Any], state: dict[str, Any] | None) -> str | None:
+    """What an input holds: the state Slack sent for it, else its initial value."""
+    if state is not None:
+        if "selected_option" in state:
+            option = state.get("selected_option")
+            return option["value"] if option else None
+        if "value" in state:
+            return state.get("value")
+    if "initial_option" in element:
+        return (element.get("initial_option") or {}).get("value")
+    return element.get("initial_value")
+
+
+def view_values(view: dict[str, Any]) -> dict[str, str | None]:
+    """{field: current value} for every input block of the view."""
+    state = (view.get("state") or {}).get("values") or {}
+    found: dict[str, str | None] = {}
+    for block in view.get("blocks") or []:
+        element = block.get("element")
+        if block.get("type") != "input" or not isinstance(element, dict) or not block.get("block_id"):
+            continue
+        entered = (state.get(block["block_id"]) or {}).get(element.get("action_id", "value"))
+        found[field_of(block["block_id"])] = _element_value(element, entered)
+    return found
+
+
+def view_meta(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def errors_for(error: UserError, view: dict[str, Any] | None = None) -> dict[str, str]:
+    """view_submission errors: the message on the block of the field at fault.
+
+    Slack only shows errors on input blocks the view has; a problem that belongs to no field
+    (a quota, a decision already taken) goes on the view's first input."""
+    wanted = FIELD_BLOCKS.get(error.field or "", "environment")
+    inputs = [b["block_id"] for b in (view or {}).get("blocks") or [] if b.get("type") == "input" and b.get("block_id")]
+    if view is None:
+        return {wanted: error.message[:2000]}
+    block = next((b for b in inputs if field_of(b) == wanted), inputs[0] if inputs else wanted)
+    return {block: error.message[:2000]}
 
 
 # --- elements ----------------------------------------------------------------------------------------
@@ -131,14 +197,26 @@ def _select(block_id: str, label: str, options: list[tuple[str, str]], selected:
     }
 
 
-def _text(block_id: str, label: str, value: str, *, hint: str = "", optional: bool = False, multiline=False):
+def _text(
+    block_id: str,
+    label: str,
+    value: str,
+    *,
+    hint: str = "",
+    optional: bool = False,
+    multiline: bool = False,
+    live: bool = False,
+) -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value", "multiline": multiline}
     if value:
         element["initial_value"] = value
+    if live:  # Enter sends the value at once, so the price can follow it
+        element["dispatch_action_config"] = {"trigger_actions_on": ["on_enter_pressed"]}
     block: dict[str, Any] = {
         "type": "input",
         "block_id": block_id,
         "optional": optional,
+        "dispatch_action": live,
         "label": {"type": "plain_text", "text": label},
         "element": element,
     }
@@ -147,16 +225,38 @@ def _text(block_id: str, label: str, value: str, *, hint: str = "", optional: bo
     return block
 
 
-def choice_blocks(catalog: Catalog, form: LaunchForm, today_retired: set[str], *, environments: bool = True):
-    gpus = [(NO_GPU, "No GPU")] + [
-        (k, f"{g.name}" + (f" (+${g.usd_per_hour:.2f}/h each)" if g.usd_per_hour else ""))
-        for k, g in catalog.gpus.items()
-        if k not in today_retired
-    ]
-    gpu = form.gpu if form.gpu in dict(gpus) else NO_GPU
+def fit(catalog: Catalog, form: LaunchForm, retired: set[str]) -> LaunchForm:
+    """The form with every select on a choice it offers: a GPU count the GPU comes in, a machine
+    type that can run the GPU ("pick for me" otherwise), a known environment and disk type."""
+    gpu = form.gpu if form.gpu in catalog.gpus and form.gpu not in retired else NO_GPU
     counts = catalog.gpus[gpu].counts if gpu != NO_GPU else [1]
     count = form.gpu_count if form.gpu_count in counts else counts[0]
     machines = catalog.machines_for(None if gpu == NO_GPU else gpu, count if gpu != NO_GPU else 0)
+    return dataclasses.replace(
+        form,
+        environment=form.environment if form.environment in catalog.environments else catalog.defaults.environment,
+        gpu=gpu,
+        gpu_count=count,
+        machine=form.machine if form.machine in machines else AUTO,
+        disk_type=form.disk_type if form.disk_type in catalog.disk_types else catalog.defaults.disk_type,
+    )
+
+
+def choice_blocks(catalog: Catalog, form: LaunchForm, retired: set[str], *, environments: bool = True) -> Blocks:
+    form = fit(catalog, form, retired)
+    gpus = [(NO_GPU, "No GPU")] + [
+        (
+            k,
+            g.name
+            + (f" (+${g.usd_per_hour:.2f}/h each)" if g.usd_per_hour else "")
+            + (f", retires {g.retires:%Y-%m}" if g.retires else ""),
+        )
+        for k, g in catalog.gpus.items()
+        if k not in retired
+    ]
+    counts = catalog.gpus[form.gpu].counts if form.gpu != NO_GPU else [1]
+    gpu_key = None if form.gpu == NO_GPU else form.gpu
+    machines = catalog.machines_for(gpu_key, form.gpu_count if gpu_key else 0)
     machine_options = [(AUTO, "Pick for me")] + [
         (
             m,
@@ -168,35 +268,55 @@ def choice_blocks(catalog: Catalog, form: LaunchForm, today_retired: set[str], *
     blocks: Blocks = []
     if environments:
         envs = [(k, f"{k} — {e.description}") for k, e in catalog.environments.items()]
-        blocks.append(_select("environment", "Environment", envs, form.environment))
-    blocks += [
-        _select("gpu", "GPU", gpus, gpu, live=True),
-        _select("gpu_count", "Number of GPUs", [(str(c), str(c)) for c in counts], str(count), live=True),
-        _select("machine", "Machine type", machine_options, form.machine, live=True),
-    ]
+        blocks.append(_select("environment", "Environment", envs, form.environment, live=True))
+    blocks.append(_select("gpu", "GPU", gpus, form.gpu, live=True))
+    if form.gpu != NO_GPU:
+        blocks.append(
+            _select(
+                f"gpu_count:{form.gpu}",
+                "Number of GPUs",
+                [(str(c), str(c)) for c in counts],
+                str(form.gpu_count),
+                live=True,
+            )
+        )
+    blocks.append(
+        _select(f"machine:{form.gpu}:{form.gpu_count}", "Machine type", machine_options, form.machine, live=True)
+    )
     return blocks
 
 
-def price_line(spec: NotebookSpec | None, problem: str | None) -> dict[str, Any]:
+def price_line(spec: NotebookSpec | None, problem: str | None, note: str | None = None) -> dict[str, Any]:
     if spec is None:
         return {**context(f"⚠️ {problem}"), "block_id": "price"}
     text = f"Estimated *≈${spec.usd_per_hour:.2f}/h* (≈${spec.usd_per_hour * 24:.2f}/day while running)"
+    if note:
+        text += f"\n{note}"
     return {**context(text), "block_id": "price"}
 
 
 def launch_view(
-    catalog: Catalog, form: LaunchForm, spec: NotebookSpec | None, problem: str | None, channel: str, retired: set[str]
+    catalog: Catalog,
+    form: LaunchForm,
+    spec: NotebookSpec | None,
+    problem: str | None,
+    channel: str,
+    retired: set[str],
+    note: str | None = None,
 ) -> dict[str, Any]:
+    form = fit(catalog, form, retired)
+    disk_types = [(k, f"{k} (${d.usd_per_gb_month:.2f}/GB-month)") for k, d in catalog.disk_types.items()]
     blocks = [
         *choice_blocks(catalog, form, retired),
-        _text("disk", "Data disk (GB)", form.disk),
-        _text("boot_disk", "Boot disk (GB)", form.boot_disk),
-        _text("idle", "Stop when idle for", form.idle, hint="e.g. 90m or 3h"),
+        _text("disk", "Data disk (GB)", form.disk, live=True),
+        _text("boot_disk", "Boot disk (GB)", form.boot_disk, live=True),
+        _select("disk_type", "Disk type", disk_types, form.disk_type, live=True),
+        _text("idle", "Stop when idle for", form.idle, hint="e.g. 90m or 3h", live=True),
         _text("name", "Name", form.name, optional=True, hint="lowercase letters, digits and hyphens"),
         _text(
             "bucket", "GCS buckets to mount", form.bucket, optional=True, hint="bucket or bucket/dir, several allowed"
         ),
-        price_line(spec, problem),
+        price_line(spec, problem, note),
     ]
     return {
         "type": "modal",
@@ -204,29 +324,53 @@ def launch_view(
         "title": {"type": "plain_text", "text": "New notebook"},
         "submit": {"type": "plain_text", "text": "Launch"},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps({"channel": channel}),
+        "notify_on_close": True,
+        "private_metadata": json.dumps({"channel": channel, "form": form.to_meta()}),
         "blocks": blocks,
     }
 
 
+def spec_fields(spec: NotebookSpec, catalog: Catalog, instance_id: str) -> dict[str, Any]:
+    """The whole spec, as a section's fields (at most 10)."""
+    fields = [
+        f"*Environment*\n{spec.environment}",
+        f"*Machine*\n{spec.machine} ({catalog.machines[spec.machine].vcpus} vCPU, "
+        f"{catalog.machines[spec.machine].memory_gb:g} GB)"
+        if spec.machine in catalog.machines
+        else f"*Machine*\n{spec.machine}",
+        f"*GPU*\n{spec.gpu_label(catalog)}",
+        f"*Disks*\n{spec.disk_gb} GB data + {spec.boot_disk_gb} GB boot, {spec.disk_type}",
+        f"*Zone*\n{spec.zone}",
+        f"*Stops when idle for*\n{format_duration(spec.idle_seconds)}",
+        f"*Name*\n`{instance_id}`",
+        f"*GCS buckets*\n{', '.join(spec.buckets) or 'none'}",
+        f"*Estimated cost*\n≈${spec.usd_per_hour:.2f}/h, ≈${spec.usd_per_hour * 24:.2f}/day",
+    ]
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]}
+
+
 def review_view(
     catalog: Catalog,
-    launch_id: str,
-    summary: str,
+    launch: Any,
     form: LaunchForm,
     spec: NotebookSpec | None,
     problem: str | None,
     retired: set[str],
     deny: bool = False,
+    note: str | None = None,
 ) -> dict[str, Any]:
+    requested = launch.notebook_spec
     decision = _select(
         "decision", "Decision", [("approve", "Approve"), ("deny", "Deny")], "deny" if deny else "approve"
     )
     blocks = [
-        section(f"*Requested:* {summary}"),
+        section(f"<@{launch.requester}> asks for `{launch.instance_id}`:"),
+        spec_fields(requested, catalog, launch.instance_id),
+        context(f"Needs approval because {launch.approval_reason}."),
         decision,
+        context("To approve less, choose a smaller GPU, fewer GPUs or a smaller machine:"),
         *choice_blocks(catalog, form, retired, environments=False),
-        price_line(spec, problem),
+        price_line(spec, problem, note),
         _text("reason", "Reason (required to deny)", "", optional=True, multiline=True),
     ]
     return {
@@ -235,7 +379,8 @@ def review_view(
         "title": {"type": "plain_text", "text": "Review launch"},
         "submit": {"type": "plain_text", "text": "Decide"},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": json.dumps({"launch": launch_id, "form": form.__dict__}),
+        "notify_on_close": True,
+        "private_metadata": json.dumps({"launch": launch.id}),
         "blocks": blocks,
     }
 
@@ -258,36 +403,102 @@ def default_form(launcher: Any) -> LaunchForm:
         environment=catalog.defaults.environment,
         disk=str(catalog.limits.data_disk_gb.default),
         boot_disk=str(catalog.limits.boot_disk_gb.default),
+        disk_type=catalog.defaults.disk_type,
         idle=format_duration(launcher.bounds.idle_default),
     )
 
 
 def form_for_text(launcher: Any, text: str) -> LaunchForm:
-    """Prefill the modal from a typed command when it parses; the defaults otherwise."""
+    """Prefill the modal from a typed command: all of it when it is valid, else the parts that
+    are (a bad GPU name leaves the GPU unset, the rest stays as typed)."""
     try:
         return LaunchForm.from_spec(launcher.check(text))
     except UserError:
-        return default_form(launcher)
+        pass
+    form = default_form(launcher)
+    try:
+        request = parse_request(text)
+    except UserError:
+        return form
+    catalog: Catalog = launcher.catalog
+
+    def known(lookup: Any, name: str | None) -> str | None:
+        if not name:
+            return None
+        try:
+            return lookup(name)
+        except UserError:
+            return None
+
+    changes: dict[str, Any] = {}
+    if environment := known(catalog.environment, request.environment):
+        changes["environment"] = environment
+    if gpu := known(catalog.gpu, request.gpu):
+        changes.update(gpu=gpu, gpu_count=request.gpu_count)
+    if machine := known(catalog.machine, request.machine):
+        changes["machine"] = machine
+    for key, value in (
+        ("disk", request.disk_gb),
+        ("boot_disk", request.boot_disk_gb),
+        ("disk_type", request.disk_type),
+        ("name", request.name),
+        ("zone", request.zone),
+    ):
+        if value is not None:
+            changes[key] = str(value)
+    if request.idle_seconds is not None:
+        changes["idle"] = format_duration(request.idle_seconds)
+    if request.buckets:
+        changes["bucket"] = " ".join(request.buckets)
+    return fit(catalog, dataclasses.replace(form, **changes), retired_gpus(catalog, launcher.today()))
 
 
 def launch_modal(launcher: Any, form: LaunchForm, channel: str) -> dict[str, Any]:
-    spec, problem = evaluate(launcher.check, form.command())
     retired = retired_gpus(launcher.catalog, launcher.today())
-    return launch_view(launcher.catalog, form, spec, problem, channel, retired)
+    form = fit(launcher.catalog, form, retired)
+    spec, problem = evaluate(launcher.check, form.command())
+    note = None
+    if spec is not None:
+        reason = launcher.rules.approval_reason(spec)
+        notes = [f"ℹ️ {n}" for n in spec.notices]
+        if reason:
+            notes.append(f"⏸ An approver will be asked first: {reason}.")
+        note = "\n".join(notes) or None
+    return launch_view(launcher.catalog, form, spec, problem, channel, retired, note)
+
+
+def lowered_form(launch: Any, form: LaunchForm) -> LaunchForm:
+    """The request with only what an approver may change (GPU, GPU count, machine) taken from `form`."""
+    return dataclasses.replace(
+        LaunchForm.from_spec(launch.notebook_spec), gpu=form.gpu, gpu_count=form.gpu_count, machine=form.machine
+    )
 
 
 def review_modal(launcher: Any, launch: Any, form: LaunchForm | None = None, *, deny: bool = False) -> dict[str, Any]:
     requested = launch.notebook_spec
-    form = form or LaunchForm.from_spec(requested)
-    lowered = LaunchForm(
-        **{
-            **LaunchForm.from_spec(requested).__dict__,
-            "gpu": form.gpu,
-            "gpu_count": form.gpu_count,
-            "machine": form.machine,
-        }
-    )
-    spec, problem = evaluate(launcher.check, lowered.command())
-    summary = f"<@{launch.requester}>: {requested.summary(launcher.catalog)}"
     retired = retired_gpus(launcher.catalog, launcher.today())
-    return review_view(launcher.catalog, launch.id, summary, form, spec, problem, retired, deny=deny)
+    form = fit(launcher.catalog, form or LaunchForm.from_spec(requested), retired)
+    spec, problem = evaluate(launcher.check, lowered_form(launch, form).command())
+    note = None
+    if spec is not None:
+        if spec.usd_per_hour > requested.usd_per_hour + 1e-9 or spec.gpu_count > requested.gpu_count:
+            spec, problem = (
+                None,
+                (
+                    f"{spec.gpu_label(launcher.catalog)} on {spec.machine} (≈${spec.usd_per_hour:.2f}/h) is more than "
+                    "was asked for; an approver may only lower a request."
+                ),
+            )
+        elif same_spec(spec, requested):
+            note = "As requested."
+        else:
+            note = (
+                f"Lowered from {requested.gpu_label(launcher.catalog)} on {requested.machine} "
+                f"(≈${requested.usd_per_hour:.2f}/h) to {spec.gpu_label(launcher.catalog)} on {spec.machine}."
+            )
+    return review_view(launcher.catalog, launch, form, spec, problem, retired, deny=deny, note=note)
+
+
+def same_spec(a: NotebookSpec, b: NotebookSpec) -> bool:
+    """Equal as far as the notebook goes (notices are advice of the day, not part of it)."""
+    return dataclasses.replace(a, notices=()) == dataclasses.replace(b, notices=())

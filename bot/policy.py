@@ -1,38 +1,79 @@
 """Who may do what: admins, approvers, quotas, approval thresholds and spec bounds.
 
 Read from the [access] and [policy] tables of the config file (see config.example.toml).
+Admins and approvers are Slack user IDs (U…, W…) or user group IDs (S…); a group's members
+are looked up in Slack when needed (`GroupMembers`) and kept for a few minutes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bot.errors import NotAllowed
+from bot.errors import NotAllowed, UserError
 from bot.spec import NotebookSpec, SpecBounds, parse_duration
+
+if TYPE_CHECKING:
+    from bot.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+PERSON_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
 def _seconds(value: Any) -> Any:
-    return parse_duration(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_duration(value)
+    except UserError as error:
+        raise ValueError(f"`{value}` is not a duration like `24h`, `90m` or `2d`") from error
 
 
 class Access(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    admins: list[str] = []  # Slack user IDs (U…) or user group IDs (S…)
+    admins: list[str] = []  # Slack user IDs (U…, W…) or user group IDs (S…); admins may also approve
     approvers: list[str] = []
-    approval_channel: str | None = None
+    approval_channel: str | None = None  # a channel ID (C…); without it approvers are asked in DMs
     allow_self_approval: bool = False
+
+    @field_validator("admins", "approvers")
+    @classmethod
+    def _ids(cls, entries: list[str]) -> list[str]:
+        bad = [e for e in entries if not PERSON_OR_GROUP.match(e)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(repr(b) for b in bad)}: give Slack user IDs (U…) or user group IDs (S…), not names; "
+                "a profile's ⋮ menu has “Copy member ID”"
+            )
+        return entries
+
+    @field_validator("approval_channel")
+    @classmethod
+    def _channel(cls, channel: str | None) -> str | None:
+        if channel is not None and not CHANNEL.match(channel):
+            raise ValueError(
+                f"{channel!r}: give the channel's ID (C…), not its name; it is at the bottom of the channel's details"
+            )
+        return channel
 
 
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    approval_over_usd_per_hour: float = Field(1.0, ge=0)
+    approval_over_usd_per_hour: float = Field(1.0, ge=0)  # launches estimated above this need an approver
     approval_over_gpus: int | None = Field(None, ge=0)  # more GPUs than this in one launch needs approval
     approval_environments: list[str] = []  # environments that always need approval
-    approval_expires_after: int = 24 * 3600
+    approval_expires_after: int = Field(24 * 3600, gt=0)
     max_notebooks_per_user: int = Field(3, ge=0)
     max_gpus_per_user: int | None = Field(None, ge=0)
     zone: str | None = None  # default zone; NOTEBOOK_ZONE wins when set
@@ -55,30 +96,103 @@ class Policy(BaseModel):
         )
 
 
-class Rules:
-    """The policy applied to people; group membership is resolved by the caller (Slack user groups)."""
+@dataclass
+class _Cached:
+    members: frozenset[str]
+    until: float
 
-    def __init__(self, access: Access, policy: Policy, members: dict[str, set[str]] | None = None) -> None:
+
+class GroupMembers:
+    """The members of Slack user groups, looked up with `fetch` (usergroups.users.list) and kept
+    for `ttl` seconds. When a lookup fails the last known members are kept (nobody, at first),
+    and it is tried again after `retry_after` seconds: a Slack hiccup never makes someone an
+    approver, and never blocks a request for long."""
+
+    def __init__(
+        self,
+        fetch: Callable[[str], Iterable[str]],
+        *,
+        clock: Callable[[], float] = time.time,
+        ttl: float = 300.0,
+        retry_after: float = 30.0,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self.ttl = ttl
+        self.retry_after = retry_after
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, group: str) -> frozenset[str]:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(group)
+        if cached is not None and now < cached.until:
+            return cached.members
+        try:
+            members, until = frozenset(self._fetch(group)), now + self.ttl
+        except Exception as exc:
+            log.warning("could not list the members of user group %s: %s", group, exc)
+            members, until = (cached.members if cached else frozenset()), now + self.retry_after
+        with self._lock:
+            self._cache[group] = _Cached(members, until)
+        return members
+
+
+Members = Mapping[str, Iterable[str]] | Callable[[str], Iterable[str]]
+
+
+class Rules:
+    """The policy applied to people. `members` gives the members of user groups (S…): a mapping,
+    or a function such as GroupMembers. `catalog` lets [policy] approval_environments use aliases."""
+
+    def __init__(
+        self, access: Access, policy: Policy, members: Members | None = None, *, catalog: Catalog | None = None
+    ) -> None:
         self.access = access
         self.policy = policy
         self._members = members or {}
+        self._approval_environments = set(policy.approval_environments)
+        if catalog is not None:
+            for name in policy.approval_environments:
+                try:
+                    self._approval_environments.add(catalog.environment(name))
+                except UserError:
+                    log.warning("[policy] approval_environments names `%s`, which is not in the catalog", name)
+
+    def members_of(self, group: str) -> frozenset[str]:
+        if not group.startswith("S"):
+            return frozenset()
+        if callable(self._members):
+            return frozenset(self._members(group))
+        return frozenset(self._members.get(group, ()))
 
     def _in(self, user: str, entries: list[str]) -> bool:
-        return any(user == e or user in self._members.get(e, set()) for e in entries)
+        if user in entries and not user.startswith("S"):  # a group's ID is not a person
+            return True
+        return any(user in self.members_of(e) for e in entries if e.startswith("S"))
+
+    def people(self, entries: list[str]) -> list[str]:
+        """The user IDs that `entries` name, groups expanded, in order and without repeats."""
+        found: dict[str, None] = {}
+        for entry in entries:
+            for user in sorted(self.members_of(entry)) if entry.startswith("S") else [entry]:
+                found.setdefault(user, None)
+        return list(found)
 
     def is_admin(self, user: str) -> bool:
         return self._in(user, self.access.admins)
 
     def is_approver(self, user: str) -> bool:
-        return self.is_admin(user) or self._in(user, self.access.approvers)
+        return self._in(user, self.access.approvers) or self.is_admin(user)
 
     def approval_reason(self, spec: NotebookSpec) -> str | None:
         """Why this launch needs an approver, or None when it may go straight through."""
         p = self.policy
-        if spec.environment in p.approval_environments:
+        if spec.environment in self._approval_environments:
             return f"the `{spec.environment}` environment always needs approval"
         if p.approval_over_gpus is not None and spec.gpu_count > p.approval_over_gpus:
-            return f"{spec.gpu_count} GPUs is more than the {p.approval_over_gpus} allowed without approval"
+            return f"{spec.gpu_count} GPU(s) is more than the {p.approval_over_gpus} allowed without approval"
         if spec.usd_per_hour > p.approval_over_usd_per_hour:
             return (
                 f"≈${spec.usd_per_hour:.2f}/h is over the ${p.approval_over_usd_per_hour:.2f}/h "
@@ -87,7 +201,10 @@ class Rules:
         return None
 
     def check_quota(self, user: str, spec: NotebookSpec, current: list[NotebookSpec]) -> None:
-        """Refuse, with the numbers, a launch that would take the user over a quota."""
+        """Refuse, with the numbers, a launch that would take the user over a quota.
+
+        `current` is every notebook the user has, launching, running or stopped (a stopped one
+        keeps its disks and can be started again at any time)."""
         p = self.policy
         if len(current) + 1 > p.max_notebooks_per_user:
             raise NotAllowed(
@@ -100,6 +217,6 @@ class Rules:
             if used + spec.gpu_count > p.max_gpus_per_user:
                 raise NotAllowed(
                     f"This launch needs {spec.gpu_count} GPU(s); you already use {used} and the limit is "
-                    f"{p.max_gpus_per_user} per person. Stop or delete a GPU notebook first.",
-                    field="quota",
+                    f"{p.max_gpus_per_user} per person. Delete a GPU notebook first, or ask for fewer GPUs.",
+                    field="gpu",
                 )

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserError
-from bot.forms import LAUNCH_CALLBACK, REVIEW_CALLBACK, LaunchForm, form_for_text, launch_modal, review_modal
+from bot.forms import (
+    LAUNCH_CALLBACK,
+    REVIEW_CALLBACK,
+    LaunchForm,
+    default_form,
+    form_for_text,
+    launch_modal,
+    review_modal,
+    view_meta,
+    view_values,
+)
 from bot.services import Services
 from handlers.commands import start_launch
+
+log = logging.getLogger(__name__)
 
 
 def channel_of(body: dict[str, Any]) -> str:
@@ -22,8 +35,21 @@ def team_of(body: dict[str, Any]) -> str:
     return (body.get("team") or {}).get("id") or body["user"].get("team_id") or ""
 
 
-def refuse(respond: Respond, error: UserError) -> None:
-    respond(text=f"⚠️ {error.message}", response_type="ephemeral", replace_original=False)
+def tell(services: Services, body: dict[str, Any], respond: Respond, text: str) -> None:
+    """Answer only the person who clicked: ephemerally where Slack allows it, else in a DM
+    (clicks in the App Home carry no response_url)."""
+    if body.get("response_url"):
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    else:
+        services.slack.dm(body["user"]["id"], text)
+
+
+def refuse(services: Services, body: dict[str, Any], respond: Respond, error: UserError) -> None:
+    tell(services, body, respond, f"⚠️ {error.message}")
+
+
+def from_home(body: dict[str, Any]) -> bool:
+    return (body.get("view") or {}).get("type") == "home"
 
 
 def register(app: App, services: Services) -> None:
@@ -42,6 +68,7 @@ def register(app: App, services: Services) -> None:
 
     @app.action("customize_launch")
     def customize(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """The launch form, prefilled with what was typed (empty from the App Home)."""
         ack()
         form = form_for_text(services.launcher, action.get("value") or "")
         client.views_open(trigger_id=body["trigger_id"], view=launch_modal(services.launcher, form, channel_of(body)))
@@ -52,24 +79,28 @@ def register(app: App, services: Services) -> None:
 
     @app.action("value")
     def form_changed(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        """A live select changed in a form: rebuild the choices and the price (views.update)."""
+        """A live input changed in a form: rebuild the choices and the price (views.update)."""
         ack()
-        view = body["view"]
-        values = view["state"]["values"]
-        meta = json.loads(view.get("private_metadata") or "{}")
+        view = body.get("view") or {}
+        meta = view_meta(view)
         launcher = services.launcher
-        if view["callback_id"] == LAUNCH_CALLBACK:
-            new = launch_modal(launcher, LaunchForm.from_state(values, form_for_text(launcher, "")), meta["channel"])
-        elif view["callback_id"] == REVIEW_CALLBACK:
-            launch = launcher.get(meta["launch"])
+        if view.get("callback_id") == LAUNCH_CALLBACK:
+            defaults = LaunchForm.from_meta(meta.get("form"), default_form(launcher))
+            new = launch_modal(launcher, LaunchForm.from_view(view, defaults), meta.get("channel", ""))
+        elif view.get("callback_id") == REVIEW_CALLBACK:
+            launch = launcher.get(meta.get("launch", ""))
             if launch is None:
                 return
-            form = LaunchForm.from_state(values, LaunchForm(**meta["form"]))
-            decision = (values.get("decision") or {}).get("value", {}).get("selected_option") or {}
-            new = review_modal(launcher, launch, form, deny=decision.get("value") == "deny")
+            form = LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec))
+            new = review_modal(launcher, launch, form, deny=view_values(view).get("decision") == "deny")
         else:
             return
-        client.views_update(view_id=view["id"], hash=view["hash"], view=new)
+        try:
+            client.views_update(view_id=view["id"], hash=view["hash"], view=new)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "hash_conflict":
+                raise
+            log.info("the form changed again meanwhile; the newer change redraws it")
 
     @app.action("approve_launch")
     def approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
@@ -77,7 +108,9 @@ def register(app: App, services: Services) -> None:
         try:
             services.approvals.decide(action["value"], body["user"]["id"], approve=True)
         except UserError as error:
-            refuse(respond, error)
+            refuse(services, body, respond, error)
+        if from_home(body):
+            services.publish_homes({body["user"]["id"]})
 
     @app.action("deny_launch")
     @app.action("review_launch")
@@ -88,9 +121,9 @@ def register(app: App, services: Services) -> None:
         try:
             if launch is None:
                 raise UserError("That launch request no longer exists.")
-            services.approvals.check_approver(launch, body["user"]["id"])
+            services.approvals.check_can_decide(launch, body["user"]["id"])
         except UserError as error:
-            refuse(respond, error)
+            refuse(services, body, respond, error)
             return
         view = review_modal(services.launcher, launch, deny=action["action_id"] == "deny_launch")
         client.views_open(trigger_id=body["trigger_id"], view=view)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot.blocks import notices_reply
 from bot.errors import UserError
-from bot.forms import LAUNCH_CALLBACK, REVIEW_CALLBACK, LaunchForm, errors_for, form_for_text
+from bot.forms import (
+    LAUNCH_CALLBACK,
+    REVIEW_CALLBACK,
+    LaunchForm,
+    default_form,
+    errors_for,
+    view_meta,
+    view_values,
+)
 from bot.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, services: Services) -> None:
@@ -17,34 +28,55 @@ def register(app: App, services: Services) -> None:
     def launch_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Same path as the slash command; problems are shown on the field at fault."""
         launcher = services.launcher
-        form = LaunchForm.from_state(view["state"]["values"], form_for_text(launcher, ""))
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel", "")
+        user = body["user"]["id"]
+        meta = view_meta(view)
+        form = LaunchForm.from_view(view, LaunchForm.from_meta(meta.get("form"), default_form(launcher)))
+        channel = meta.get("channel") or user  # opened from the App Home: the launch is followed in a DM
         try:
             launch, created = launcher.request(
-                requester=body["user"]["id"],
+                requester=user,
                 channel=channel,
                 text=form.command(),
                 dedupe_key=f"{body['team']['id']}:{view['id']}",
             )
         except UserError as error:
-            ack(response_action="errors", errors=errors_for(error))
+            ack(response_action="errors", errors=errors_for(error, view))
             return
         ack()
-        if created:
-            launcher.start(launch)
+        if not created:
+            return
+        launcher.start(launch)
+        notices = notices_reply(launch.notebook_spec)
+        if notices:
+            services.slack.ephemeral(channel, user, notices)
 
     @app.view(REVIEW_CALLBACK)
     def review_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
-        meta = json.loads(view.get("private_metadata") or "{}")
-        decision = ((values.get("decision") or {}).get("value") or {}).get("selected_option") or {}
-        reason = ((values.get("reason") or {}).get("value") or {}).get("value")
-        form = LaunchForm.from_state(values, LaunchForm(**meta["form"]))
+        """The decision is recorded before the acknowledgement (so problems show on the form);
+        Slack is updated and the launch started after it."""
+        values = view_values(view)
+        launch = services.launcher.get(view_meta(view).get("launch", ""))
         try:
-            services.approvals.decide_from_form(
-                meta["launch"], body["user"]["id"], approve=decision.get("value") != "deny", reason=reason, form=form
+            if launch is None:
+                raise UserError("That launch request no longer exists.")
+            decision = services.approvals.decide_from_form(
+                launch.id,
+                body["user"]["id"],
+                approve=values.get("decision") != "deny",
+                reason=values.get("reason"),
+                form=LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec)),
+                announce=False,
             )
         except UserError as error:
-            ack(response_action="errors", errors=errors_for(error))
+            ack(response_action="errors", errors=errors_for(error, view))
             return
         ack()
+        services.approvals.announce(decision)
+
+    def closed(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """Cancel: nothing was asked for and nothing is decided; a request stays open for others."""
+        ack()
+        log.info("form closed unsubmitted", extra={"form": view.get("callback_id"), "user": body["user"]["id"]})
+
+    app.view_closed(LAUNCH_CALLBACK)(closed)
+    app.view_closed(REVIEW_CALLBACK)(closed)
