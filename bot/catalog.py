@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Iterator
 from datetime import date
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import UserError, did_you_mean, one_of
 
 HOURS_PER_MONTH = 730
+Loc = tuple[str | int, ...]  # a path of keys in the catalog, e.g. ("gpus", "t4", "counts")
+
+
+class Problem(NamedTuple):
+    """What is wrong and where: `loc`, or one of the `related` paths whose value caused it."""
+
+    loc: Loc
+    message: str
+    related: tuple[Loc, ...] = ()
+
 
 AcceleratorName = Literal[
     "NVIDIA_TESLA_P100",
@@ -126,47 +137,69 @@ class Catalog(_Strict):
     def _consistent(self) -> Catalog:
         problems = list(self._problems())
         if problems:
-            raise ValueError("; ".join(problems))
+            raise CatalogProblems(problems)
         return self
 
-    def _problems(self):
+    def _problems(self) -> Iterator[Problem]:
+        """Each problem with the path of keys at fault, so the check can name the file and line."""
         d = self.defaults
         for what, key, table in (
-            ("defaults.environment", d.environment, self.environments),
-            ("defaults.machine", d.machine, self.machines),
-            ("defaults.gpu_machine", d.gpu_machine, self.machines),
-            ("defaults.disk_type", d.disk_type, self.disk_types),
+            ("environment", d.environment, self.environments),
+            ("machine", d.machine, self.machines),
+            ("gpu_machine", d.gpu_machine, self.machines),
+            ("disk_type", d.disk_type, self.disk_types),
         ):
             if key not in table:
-                yield f"{what} names `{key}`, which is not in the catalog"
+                yield Problem(("defaults", what), f"names `{key}`, which is not in the catalog")
         for key, gpu in self.gpus.items():
             if gpu.replacement is not None and gpu.replacement not in self.gpus:
-                yield f"gpus.{key}.replacement names unknown GPU `{gpu.replacement}`"
+                yield Problem(("gpus", key, "replacement"), f"names unknown GPU `{gpu.replacement}`")
             if gpu.attach_to is not None:
                 if gpu.usd_per_hour is None:
-                    yield f"gpus.{key} is attached to {gpu.attach_to} machines and needs usd_per_hour"
+                    yield Problem(
+                        ("gpus", key, "usd_per_hour"),
+                        f"missing price: a GPU attached to {gpu.attach_to} machines needs usd_per_hour (per GPU)",
+                        (("gpus", key, "attach_to"),),
+                    )
                 for count in gpu.counts:
                     if count not in gpu.max_vcpus:
-                        yield f"gpus.{key}.max_vcpus has no entry for {count} GPU(s)"
+                        yield Problem(
+                            ("gpus", key, "max_vcpus"),
+                            f"max_vcpus has no entry for {count} GPU(s), which counts lists",
+                            (("gpus", key, "counts"),),
+                        )
                 if not any(Machine.series_of(m) == gpu.attach_to for m in self.machines):
-                    yield f"gpus.{key}.attach_to names series `{gpu.attach_to}`, and no machine type is of it"
+                    yield Problem(
+                        ("gpus", key, "attach_to"), f"names series `{gpu.attach_to}`, and no machine type is of it"
+                    )
             else:
                 for count in gpu.counts:
                     if not self.machines_with(key, count):
-                        yield f"gpus.{key} lists {count} GPU(s), but no machine type carries {count}×{key}"
+                        yield Problem(
+                            ("gpus", key, "counts"), f"lists {count} GPU(s), but no machine type carries {count}×{key}"
+                        )
         for key, machine in self.machines.items():
             if machine.gpu is not None:
                 carried = self.gpus.get(machine.gpu.type)
                 if carried is None:
-                    yield f"machines.{key}.gpu names unknown GPU `{machine.gpu.type}`"
+                    yield Problem(("machines", key, "gpu", "type"), f"names unknown GPU `{machine.gpu.type}`")
                 elif carried.attach_to is not None:
-                    yield f"machines.{key}.gpu: `{machine.gpu.type}` attaches to {carried.attach_to} machines"
-        for kind, table in (("environment", self.environments), ("gpu", self.gpus)):
+                    yield Problem(
+                        ("machines", key, "gpu", "type"),
+                        f"`{machine.gpu.type}` attaches to {carried.attach_to} machines, so `{key}` can't carry it "
+                        "built in",
+                        (("gpus", machine.gpu.type, "attach_to"),),
+                    )
+        for kind, table in (("environments", self.environments), ("gpus", self.gpus)):
             owner: dict[str, str] = {}
             for key, entry in table.items():
                 for alias in (key, *entry.aliases):
                     if owner.setdefault(alias, key) != key:
-                        yield f"{kind} name `{alias}` is used by both `{owner[alias]}` and `{key}`"
+                        yield Problem(
+                            (kind, key) if alias == key else (kind, key, "aliases"),
+                            f"the name `{alias}` is used by both `{owner[alias]}` and `{key}`",
+                            ((kind, owner[alias], "aliases"),),
+                        )
 
     # --- lookups --------------------------------------------------------------------------------
     def environment(self, name: str) -> str:
@@ -240,8 +273,20 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+class CatalogProblems(ValueError):
+    """Raised by Catalog's consistency check with each problem's path (pydantic keeps it in ctx.error)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{_dotted(p.loc)}: {p.message}" for p in problems))
+
+
 class CatalogError(ValueError):
     """The catalog data (shipped or an admin's additions) is inconsistent."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []  # paths relative to the catalog's top level
 
 
 def shipped_data() -> dict[str, Any]:
@@ -253,15 +298,31 @@ def load_catalog(additions: dict[str, Any] | None = None) -> Catalog:
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
-        raise CatalogError(format_validation_error(exc, prefix="catalog")) from None
+        raise CatalogError(format_validation_error(exc, prefix="catalog"), validation_problems(exc)) from None
+
+
+def validation_problems(exc: ValidationError) -> list[Problem]:
+    """Each error as (path of keys, message), with the consistency check's problems spread out."""
+    problems: list[Problem] = []
+    for err in exc.errors():
+        error = (err.get("ctx") or {}).get("error")
+        loc = tuple(err["loc"])
+        if isinstance(error, CatalogProblems):
+            problems.extend(
+                Problem((*loc, *p.loc), p.message, tuple((*loc, *r) for r in p.related)) for p in error.problems
+            )
+        elif err["type"] == "extra_forbidden":
+            problems.append(Problem(loc, "unknown key"))
+        elif err["type"] == "missing":
+            problems.append(Problem(loc, "missing price (in USD)" if "usd" in str(loc[-1]) else "missing"))
+        else:
+            problems.append(Problem(loc, err["msg"].removeprefix("Value error, ")))
+    return problems
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{where}: {message}")
-    return "\n".join(lines)
+    return "\n".join(f"{_dotted((prefix, *p.loc))}: {p.message}" for p in validation_problems(exc))
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc if p != "")

@@ -18,6 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("serve", help="HTTP mode on $PORT: /slack/events, /healthz, /tasks/reconcile")
     verbs.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
     verbs.add_parser("reconcile", help="run one reconcile + reminder pass and exit")
+    verbs.add_parser("check", help="check config, Google permissions and the Slack token; exit 1 if anything fails")
+    catalog = verbs.add_parser("catalog", help="the catalog of environments, GPUs and machine types")
+    catalog_verbs = catalog.add_subparsers(dest="catalog_verb", required=True, metavar="ACTION")
+    catalog_check = catalog_verbs.add_parser(
+        "check", help="check the shipped catalog plus the config's [catalog]; problems as file:line, exit 2"
+    )
+    catalog_check.add_argument("--config", help="the config file (default: $NOTEBOOK_BOT_CONFIG)")
     verbs.add_parser("sweep", help="look at every notebook now: reminders, escalation, auto-stop; then exit")
     sandbox = verbs.add_parser(
         "sandbox",
@@ -30,8 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     from bot.logs import configure_logging
 
     configure_logging()
+    if args.verb == "check":
+        from bot.doctor import run_checks
+
+        return run_checks()
     try:
         settings = Settings.from_env()
+        if args.verb == "catalog":
+            from bot.catalog_check import run_check
+
+            return run_check(args.config or settings.config_path)
         if args.verb == "sandbox":
             from bot.sandbox import run_sandbox
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from bot import buckets as bucket_names
 from bot.catalog import HOURS_PER_MONTH, Catalog, Machine
 from bot.errors import UserError, did_you_mean, one_of
 
@@ -171,7 +172,7 @@ def parse_request(text: str) -> NotebookRequest:
         if key in values or (key == "gpu" and "gpu_count" in values):
             raise UserError(f"`{key}` is given twice; give it once.", field=key)
         values.update(_parse_value(key, raw_value))
-    return NotebookRequest(buckets=tuple(buckets), **values)
+    return NotebookRequest(buckets=bucket_names.normalize(buckets), **values)  # GCS naming rules
 
 
 _EXAMPLES = {
@@ -281,7 +282,7 @@ def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, toda
         idle_seconds=idle,
         usd_per_hour=round(catalog.usd_per_hour(machine, gpu, count) + disk_hourly, 3),
         name=request.name,
-        buckets=request.buckets,
+        buckets=bucket_names.normalize(request.buckets),
         notices=tuple(notices),
     )
 

@@ -76,17 +76,28 @@ class Bot:
         self.workbench.stop()
 
     # --- helpers ----------------------------------------------------------------------------------
-    def reconcile_until(self, predicate: Callable[[], Any], passes: int = 40, step: float = 30.0) -> Any:
-        """Run reconcile passes, moving the clock on, until predicate() is truthy."""
+    def reconcile_until(self, predicate: Callable[[], Any], passes: int = 60, step: float = 10.0) -> Any:
+        """Run reconcile passes, moving the clock on, until predicate() is truthy.
+
+        The clock moves by less than a lease (30 s) and only while no lease is held: jumping past a
+        live lease would let a second worker take over work that is still running, which real time
+        never does.
+        """
         for _ in range(passes):
             result = predicate()
             if result:
                 return result
+            self.slack.wait_for(lambda: not self.leased(), timeout=10)
             self.clock.advance(step)
             self.services.reconcile()
         result = predicate()
         assert result, f"not reached after {passes} passes; calls: {self.slack.calls()[-10:]}"
         return result
+
+    def leased(self) -> list[str]:
+        """Launches and operations some worker holds right now."""
+        held = [d for c in ("launches", "operations") for d in self.store.query(c) if d.get("lease_owner")]
+        return [d["id"] for d in held]
 
     def channel_messages(self, channel: str = "C0GENERAL") -> list[Message]:
         return [m for m in self.slack.messages(channel) if not m.ephemeral]

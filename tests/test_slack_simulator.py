@@ -33,14 +33,33 @@ FORM = {
     "title": {"type": "plain_text", "text": "New notebook"},
     "submit": {"type": "plain_text", "text": "Launch"},
     "blocks": [
-        {"type": "input", "block_id": "name", "label": {"type": "plain_text", "text": "Name"},
-         "element": {"type": "plain_text_input", "action_id": "name_input"}},
-        {"type": "input", "block_id": "gpu", "label": {"type": "plain_text", "text": "GPU"}, "dispatch_action": True,
-         "element": {"type": "static_select", "action_id": "gpu_select", "options": [
-             {"text": {"type": "plain_text", "text": "NVIDIA L4"}, "value": "l4"},
-             {"text": {"type": "plain_text", "text": "NVIDIA T4"}, "value": "t4"}]}},
-        {"type": "input", "block_id": "note", "optional": True, "label": {"type": "plain_text", "text": "Note"},
-         "element": {"type": "plain_text_input", "action_id": "note_input"}},
+        {
+            "type": "input",
+            "block_id": "name",
+            "label": {"type": "plain_text", "text": "Name"},
+            "element": {"type": "plain_text_input", "action_id": "name_input"},
+        },
+        {
+            "type": "input",
+            "block_id": "gpu",
+            "label": {"type": "plain_text", "text": "GPU"},
+            "dispatch_action": True,
+            "element": {
+                "type": "static_select",
+                "action_id": "gpu_select",
+                "options": [
+                    {"text": {"type": "plain_text", "text": "NVIDIA L4"}, "value": "l4"},
+                    {"text": {"type": "plain_text", "text": "NVIDIA T4"}, "value": "t4"},
+                ],
+            },
+        },
+        {
+            "type": "input",
+            "block_id": "note",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Note"},
+            "element": {"type": "plain_text_input", "action_id": "note_input"},
+        },
     ],
 }
 
@@ -78,9 +97,14 @@ def test_signatures_reproduce_slacks_published_example(sim: SlackSimulator) -> N
 
 # --- the Web API through slack_sdk ------------------------------------------------------------------
 def test_messages_are_posted_and_updated_in_place(sim: SlackSimulator, client: WebClient) -> None:
-    first = client.chat_postMessage(channel="C0GENERAL", text="queued", blocks=[
-        {"type": "section", "text": {"type": "mrkdwn", "text": "queued for <@U0ALICE>"}},
-        {"type": "actions", "elements": [BUTTON]}])
+    first = client.chat_postMessage(
+        channel="C0GENERAL",
+        text="queued",
+        blocks=[
+            {"type": "section", "text": {"type": "mrkdwn", "text": "queued for <@U0ALICE>"}},
+            {"type": "actions", "elements": [BUTTON]},
+        ],
+    )
     second = client.chat_postMessage(channel="C0GENERAL", text="reply", thread_ts=first["ts"])
     assert first["channel"] == "C0GENERAL" and first["message"]["text"] == "queued"
     assert first["ts"] == "1700000000.000100" and float(second["ts"]) > float(first["ts"])
@@ -102,8 +126,12 @@ def test_messages_are_posted_and_updated_in_place(sim: SlackSimulator, client: W
 def test_ephemeral_messages_dms_and_usergroups(sim: SlackSimulator, client: WebClient) -> None:
     ephemeral = client.chat_postEphemeral(channel="C0GENERAL", user="U0BOB", text="only you")
     [message] = sim.messages("C0GENERAL")
-    assert (message.ts, message.user, message.ephemeral, message.text) == (ephemeral["message_ts"], "U0BOB", True,
-                                                                           "only you")
+    assert (message.ts, message.user, message.ephemeral, message.text) == (
+        ephemeral["message_ts"],
+        "U0BOB",
+        True,
+        "only you",
+    )
     dm = client.conversations_open(users="U0ALICE")["channel"]["id"]
     assert dm == "DU0ALICE"
     client.chat_postMessage(channel=dm, text="hello")
@@ -182,8 +210,9 @@ def test_bad_tokens_unknown_methods_and_injected_errors(sim: SlackSimulator, cli
 
 def test_a_429_is_retried_after_retry_after(sim: SlackSimulator) -> None:
     sim.rate_limit_next("chat.postMessage", retry_after=1)
-    patient = WebClient(token=sim.bot_token, base_url=sim.base_url,
-                        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)])
+    patient = WebClient(
+        token=sim.bot_token, base_url=sim.base_url, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)]
+    )
     started = time.monotonic()
     assert patient.chat_postMessage(channel="C0GENERAL", text="eventually")["ok"]
     assert time.monotonic() - started >= 1.0, "the client waited Retry-After seconds"
@@ -197,8 +226,9 @@ def test_a_429_is_retried_after_retry_after(sim: SlackSimulator) -> None:
 
 
 def test_response_urls_post_replace_and_delete(sim: SlackSimulator, client: WebClient) -> None:
-    posted = client.chat_postMessage(channel="C0GENERAL", text="approve?", blocks=[
-        {"type": "actions", "elements": [BUTTON]}])
+    posted = client.chat_postMessage(
+        channel="C0GENERAL", text="approve?", blocks=[{"type": "actions", "elements": [BUTTON]}]
+    )
     url = sim.response_url(channel="C0GENERAL", user="U0BOB", original_ts=posted["ts"])
     hook = WebhookClient(url)
     assert hook.send(text="just for you").status_code == 200
@@ -274,11 +304,13 @@ class BoltUnderTest:
         @app.event("app_home_opened")
         def home_opened(event, client, request) -> None:
             self.seen["home"].append((event, request.headers.get("x-slack-retry-num")))
-            client.views_publish(user_id=event["user"], view={"type": "home", "blocks": [
-                {"type": "actions", "elements": [BUTTON]}]})
+            client.views_publish(
+                user_id=event["user"], view={"type": "home", "blocks": [{"type": "actions", "elements": [BUTTON]}]}
+            )
 
-        self.server = make_server("127.0.0.1", 0, SlackRequestHandler(app), server_class=_ThreadingWSGIServer,
-                                  handler_class=_QuietHandler)
+        self.server = make_server(
+            "127.0.0.1", 0, SlackRequestHandler(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        )
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/slack/events"
         self.driver = SlackDriver(self.url, SECRET, sim)
@@ -338,25 +370,46 @@ def test_a_stale_timestamp_is_refused(sim: SlackSimulator, bolt: BoltUnderTest, 
 
 
 def test_a_click_reaches_the_action_listener(sim: SlackSimulator, bolt: BoltUnderTest, client: WebClient) -> None:
-    posted = client.chat_postMessage(channel="C0GENERAL", text="approve?", blocks=[
-        {"type": "section", "text": {"type": "mrkdwn", "text": "Launch 42 needs approval"}},
-        {"type": "actions", "block_id": "decide", "elements": [BUTTON]}])
+    posted = client.chat_postMessage(
+        channel="C0GENERAL",
+        text="approve?",
+        blocks=[
+            {"type": "section", "text": {"type": "mrkdwn", "text": "Launch 42 needs approval"}},
+            {"type": "actions", "block_id": "decide", "elements": [BUTTON]},
+        ],
+    )
     message = sim.message("C0GENERAL", posted["ts"])
     assert bolt.driver.click("U0APPROVER", message, "approve").status == 200
     updated = sim.wait_for(lambda: (m := sim.message("C0GENERAL", posted["ts"])).updates and m)
     assert updated.text == "Approved launch-42 by <@U0APPROVER>" and updated.blocks == []
     [(body, action)] = bolt.seen["action"]
     assert (action["action_id"], action["block_id"], action["value"], action["type"]) == (
-        "approve", "decide", "launch-42", "button")
-    assert body["container"] == {"type": "message", "message_ts": posted["ts"], "channel_id": "C0GENERAL",
-                                 "is_ephemeral": False}
+        "approve",
+        "decide",
+        "launch-42",
+        "button",
+    )
+    assert body["container"] == {
+        "type": "message",
+        "message_ts": posted["ts"],
+        "channel_id": "C0GENERAL",
+        "is_ephemeral": False,
+    }
     assert body["user"]["id"] == "U0APPROVER" and body["message"]["ts"] == posted["ts"]
 
 
 def test_a_click_on_an_acknowledgement_replaces_what_the_user_saw(sim: SlackSimulator, bolt: BoltUnderTest) -> None:
     reply = bolt.driver.command("U0BOB", "ack button").json()
-    shown = Message(channel="C0GENERAL", ts="0000000000.000000", text=reply["text"], blocks=reply["blocks"],
-                    thread_ts=None, user="U0BOB", ephemeral=True, updates=0)
+    shown = Message(
+        channel="C0GENERAL",
+        ts="0000000000.000000",
+        text=reply["text"],
+        blocks=reply["blocks"],
+        thread_ts=None,
+        user="U0BOB",
+        ephemeral=True,
+        updates=0,
+    )
     assert bolt.driver.click("U0BOB", shown, "approve").status == 200
     [replaced] = sim.wait_for(lambda: sim.messages("C0GENERAL"))
     assert (replaced.ts, replaced.text, replaced.ephemeral) == (shown.ts, "Approved launch-42 by <@U0BOB>", True)
@@ -383,8 +436,12 @@ def test_a_modal_submission_carries_values_in_slacks_shapes(sim: SlackSimulator,
     assert (view["callback_id"], view["private_metadata"], view["id"]) == ("launch_form", "C0GENERAL", view_id)
     assert view["state"]["values"] == {
         "name": {"name_input": {"type": "plain_text_input", "value": "my-nb"}},
-        "gpu": {"gpu_select": {"type": "static_select", "selected_option": {
-            "text": {"type": "plain_text", "text": "NVIDIA L4"}, "value": "l4"}}},
+        "gpu": {
+            "gpu_select": {
+                "type": "static_select",
+                "selected_option": {"text": {"type": "plain_text", "text": "NVIDIA L4"}, "value": "l4"},
+            }
+        },
         "note": {"note_input": {"type": "plain_text_input", "value": None}},
     }
     first = bolt.seen["submission"][0]["state"]["values"]["gpu"]["gpu_select"]["selected_option"]["value"]
@@ -400,8 +457,9 @@ def test_required_inputs_must_be_filled_before_slack_submits(sim: SlackSimulator
 
 
 def test_home_tab_opened_published_and_clicked(sim: SlackSimulator, bolt: BoltUnderTest) -> None:
-    assert bolt.driver.event({"type": "app_home_opened", "user": "U0BOB", "channel": "DU0BOB"}, retry_num=1).status \
-        == 200
+    assert (
+        bolt.driver.event({"type": "app_home_opened", "user": "U0BOB", "channel": "DU0BOB"}, retry_num=1).status == 200
+    )
     sim.wait_for(lambda: sim.home("U0BOB"))
     assert bolt.seen["home"][0][1] == ["1"], "Bolt passes retried deliveries to listeners"
     assert bolt.driver.click_home("U0BOB", "approve").status == 200
@@ -412,20 +470,59 @@ def test_home_tab_opened_published_and_clicked(sim: SlackSimulator, bolt: BoltUn
 
 # --- rendering ----------------------------------------------------------------------------------------
 def test_rendering_shows_what_a_person_would_see() -> None:
-    message = Message(channel="C0GENERAL", ts="1.0", text="fallback", thread_ts=None, user=None, ephemeral=False,
-                      updates=0, blocks=[
-                          {"type": "header", "text": {"type": "plain_text", "text": "tf-2-8"}},
-                          {"type": "section", "text": {"type": "mrkdwn", "text": "Ready for <@U0ALICE>"},
-                           "fields": [{"type": "mrkdwn", "text": "*GPU* L4"}]},
-                          {"type": "divider"},
-                          {"type": "context", "elements": [{"type": "mrkdwn", "text": "see <https://x.io|docs>"}]},
-                          {"type": "actions", "elements": [
-                              {**BUTTON, "text": {"type": "plain_text", "text": "Open"}, "url": "https://nb.example"},
-                              BUTTON]}])
+    message = Message(
+        channel="C0GENERAL",
+        ts="1.0",
+        text="fallback",
+        thread_ts=None,
+        user=None,
+        ephemeral=False,
+        updates=0,
+        blocks=[
+            {"type": "header", "text": {"type": "plain_text", "text": "tf-2-8"}},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "Ready for <@U0ALICE>"},
+                "fields": [{"type": "mrkdwn", "text": "*GPU* L4"}],
+            },
+            {"type": "divider"},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "see <https://x.io|docs>"}]},
+            {
+                "type": "actions",
+                "elements": [
+                    {**BUTTON, "text": {"type": "plain_text", "text": "Open"}, "url": "https://nb.example"},
+                    BUTTON,
+                ],
+            },
+        ],
+    )
     assert render_message(message).splitlines() == [
-        "tf-2-8", "══════", "Ready for @U0ALICE", "  *GPU* L4", "─" * 40, "see docs (https://x.io)",
-        "[1] Open → https://nb.example", "[2] OK"]
-    view = {**FORM, "state": {"values": {"gpu": {"gpu_select": {"type": "static_select", "selected_option": {
-        "text": {"type": "plain_text", "text": "NVIDIA T4"}, "value": "t4"}}}}}}
+        "tf-2-8",
+        "══════",
+        "Ready for @U0ALICE",
+        "  *GPU* L4",
+        "─" * 40,
+        "see docs (https://x.io)",
+        "[1] Open → https://nb.example",
+        "[2] OK",
+    ]
+    view = {
+        **FORM,
+        "state": {
+            "values": {
+                "gpu": {
+                    "gpu_select": {
+                        "type": "static_select",
+                        "selected_option": {"text": {"type": "plain_text", "text": "NVIDIA T4"}, "value": "t4"},
+                    }
+                }
+            }
+        },
+    }
     assert render_view(view).splitlines() == [
-        "┌ New notebook", "Name: []", "GPU: [NVIDIA T4 ▾]", "Note (optional): []", "└ ( Cancel )  ( Launch )"]
+        "┌ New notebook",
+        "Name: []",
+        "GPU: [NVIDIA T4 ▾]",
+        "Note (optional): []",
+        "└ ( Cancel )  ( Launch )",
+    ]

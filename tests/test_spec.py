@@ -44,7 +44,11 @@ def test_keys_are_case_insensitive_and_in_any_order() -> None:
 def test_defaults_without_arguments() -> None:
     spec = launch("")
     assert (spec.environment, spec.machine, spec.gpu, spec.disk_gb, spec.boot_disk_gb) == (
-        "base", "e2-standard-4", None, 100, 150,
+        "base",
+        "e2-standard-4",
+        None,
+        100,
+        150,
     )
     assert spec.zone == "us-central1-a" and spec.idle_seconds == 3 * 3600
 
@@ -142,7 +146,7 @@ def test_request_command_text_round_trips() -> None:
 
 
 def test_spec_survives_the_store_format() -> None:
-    spec = launch("gpu=t4 bucket=a")
+    spec = launch("gpu=t4 bucket=my-data/training")
     assert NotebookSpec.from_dict(spec.to_dict()) == spec
 
 
