@@ -150,7 +150,7 @@ class Launcher:
             return existing, False
         spec = self.check(text)
         self.check_buckets(spec)  # asks Cloud Storage, so here and not in the pure check()
-        self.rules.check_quota(requester, spec, self.specs_of(requester))
+        self.rules.check_quota(requester, spec, running_specs(self.store, requester))
         instance_id = spec.name or default_instance_id(spec, launch_id)
         now = self.clock()
         reason = self.rules.approval_reason(spec)
@@ -214,11 +214,6 @@ class Launcher:
         docs = self.store.query("launches", requester=user, open=True)
         waiting = (State.PENDING_APPROVAL, State.APPROVED, State.CREATING)
         return [Launch.from_doc(d) for d in docs if d["state"] in waiting]
-
-    def specs_of(self, user: str) -> list[NotebookSpec]:
-        """The specs of the user's notebooks, including those still being launched (for quotas)."""
-        docs = self.store.query("notebooks", owner=user)
-        return [NotebookSpec.from_dict(d["spec"]) for d in docs if d.get("state") != "GONE"]
 
     # --- the reconciler -------------------------------------------------------------------------
     def reconcile(self) -> int:
@@ -423,6 +418,16 @@ class Launcher:
             self.slack.post(launch.message_channel, ping, thread_ts=launch.message_ts)
         except Exception:
             log.exception("could not announce the outcome", extra={"launch_id": launch.id})
+
+
+def running_specs(store: Store, user: str, *, besides: str | None = None) -> list[NotebookSpec]:
+    """Specs of the user's notebooks that run or are being launched: what quotas count."""
+    docs = store.query("notebooks", owner=user)
+    return [
+        NotebookSpec.from_dict(d["spec"])
+        for d in docs
+        if d.get("state") not in ("STOPPED", "GONE") and d["id"] != besides
+    ]
 
 
 def default_instance_id(spec: NotebookSpec, launch_id: str) -> str:

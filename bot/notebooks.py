@@ -18,6 +18,7 @@ from bot import audit, leases
 from bot.blocks import section
 from bot.catalog import Catalog
 from bot.errors import NotAllowed, UserError, one_of
+from bot.launches import running_specs
 from bot.logs import log_context
 from bot.notify import Slack
 from bot.policy import Rules
@@ -179,6 +180,8 @@ class Notebooks:
             raise UserError(f"`{notebook.id}` is already stopped.")
         if action == "start" and notebook.state == "ACTIVE":
             raise UserError(f"`{notebook.id}` is already running: {notebook.url or ''}".rstrip(": "))
+        if action == "start" and not as_admin:
+            self.rules.check_quota(notebook.owner, notebook.spec, running_specs(self.store, notebook.owner))
         now = self.clock()
         op_id = str(uuid.uuid5(OPERATION_NAMESPACE, dedupe_key))
         record = {

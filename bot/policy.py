@@ -200,23 +200,23 @@ class Rules:
             )
         return None
 
-    def check_quota(self, user: str, spec: NotebookSpec, current: list[NotebookSpec]) -> None:
-        """Refuse, with the numbers, a launch that would take the user over a quota.
+    def check_quota(self, user: str, spec: NotebookSpec, running: list[NotebookSpec]) -> None:
+        """Refuse, with the numbers, a launch or start that would take the user over a quota.
 
-        `current` is every notebook the user has, launching, running or stopped (a stopped one
-        keeps its disks and can be started again at any time)."""
+        `running` is the user's notebooks that run or are being launched; stopped ones don't
+        count (the reminders take care of those), so stopping one makes room."""
         p = self.policy
-        if len(current) + 1 > p.max_notebooks_per_user:
+        if len(running) + 1 > p.max_notebooks_per_user:
             raise NotAllowed(
-                f"You have {len(current)} notebook(s) and the limit is {p.max_notebooks_per_user} per person. "
-                "Delete one first (`/notebook list`, then `/notebook delete NAME`).",
+                f"You have {len(running)} running notebook(s) and the limit is {p.max_notebooks_per_user} per "
+                "person. Stop or delete one first (`/notebook list`, then `/notebook stop NAME`).",
                 field="quota",
             )
         if p.max_gpus_per_user is not None and spec.gpu_count:
-            used = sum(s.gpu_count for s in current)
+            used = sum(s.gpu_count for s in running)
             if used + spec.gpu_count > p.max_gpus_per_user:
                 raise NotAllowed(
-                    f"This launch needs {spec.gpu_count} GPU(s); you already use {used} and the limit is "
-                    f"{p.max_gpus_per_user} per person. Delete a GPU notebook first, or ask for fewer GPUs.",
+                    f"This needs {spec.gpu_count} GPU(s); your running notebooks use {used} and the limit is "
+                    f"{p.max_gpus_per_user} per person. Stop a GPU notebook first, or ask for fewer GPUs.",
                     field="gpu",
                 )

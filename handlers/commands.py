@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
@@ -22,7 +23,8 @@ VERBS = ("new", "help", *MANAGE_VERBS)
 def register(app: App, services: Services) -> None:
     @app.command("/notebook")
     def notebook(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        verb, _, rest = (command.get("text") or "").strip().partition(" ")
+        # Slack escapes &, < and > in what people type; mentions (<@U…>) arrive unescaped.
+        verb, _, rest = html.unescape(command.get("text") or "").strip().partition(" ")
         verb = verb.lower()
         if verb in ("", "help"):
             text, blocks = help_reply()

@@ -149,7 +149,7 @@ def test_a_gpu_quota_breach_is_refused_with_the_numbers(bot: Bot) -> None:
     approval_request(bot)
     bot.driver.command("U0ALICE", "new gpu=l4")
     refusal = bot.slack.wait_for(lambda: ephemerals(bot, "U0ALICE"))
-    assert "needs 1 GPU(s); you already use 4 and the limit is 4" in refusal[0].text
+    assert "needs 1 GPU(s); your running notebooks use 4 and the limit is 4" in refusal[0].text
     assert len(bot.launches()) == 1
 
 

@@ -250,3 +250,12 @@ def test_the_storage_client_is_built_on_first_use(storage_host: str) -> None:
     assert services.launcher.check_buckets is not None
     assert services.storage._client is None, "building the launcher builds no Google client"
     assert services.storage.client is services.storage.client
+
+
+def test_characters_slack_escapes_reach_the_script_as_typed(store, monkeypatch, gcs, scripts_bucket) -> None:
+    existing_bucket(gcs, "my-data")
+    with Bot(store, monkeypatch, scripts_bucket=scripts_bucket) as bot:
+        bot.driver.command("U0ALICE", "new bucket=my-data/r&amp;d")  # what Slack sends for r&d
+        bot.reconcile_until(lambda: is_ready(bot.launch_message()))
+        [notebook] = bot.store.query("notebooks")
+        assert notebook["spec"]["buckets"] == ["my-data/r&d"]

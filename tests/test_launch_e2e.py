@@ -163,7 +163,7 @@ def test_quota_of_notebooks_per_person_is_refused_with_the_numbers(store, monkey
         bot.slack.wait_for(lambda: bot.channel_messages())
         bot.driver.command("U0ALICE", "new gpu=l4")
         refusal = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral])
-        assert "You have 1 notebook(s) and the limit is 1" in refusal[0].text
+        assert "You have 1 running notebook(s) and the limit is 1" in refusal[0].text
         assert len(bot.store.query("launches")) == 1
 
 

@@ -177,3 +177,20 @@ def test_home_buttons_stop_a_notebook_and_refresh_the_home(bot: Bot) -> None:
     bot.reconcile_until(lambda: bot.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
     home = bot.slack.wait_for(lambda: (h := bot.slack.home("U0ALICE")) and "notebook_start" in str(h) and h)
     assert "notebook_stop" not in str(home)
+
+
+def test_the_quota_counts_running_notebooks_and_start_respects_it(firestore_project, monkeypatch, tmp_path) -> None:
+    from google.cloud import firestore
+
+    config = tmp_path / "config.toml"
+    config.write_text(ADMIN_CONFIG + "[policy]\nmax_notebooks_per_user = 1\n")
+    store = FirestoreStore(firestore.Client(project=firestore_project))
+    with Bot(store, monkeypatch, config=load_config(config)) as bot:
+        launch_ready(bot, "U0ALICE", "first")
+        bot.driver.command("U0ALICE", "stop first")
+        bot.reconcile_until(lambda: bot.store.get("notebooks", "first")["state"] == "STOPPED")
+        launch_ready(bot, "U0ALICE", "second")  # a stopped notebook doesn't count
+        before = len(replies(bot, "U0ALICE"))
+        bot.driver.command("U0ALICE", "start first")
+        assert "You have 1 running notebook(s) and the limit is 1" in last_reply(bot, "U0ALICE", before)
+        assert bot.workbench.count("start") == 0

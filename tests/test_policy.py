@@ -128,8 +128,8 @@ def test_quotas_are_refused_with_the_numbers() -> None:
     rules.check_quota("U0ALICE", spec("gpu=l4"), [spec("gpu=l4x2 machine=g2-standard-24")])
     with pytest.raises(NotAllowed) as count:
         rules.check_quota("U0ALICE", spec("base"), [spec("base"), spec("base")])
-    assert "You have 2 notebook(s) and the limit is 2" in count.value.message
+    assert "You have 2 running notebook(s) and the limit is 2" in count.value.message
     with pytest.raises(NotAllowed) as gpus:
         rules.check_quota("U0ALICE", spec("gpu=l4x2 machine=g2-standard-24"), [spec("gpu=l4x2 machine=g2-standard-24")])
-    assert "needs 2 GPU(s); you already use 2 and the limit is 3" in gpus.value.message
+    assert "needs 2 GPU(s); your running notebooks use 2 and the limit is 3" in gpus.value.message
     assert gpus.value.field == "gpu", "shown on the form's GPU field"
