@@ -50,7 +50,7 @@ DATASTORE_PERMISSIONS = (
     "datastore.entities.update",
     "datastore.entities.delete",
 )
-BUCKET_PERMISSIONS = ("storage.objects.create", "storage.objects.get", "storage.objects.delete")
+BUCKET_PERMISSIONS = ("storage.objects.create",)  # scripts are written once, never read back or deleted
 ACT_AS = ("iam.serviceAccounts.actAs",)
 
 RESOURCE_MANAGER_URL = "https://cloudresourcemanager.googleapis.com/v1/"
@@ -414,7 +414,7 @@ class Doctor:
                             f"gs://{name}: missing {', '.join(missing)}",
                             [
                                 f"gcloud storage buckets add-iam-policy-binding gs://{name} --member={self.member} "
-                                "--role=roles/storage.objectAdmin"
+                                "--role=roles/storage.objectCreator"
                             ],
                         )
                     ]
