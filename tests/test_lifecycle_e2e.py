@@ -206,3 +206,14 @@ def test_a_notebook_deleted_elsewhere_gets_no_reminder(make_bot) -> None:
     bot.clock.advance(2 * HOUR)
     assert sweep(bot).reminders == 0
     assert bot.store.get("notebooks", "vanished")["state"] == "GONE"
+
+
+def test_a_sweep_waits_out_slacks_rate_limit_and_still_delivers(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.advance(2 * HOUR)
+    bot.slack.rate_limit_next("chat.postMessage", retry_after=1)
+    assert sweep(bot).reminders == 1
+    assert len(dms(bot, "U0ALICE")) == 1
+    attempts = [c for c in bot.slack.calls("chat.postMessage") if c.args.get("channel") == "DU0ALICE"]
+    assert [c.error for c in attempts] == ["ratelimited", None], "429 honoured, then retried once"
