@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import UserError
+from bot.lazy import Lazy
 
 MAX_MOUNTS = 10
 MAX_DIRECTORY_BYTES = 1024
@@ -137,17 +137,16 @@ class Storage:
 
     def __init__(self, project: str | None) -> None:
         self.project = project
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client: Lazy[Any] = Lazy(self._build)
+
+    def _build(self) -> Any:
+        from google.cloud import storage
+
+        return storage.Client(project=self.project)
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                from google.cloud import storage
-
-                self._client = storage.Client(project=self.project)
-            return self._client
+        return self._client.get()
 
 
 class BucketChecker:

@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.errors import UserError, did_you_mean, one_of
+from bot.errors import unknown
 
 HOURS_PER_MONTH = 730
 Loc = tuple[str | int, ...]  # a path of keys in the catalog, e.g. ("gpus", "t4", "counts")
@@ -211,12 +211,7 @@ class Catalog(_Strict):
     def machine(self, name: str) -> str:
         key = name.lower()
         if key not in self.machines:
-            raise UserError(
-                f"I don't know the machine type `{name}`.{did_you_mean(key, self.machines)} "
-                f"Choices: {one_of(self.machines)}.",
-                field="machine",
-                choices=list(self.machines),
-            )
+            raise unknown("machine type", name, self.machines, field="machine")
         return key
 
     def machines_with(self, gpu: str, count: int) -> list[str]:
@@ -253,13 +248,8 @@ def _lookup(name: str, table: dict[str, Any], what: str, where: str) -> str:
     for key, entry in table.items():
         if wanted == key or wanted in entry.aliases:
             return key
-    names = list(table) + [a for e in table.values() for a in e.aliases]
-    raise UserError(
-        f"I don't know the {what} `{name}`.{did_you_mean(wanted, names)} Choices: {one_of(table)} "
-        f"(`{where}` lists them).",
-        field=what.lower(),
-        choices=list(table),
-    )
+    aliases = [a for e in table.values() for a in e.aliases]
+    raise unknown(what, name, table, field=what.lower(), also=aliases, where=where)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -37,3 +37,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def one_of(choices: Iterable[str]) -> str:
     return ", ".join(f"`{c}`" for c in choices)
+
+
+def unknown(what: str, name: str, choices: Iterable[str], *, field: str, also: Iterable[str] = (), where: str = ""):
+    """'I don't know the GPU `l5`. Did you mean `l4`? Choices: …' — `also` are aliases to suggest from."""
+    options = list(choices)
+    hint = f" (`{where}` lists them)" if where else ""
+    return UserError(
+        f"I don't know the {what} `{name}`.{did_you_mean(name, [*options, *also])} Choices: {one_of(options)}{hint}.",
+        field=field,
+        choices=options,
+    )

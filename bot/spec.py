@@ -15,7 +15,7 @@ from typing import Any
 
 from bot import buckets as bucket_names
 from bot.catalog import HOURS_PER_MONTH, Catalog, Machine
-from bot.errors import UserError, did_you_mean, one_of
+from bot.errors import UserError, did_you_mean, one_of, unknown
 
 INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
@@ -249,12 +249,7 @@ def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, toda
     boot_disk_gb = _in_range("boot-disk", request.boot_disk_gb, limits.boot_disk_gb)
     disk_type = request.disk_type or catalog.defaults.disk_type
     if disk_type not in catalog.disk_types:
-        raise UserError(
-            f"I don't know the disk type `{disk_type}`.{did_you_mean(disk_type, catalog.disk_types)} "
-            f"Choices: {one_of(catalog.disk_types)}.",
-            field="disk-type",
-            choices=list(catalog.disk_types),
-        )
+        raise unknown("disk type", disk_type, catalog.disk_types, field="disk-type")
     zone = request.zone or bounds.zone
     if bounds.allowed_zones and zone not in bounds.allowed_zones:
         raise UserError(

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.catalog import Catalog
+from bot.lazy import Lazy
 from bot.spec import NotebookSpec
 
 RETRIABLE_CODES = {4, 10, 13, 14}  # DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
@@ -66,26 +66,24 @@ class Workbench:
         self.project = project
         self.service_account = service_account  # notebooks run as this account (else Compute's default)
         self._emulator_host = emulator_host if emulator_host is not None else os.environ.get("NOTEBOOKS_EMULATOR_HOST")
-        self._client: Any = None
-        self._lock = threading.Lock()
+        self._client: Lazy[Any] = Lazy(self._build)
+
+    def _build(self) -> Any:
+        from google.cloud import notebooks_v2
+
+        if not self._emulator_host:
+            return notebooks_v2.NotebookServiceClient(transport="rest")
+        from google.auth.credentials import AnonymousCredentials
+
+        return notebooks_v2.NotebookServiceClient(
+            credentials=AnonymousCredentials(),
+            transport="rest",
+            client_options={"api_endpoint": f"http://{self._emulator_host}"},
+        )
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                from google.cloud import notebooks_v2
-
-                if self._emulator_host:
-                    from google.auth.credentials import AnonymousCredentials
-
-                    self._client = notebooks_v2.NotebookServiceClient(
-                        credentials=AnonymousCredentials(),
-                        transport="rest",
-                        client_options={"api_endpoint": f"http://{self._emulator_host}"},
-                    )
-                else:
-                    self._client = notebooks_v2.NotebookServiceClient(transport="rest")
-            return self._client
+        return self._client.get()
 
     def parent(self, zone: str) -> str:
         return f"projects/{self.project}/locations/{zone}"
