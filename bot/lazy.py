@@ -22,3 +22,7 @@ class Lazy(Generic[T]):
             if self._value is None:
                 self._value = self._build()
             return self._value
+
+    @property
+    def built(self) -> bool:
+        return self._value is not None
