@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot.config import Settings, load_config
 from bot.services import Services
-from bot.sim.render import render_message
+from bot.sim.render import render_message, render_view
 from bot.sim.slack_api import Message, SlackSimulator
 from bot.sim.slack_driver import SlackDriver
 from bot.sim.workbench_api import WorkbenchSimulator
@@ -122,7 +122,17 @@ class Sandbox:
 
     # --- output ---------------------------------------------------------------------------------
     def _watch(self) -> None:
+        shown_views: dict[str, str] = {}
         while not self._stop.wait(0.2):
+            for view_id, view in self.slack.views().items():
+                text = render_view(view)
+                if shown_views.get(view_id) != text:
+                    shown_views[view_id] = text
+                    with self._lock:
+                        self.out("\n── a form opened (the sandbox shows forms but can't fill them in;")
+                        self.out("   type the command with options instead, e.g. `/notebook new tf-2-8 gpu=l4`)")
+                        for line in text.splitlines():
+                            self.out("   " + line)
             for message in self.slack.messages():
                 key = (message.channel, message.ts)
                 fingerprint = (message.updates, message.text)
