@@ -68,7 +68,7 @@ def launch_message(launch: Launch, catalog: Catalog, now: float) -> tuple[str, B
         text = f"🕐 {name} for {who} is queued."
         return text, [section(text), summary]
     if state == "CREATING":
-        text = f"⏳ Creating {name} for {who}… ({elapsed(now - launch.created_at)})"
+        text = f"⏳ Creating {name} for {who}… ({elapsed(now - (launch.creating_since or launch.created_at))})"
         return text, [
             section(text),
             summary,

@@ -71,6 +71,8 @@ class Launch:
     approval_reason: str | None = None
     approval_posts: list[dict[str, str]] = field(default_factory=list)  # where approvers were asked
     approval_closed: bool = False  # the approval request shows its outcome and has no buttons
+    approval_asked: bool = False
+    creating_since: float | None = None  # when the create call went out (approval wait excluded)
     decision: dict[str, Any] | None = None
     attempts: int = 0
     next_at: float = 0.0
@@ -196,10 +198,7 @@ class Launcher:
     def start(self, launch: Launch) -> Launch:
         """Show a new launch in its channel, then create it now or ask approvers."""
         launch = self.post(launch)
-        if launch.state == State.APPROVED:
-            self.step(launch.id)
-        elif self.on_pending is not None:
-            self.on_pending(launch)
+        self.step(launch.id)  # creates it, or asks approvers (a step, so a crash here is retried)
         return launch
 
     def today(self) -> date:
@@ -253,16 +252,23 @@ class Launcher:
         if launch.state == State.PENDING_APPROVAL:
             if now - launch.created_at > self.rules.policy.approval_expires_after:
                 return self._finish(launch, State.EXPIRED, error="No approver decided in time.")
-            return {"next_at": launch.created_at + self.rules.policy.approval_expires_after}
+            asked = launch.approval_asked
+            if not asked and self.on_pending is not None:
+                self.on_pending(launch)
+                asked = True
+            return {"approval_asked": asked, "next_at": launch.created_at + self.rules.policy.approval_expires_after}
         if launch.state == State.APPROVED:
             return self._create(launch)
         if launch.state == State.CREATING:
-            if now - launch.created_at > self.CREATE_TIMEOUT:
-                return self._finish(
-                    launch,
-                    State.FAILED,
-                    error="Creation took too long; the instance may still appear. Check `/notebook list`.",
+            if now - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT:
+                # The instance may yet appear: keep its record so the cloud sync follows it.
+                self.store.update(
+                    "notebooks", launch.instance_id, lambda d: {**d, "state": "PROVISIONING"} if d else None
                 )
+                return {
+                    **self._finish(launch, State.FAILED, keep_record=True),
+                    "error": "Creation took too long; the instance may still appear in `/notebook list`.",
+                }
             return self._poll(launch)
         return {}  # a terminal state: only its final message is left to show
 
@@ -301,6 +307,7 @@ class Launcher:
             operation = None  # ours, from an earlier attempt whose reply was lost: follow the instance
         return {
             "state": State.CREATING,
+            "creating_since": self.clock(),
             "operation": operation,
             "owner_email": email,
             "attempts": 0,
@@ -329,16 +336,19 @@ class Launcher:
             }
         now = self.clock()
 
-        def ready(doc: dict[str, Any] | None) -> dict[str, Any]:
-            return {**(doc or {}), "state": "ACTIVE", "url": info.url, "ready_at": now, "state_since": now}
+        def ready(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            if doc is None:  # deleted meanwhile (say by an admin); don't resurrect half a record
+                return None
+            return {**doc, "state": "ACTIVE", "url": info.url, "ready_at": now, "state_since": now}
 
         self.store.update("notebooks", launch.instance_id, ready)
         audit.record(self.store, now, "bot", "launch.ready", launch.instance_id, launch=launch.id)
         return self._finish(launch, State.READY, url=info.url)
 
-    def _finish(self, launch: Launch, state: State, **changes: Any) -> dict[str, Any]:
+    def _finish(self, launch: Launch, state: State, *, keep_record: bool = False, **changes: Any) -> dict[str, Any]:
         if state != State.READY:
-            self.store.delete("notebooks", launch.instance_id)  # frees the name and the quota
+            if not keep_record:
+                self.store.delete("notebooks", launch.instance_id)  # frees the name and the quota
             audit.record(
                 self.store,
                 self.clock(),

@@ -7,10 +7,13 @@ it still holds the lease. A worker that dies leaves a lease that simply expires.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from bot.store import Store
+
+log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 
@@ -73,8 +76,18 @@ def due(store: Store, collection: str, now: float) -> list[Doc]:
 
 
 def work_due(store: Store, collection: str, now: float, advance: Callable[[str], bool]) -> int:
-    """One pass over a queue: offer each due record to `advance`; count those it advanced."""
-    return sum(1 for doc in due(store, collection, now) if advance(doc["id"]))
+    """One pass over a queue: offer each due record to `advance`; count those it advanced.
+
+    A record that fails (a store transaction that won't commit, say) is logged and left for the
+    next pass; it must not hold up every other record behind it.
+    """
+    advanced = 0
+    for doc in due(store, collection, now):
+        try:
+            advanced += bool(advance(doc["id"]))
+        except Exception:
+            log.exception("could not advance %s/%s; the next pass tries again", collection, doc["id"])
+    return advanced
 
 
 def backoff(first: float, attempt: int) -> float:

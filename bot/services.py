@@ -147,13 +147,18 @@ class Services:
 
     def reconcile(self) -> dict[str, int]:
         """One pass of everything periodic; what /tasks/reconcile and the worker thread run."""
-        counts = {"launches": self.launcher.reconcile(), "operations": self.notebooks.reconcile()}
-        try:
-            counts["unmanaged"] = len(self.notebooks.sync())
-            swept = self.lifecycle.sweep_if_due()
-        except WorkbenchError as exc:
-            log.warning("could not compare records with the cloud: %s", exc)
-        else:
-            if swept is not None:
-                counts.update(reminders=swept.reminders, escalations=swept.escalations)
+        counts: dict[str, int] = {}
+        stages: dict[str, Callable[[], int]] = {
+            "launches": self.launcher.reconcile,
+            "operations": self.notebooks.reconcile,
+            "unmanaged": lambda: len(self.notebooks.sync()),
+            "reminders": lambda: swept.reminders if (swept := self.lifecycle.sweep_if_due()) else 0,
+        }
+        for name, stage in stages.items():  # each stage on its own: one failing must not stop the others
+            try:
+                counts[name] = stage()
+            except WorkbenchError as exc:
+                log.warning("%s: Workbench trouble, trying again next pass: %s", name, exc)
+            except Exception:
+                log.exception("%s: failed this pass", name)
         return counts

@@ -408,6 +408,7 @@ def test_without_an_approval_channel_approvers_are_asked_in_dms(store, monkeypat
 def test_a_decision_waits_for_a_reconcile_step_that_holds_the_request(bot: Bot) -> None:
     request = ask(bot)
     launch_id = the_launch(bot)["id"]
+    bot.slack.wait_for(lambda: not bot.leased())  # the step that asked the approvers is over
     held = leases.claim(bot.store, "launches", launch_id, "other-worker", bot.clock(), 120)
     assert held is not None
     bot.driver.click("U0APPROVER", request, "approve_launch")
