@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -85,14 +86,15 @@ class Lifecycle:
 
     def _look_at(self, nb: Notebook, now: float, report: SweepReport) -> None:
         if nb.doc.get("stopped_outside") and nb.state == "STOPPED":
-            if self._claim(nb, "idle-stop", 0):
-                self._dm(
-                    nb.owner,
-                    f"💤 `{nb.id}` was stopped (Workbench's idle shutdown, or outside the bot). "
-                    f"Its disks still bill ≈${self._disk_month(nb):.2f}/month; `/notebook start {nb.id}` "
-                    "brings it back.",
-                )
-                report.notes += 1
+            with self._once(nb, "idle-stop", 0) as mine:
+                if mine:
+                    self._dm(
+                        nb.owner,
+                        f"💤 `{nb.id}` was stopped (Workbench's idle shutdown, or outside the bot). "
+                        f"Its disks still bill ≈${self._disk_month(nb):.2f}/month; `/notebook start {nb.id}` "
+                        "brings it back.",
+                    )
+                    report.notes += 1
             self.store.update("notebooks", nb.id, lambda d: {**d, "stopped_outside": False} if d else None)
         if nb.state not in ("ACTIVE", "STOPPED") or nb.doc.get("snoozed_until", 0) > now:
             return
@@ -111,10 +113,11 @@ class Lifecycle:
         if not self._working_hours(nb.owner, now):
             report.deferred += 1
             return
-        if not self._claim(nb, kind, period):
-            return
-        text, blocks = self.reminder(nb, kind, since, now)
-        posted = self._dm(nb.owner, text, blocks)
+        with self._once(nb, kind, period) as mine:
+            if not mine:
+                return
+            text, blocks = self.reminder(nb, kind, since, now)
+            posted = self._dm(nb.owner, text, blocks)
         run = nb.state_since
         self.store.update(
             "notebooks",
@@ -138,10 +141,19 @@ class Lifecycle:
             return self.policy.stopped_after
         return self.policy.running_gpu_after if nb.spec.gpu_count else self.policy.running_cpu_after
 
-    def _claim(self, nb: Notebook, kind: str, period: int) -> bool:
-        """Exactly one sweep, on any replica, sends this reminder for this run and period."""
+    @contextmanager
+    def _once(self, nb: Notebook, kind: str, period: int) -> Iterator[bool]:
+        """Exactly one sweep, on any replica, sends this message for this run and period: the body
+        runs only for the sweep that claimed it (True), and a failure in it gives the claim back so a
+        later sweep tries again instead of the message being lost."""
         key = f"{nb.id}:{nb.state_since:.0f}:{kind}:{period}"
-        return self.store.create("reminders", key, {"notebook": nb.id, "kind": kind, "at": self.clock()})
+        mine = self.store.create("reminders", key, {"notebook": nb.id, "kind": kind, "at": self.clock()})
+        try:
+            yield mine
+        except BaseException:
+            if mine:
+                self.store.delete("reminders", key)
+            raise
 
     # --- messages ----------------------------------------------------------------------------------
     def reminder(self, nb: Notebook, kind: str, since: float, now: float) -> tuple[str, Blocks]:
@@ -204,8 +216,11 @@ class Lifecycle:
 
     # --- escalation and automatic actions ------------------------------------------------------------
     def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport) -> None:
-        if not self._claim(nb, "escalation", 0):
-            return
+        with self._once(nb, "escalation", 0) as mine:
+            if mine:
+                self._escalate_now(nb, kind, since, report)
+
+    def _escalate_now(self, nb: Notebook, kind: str, since: float, report: SweepReport) -> None:
         action = ""
         if kind == "running" and self.policy.auto_stop:
             action = " I'm stopping it now."
@@ -229,28 +244,38 @@ class Lifecycle:
 
     def _auto_delete(self, nb: Notebook, since: float, report: SweepReport) -> None:
         limit = self.policy.auto_delete_stopped_after or 0
-        if since >= limit - self.policy.auto_delete_notice and self._claim(nb, "delete-notice", 0):
-            on = datetime.fromtimestamp(nb.state_since + limit, self._tz(nb.owner)).strftime("%a %d %b %H:%M")
-            text = (
-                f"🗑 `{nb.id}` has been stopped for {hours(since)}. By policy it will be *deleted on {on}* "
-                "(your time), with its disks, unless you keep it."
-            )
-            blocks = [section(text), actions(self._snooze_menu(nb.id), block_id=f"lifecycle:{nb.id}")]
-            self._dm(nb.owner, text, blocks)
-            report.notes += 1
+        if since >= limit - self.policy.auto_delete_notice:
+            with self._once(nb, "delete-notice", 0) as mine:
+                if mine:
+                    self._announce_deletion(nb, since, limit, report)
         announced = self.store.get("reminders", f"{nb.id}:{nb.state_since:.0f}:delete-notice:0")
-        if since >= limit and announced and self._claim(nb, "auto-delete", 0):
-            self.notebooks.request(
-                "bot",
-                nb.id,
-                "delete",
-                channel=None,
-                dedupe_key=f"auto-delete:{nb.id}:{nb.state_since:.0f}",
-                as_admin=True,
-            )
-            self._dm(nb.owner, f"🗑 Deleting `{nb.id}`: it was stopped for {hours(since)} (policy).")
-            audit.record(self.store, self.clock(), "bot", "notebook.auto-delete", nb.id, owner=nb.owner)
-            report.auto_deletes += 1
+        if since >= limit and announced:
+            with self._once(nb, "auto-delete", 0) as mine:
+                if mine:
+                    self._delete_now(nb, since, report)
+
+    def _announce_deletion(self, nb: Notebook, since: float, limit: float, report: SweepReport) -> None:
+        on = datetime.fromtimestamp(nb.state_since + limit, self._tz(nb.owner)).strftime("%a %d %b %H:%M")
+        text = (
+            f"🗑 `{nb.id}` has been stopped for {hours(since)}. By policy it will be *deleted on {on}* "
+            "(your time), with its disks, unless you keep it."
+        )
+        blocks = [section(text), actions(self._snooze_menu(nb.id), block_id=f"lifecycle:{nb.id}")]
+        self._dm(nb.owner, text, blocks)
+        report.notes += 1
+
+    def _delete_now(self, nb: Notebook, since: float, report: SweepReport) -> None:
+        self.notebooks.request(
+            "bot",
+            nb.id,
+            "delete",
+            channel=None,
+            dedupe_key=f"auto-delete:{nb.id}:{nb.state_since:.0f}",
+            as_admin=True,
+        )
+        self._dm(nb.owner, f"🗑 Deleting `{nb.id}`: it was stopped for {hours(since)} (policy).")
+        audit.record(self.store, self.clock(), "bot", "notebook.auto-delete", nb.id, owner=nb.owner)
+        report.auto_deletes += 1
 
     def _tell_admins(self, text: str) -> None:
         channel = self.rules.access.approval_channel

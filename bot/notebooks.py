@@ -235,7 +235,7 @@ class Notebooks:
         if doc["state"] in ("DONE", "FAILED"):
             self._show(doc)
             if leases.close(self.store, "operations", op_id) and self.on_change:
-                self.on_change({doc["owner"], doc["requester"]})
+                self.on_change({doc["owner"], doc["requester"]} - {"bot"})  # "bot": auto-stop and auto-delete
         return True
 
     def _step(self, op: dict[str, Any]) -> dict[str, Any]:
@@ -307,20 +307,20 @@ class Notebooks:
             raise UserError(f"<@{new_owner}> already owns `{notebook.id}`.")
         now = self.clock()
         doc = self.store.update("notebooks", notebook.id, lambda d: {**d, "owner": new_owner} if d else None)
-        labels = {**self._labels(notebook.id), "owner": label_value(new_owner)}
-        try:
-            self.workbench.set_labels(notebook.zone, notebook.id, labels)
-        except WorkbenchError as exc:  # the record is the source of truth; the label is a convenience
-            log.warning("could not relabel %s: %s", notebook.id, exc)
+        self._relabel(notebook.zone, notebook.id, {"owner": label_value(new_owner)})
         audit.record(self.store, now, user, "notebook.transfer", notebook.id, old=notebook.owner, new=new_owner)
         if self.on_change:
             self.on_change({notebook.owner, new_owner})
         return Notebook.from_doc(doc or {})
 
-    def _labels(self, instance_id: str) -> dict[str, str]:
-        notebook = self.get(instance_id)
-        info = self.workbench.get(notebook.zone, instance_id) if notebook else None
-        return dict(info.labels) if info else {}
+    def _relabel(self, zone: str, instance_id: str, changes: dict[str, str]) -> None:
+        """Update the instance's labels; the record is the source of truth, a label only a convenience,
+        so a failure here is logged and does not undo the change already made."""
+        try:
+            info = self.workbench.get(zone, instance_id)
+            self.workbench.set_labels(zone, instance_id, {**(info.labels if info else {}), **changes})
+        except WorkbenchError as exc:
+            log.warning("could not relabel %s: %s", instance_id, exc)
 
     def adopt(self, admin: str, name: str, owner: str, zone: str | None = None) -> Notebook:
         """An admin makes an instance the bot did not create a managed notebook of `owner`."""
@@ -336,8 +336,7 @@ class Notebooks:
         doc = self._record_for(info, owner, now)
         if not self.store.create("notebooks", info.instance_id, doc):
             raise UserError(f"`{name}` is already managed by the bot.")
-        labels = {**info.labels, "managed-by": "notebook-bot", "owner": label_value(owner)}
-        self.workbench.set_labels(zone, name, labels)
+        self._relabel(zone, name, {"managed-by": "notebook-bot", "owner": label_value(owner)})
         audit.record(self.store, now, admin, "notebook.adopt", name, owner=owner)
         if self.on_change:
             self.on_change({owner})

@@ -217,3 +217,12 @@ def test_a_sweep_waits_out_slacks_rate_limit_and_still_delivers(make_bot) -> Non
     assert len(dms(bot, "U0ALICE")) == 1
     attempts = [c for c in bot.slack.calls("chat.postMessage") if c.args.get("channel") == "DU0ALICE"]
     assert [c.error for c in attempts] == ["ratelimited", None], "429 honoured, then retried once"
+
+
+def test_a_reminder_slack_failed_to_deliver_is_sent_by_the_next_sweep(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.advance(2 * HOUR)
+    bot.slack.fail_next("chat.postMessage", "internal_error")
+    assert sweep(bot).reminders == 0 and dms(bot, "U0ALICE") == []
+    assert sweep(bot).reminders == 1 and len(dms(bot, "U0ALICE")) == 1
