@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.errors import NotAllowed, UserError
 from bot.spec import NotebookSpec, SpecBounds, parse_duration
@@ -29,7 +29,7 @@ PERSON_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
-def _seconds(value: Any) -> Any:
+def duration_seconds(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
@@ -83,8 +83,14 @@ class Policy(BaseModel):
     idle_max: int = 24 * 3600
 
     _durations = field_validator("approval_expires_after", "idle_default", "idle_min", "idle_max", mode="before")(
-        _seconds
+        duration_seconds
     )
+
+    @model_validator(mode="after")
+    def _idle_bounds(self) -> Policy:
+        if not self.idle_min <= self.idle_default <= self.idle_max:
+            raise ValueError("idle_default must lie between idle_min and idle_max")
+        return self
 
     def bounds(self, zone: str) -> SpecBounds:
         return SpecBounds(

@@ -133,3 +133,22 @@ def test_quotas_are_refused_with_the_numbers() -> None:
         rules.check_quota("U0ALICE", spec("gpu=l4x2 machine=g2-standard-24"), [spec("gpu=l4x2 machine=g2-standard-24")])
     assert "needs 2 GPU(s); your running notebooks use 2 and the limit is 3" in gpus.value.message
     assert gpus.value.field == "gpu", "shown on the form's GPU field"
+
+
+def test_bad_reminder_settings_are_refused_at_load_with_their_lines(tmp_path) -> None:
+    from bot.config import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[reminders]\nstopped_after = "two weeks"\nrepeat_every = 0\nescalate_to = "channel"\n'
+        '[policy]\nidle_default = "30h"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert f"{path}:2: reminders.stopped_after: `two weeks` is not a duration" in text
+    assert f"{path}:3: reminders.repeat_every" in text and f"{path}:4: reminders.escalate_to" in text
+    assert "idle_default must lie between idle_min and idle_max" in text
+    path.write_text("[reminders]\nworking_hours = [18, 9]\n")
+    with pytest.raises(ConfigError, match="working_hours"):
+        load_config(path)
