@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, Respond
 
 from bot.logs import ContextPropagatingExecutor, log_context
 from bot.notify import web_client
 from bot.services import Services
+from handlers.replies import SORRY, acting_user, tell
 
-
-def acting_user(body: dict[str, Any]) -> str | None:
-    """Who a Slack request comes from, whatever its kind (command, interaction, event)."""
-    user = body.get("user")
-    if isinstance(user, dict):
-        return user.get("id")
-    return body.get("user_id") or (body.get("event") or {}).get("user")
+log = logging.getLogger(__name__)
 
 
 def build_app(services: Services, *, process_before_response: bool = False) -> App:
@@ -36,6 +32,15 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
     def with_user_in_logs(body: dict[str, Any], next: Callable[[], Any]) -> Any:
         with log_context(user=acting_user(body)):
             return next()
+
+    @app.error
+    def unexpected(error: Exception, body: dict[str, Any], respond: Respond | None = None) -> None:
+        """Whatever a listener did not expect is logged, and the person is told rather than left waiting."""
+        log.error("listener failed: %s", error, exc_info=error)
+        try:
+            tell(services, body, respond, SORRY)
+        except Exception:
+            log.exception("could not tell the user about the failure either")
 
     for module in (commands, actions, views, manage, events, reminders):
         module.register(app, services)

@@ -23,6 +23,7 @@ from bot.forms import (
 )
 from bot.services import Services
 from handlers.commands import start_launch
+from handlers.replies import tell
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,6 @@ def channel_of(body: dict[str, Any]) -> str:
 
 def team_of(body: dict[str, Any]) -> str:
     return (body.get("team") or {}).get("id") or body["user"].get("team_id") or ""
-
-
-def tell(services: Services, body: dict[str, Any], respond: Respond, text: str) -> None:
-    """Answer only the person who clicked: ephemerally where Slack allows it, else in a DM
-    (clicks in the App Home carry no response_url)."""
-    if body.get("response_url"):
-        respond(text=text, response_type="ephemeral", replace_original=False)
-    else:
-        services.slack.dm(body["user"]["id"], text)
 
 
 def refuse(services: Services, body: dict[str, Any], respond: Respond, error: UserError) -> None:

@@ -13,6 +13,7 @@ from bot.errors import NotAllowed, UserError
 from bot.listing import catalog_listing, delete_confirmation, notebook_list
 from bot.services import Services
 from bot.workbench import WorkbenchError
+from handlers.replies import tell
 
 log = logging.getLogger(__name__)
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -23,14 +24,6 @@ def mentioned_user(word: str) -> str:
     if match is None:
         raise UserError(f"`{word}` is not a person: mention them with @ (e.g. `@alice`) so Slack sends who they are.")
     return match.group(1)
-
-
-def tell(services: Services, body: dict[str, Any], respond: Respond, text: str) -> None:
-    """Answer only the person who clicked: ephemerally where Slack allows it, else in a DM (App Home)."""
-    if body.get("response_url"):
-        respond(text=text, response_type="ephemeral", replace_original=False)
-    else:
-        services.slack.dm(body["user"]["id"], text)
 
 
 def run_command(

@@ -8,7 +8,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.errors import UserError
 from bot.services import Services
-from handlers.manage import tell
+from handlers.replies import tell
 
 
 def _message(body: dict[str, Any]) -> tuple[str, str] | None:

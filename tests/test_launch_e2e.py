@@ -215,3 +215,11 @@ def test_notebooks_run_as_the_configured_service_account(store, monkeypatch) -> 
         bot.reconcile_until(lambda: bot.workbench.instances())
         [instance] = bot.workbench.instances().values()
         assert instance["gceSetup"]["serviceAccounts"] == [{"email": account}]
+
+
+def test_an_unexpected_failure_is_told_to_the_user_not_swallowed(bot: Bot) -> None:
+    bot.slack.fail_next("chat.postMessage", "internal_error")  # posting the launch message fails
+    assert bot.driver.command("U0ALICE", "new base").status == 200
+    sorry = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral and m.user == "U0ALICE"])
+    assert "went wrong on my side" in sorry[0].text
+    bot.reconcile_until(lambda: any(is_ready(m) for m in bot.channel_messages()))  # the launch carries on
