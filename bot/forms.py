@@ -19,7 +19,7 @@ from typing import Any
 from bot.blocks import Blocks, context, section
 from bot.catalog import Catalog
 from bot.errors import UserError
-from bot.spec import NotebookSpec, format_duration, parse_request
+from bot.spec import EXAMPLES, NotebookSpec, format_duration, parse_request
 
 LAUNCH_CALLBACK = "launch_modal"
 REVIEW_CALLBACK = "review_modal"
@@ -73,8 +73,12 @@ class LaunchForm:
             ("name", self.name),
             ("zone", self.zone),
         ):
-            if value.strip():
-                parts.append(f"{key}={value.strip()}")
+            value = value.strip()
+            if value and (" " in value or "=" in value):
+                # pasted into the command as it is, "100 gpu=a100" would ask for more than the form shows
+                raise UserError(f"Write one value here, without spaces or `=` (e.g. {EXAMPLES[key]}).", field=key)
+            if value:
+                parts.append(f"{key}={value}")
         parts.extend(f"bucket={b}" for b in self.bucket.replace(",", " ").split())
         return " ".join(parts)
 
@@ -389,10 +393,10 @@ def retired_gpus(catalog: Catalog, today: Any) -> set[str]:
     return {k for k, g in catalog.gpus.items() if g.retired(today)}
 
 
-def evaluate(check: Any, text: str) -> tuple[NotebookSpec | None, str | None]:
-    """(spec, None) when `text` is a valid launch, else (None, what is wrong): for live prices."""
+def evaluate(check: Any, form: LaunchForm) -> tuple[NotebookSpec | None, str | None]:
+    """(spec, None) when the form is a valid launch, else (None, what is wrong): for live prices."""
     try:
-        return check(text), None
+        return check(form.command()), None
     except UserError as error:
         return None, error.message
 
@@ -456,7 +460,7 @@ def form_for_text(launcher: Any, text: str) -> LaunchForm:
 def launch_modal(launcher: Any, form: LaunchForm, channel: str) -> dict[str, Any]:
     retired = retired_gpus(launcher.catalog, launcher.today())
     form = fit(launcher.catalog, form, retired)
-    spec, problem = evaluate(launcher.check, form.command())
+    spec, problem = evaluate(launcher.check, form)
     note = None
     if spec is not None:
         reason = launcher.rules.approval_reason(spec)
@@ -478,7 +482,7 @@ def review_modal(launcher: Any, launch: Any, form: LaunchForm | None = None, *, 
     requested = launch.notebook_spec
     retired = retired_gpus(launcher.catalog, launcher.today())
     form = fit(launcher.catalog, form or LaunchForm.from_spec(requested), retired)
-    spec, problem = evaluate(launcher.check, lowered_form(launch, form).command())
+    spec, problem = evaluate(launcher.check, lowered_form(launch, form))
     note = None
     if spec is not None:
         if spec.usd_per_hour > requested.usd_per_hour + 1e-9 or spec.gpu_count > requested.gpu_count:

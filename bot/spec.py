@@ -165,7 +165,7 @@ def parse_request(text: str) -> NotebookRequest:
                 choices=list(KEYS),
             )
         if not raw_value:
-            raise UserError(f"`{raw_key}=` needs a value, e.g. {_EXAMPLES[key]}.", field=key)
+            raise UserError(f"`{raw_key}=` needs a value, e.g. {EXAMPLES[key]}.", field=key)
         if key in REPEATABLE:
             buckets.append(raw_value)
             continue
@@ -175,7 +175,7 @@ def parse_request(text: str) -> NotebookRequest:
     return NotebookRequest(buckets=bucket_names.normalize(buckets), **values)  # GCS naming rules
 
 
-_EXAMPLES = {
+EXAMPLES = {
     "gpu": "`gpu=l4` or `gpu=t4x2`",
     "machine": "`machine=n1-standard-8`",
     "disk": "`disk=200`",
@@ -203,7 +203,7 @@ def _parse_value(key: str, raw: str) -> dict[str, Any]:
     if key in ("disk", "boot-disk"):
         match = re.fullmatch(r"(\d+)\s*(gb|g|gib|tb|t|tib)?", value)
         if match is None:
-            raise UserError(f"`{key}={raw}` is not a size in GB, e.g. {_EXAMPLES[key]}.", field=key)
+            raise UserError(f"`{key}={raw}` is not a size in GB, e.g. {EXAMPLES[key]}.", field=key)
         size = int(match.group(1)) * (1000 if (match.group(2) or "g").startswith("t") else 1)
         return {"disk_gb" if key == "disk" else "boot_disk_gb": size}
     if key == "idle":

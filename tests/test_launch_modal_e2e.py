@@ -173,6 +173,8 @@ def test_a_submitted_form_launches_like_the_command(bot: Bot) -> None:
         ({"idle": "forever"}, "idle", "not a duration"),
         ({"idle": "2d"}, "idle", "outside what the policy allows"),
         ({"name": "Not_Valid"}, "name", "can't be a notebook name"),
+        ({"name": "my notebook"}, "name", "without spaces"),
+        ({"disk": "100 gpu=a100"}, "disk", "without spaces or `=`"),
         ({"bucket": "team-data"}, "bucket", "bucket="),  # this bot has no NOTEBOOK_SCRIPTS_BUCKET
     ],
 )
