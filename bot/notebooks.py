@@ -374,13 +374,14 @@ class Notebooks:
         }
 
     # --- truth from the cloud ----------------------------------------------------------------------
-    def sync(self, *, force: bool = False) -> list[InstanceInfo]:
+    def sync(self, *, force: bool = False, fresher_than: float | None = None) -> list[InstanceInfo]:
         """Bring records in line with the cloud (one list call per zone); returns unmanaged instances.
 
-        Runs at most every SYNC_EVERY seconds across all workers unless forced.
+        Runs at most every SYNC_EVERY seconds (or `fresher_than`) across all workers unless forced.
         """
         now = self.clock()
-        if not force and not leases.throttle(self.store, "sync", now, self.SYNC_EVERY):
+        every = self.SYNC_EVERY if fresher_than is None else fresher_than
+        if not force and not leases.throttle(self.store, "sync", now, every):
             return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
         records = self.store.query("notebooks")
         zones = {d.get("zone") for d in records if d.get("zone")} | {self.default_zone}

@@ -97,7 +97,7 @@ def _one_name(verb: str, words: list[str]) -> str:
 
 def show_list(services: Services, respond: Respond, user: str, everyone: bool) -> None:
     try:
-        unmanaged = services.notebooks.sync(force=True)
+        unmanaged = services.notebooks.sync(fresher_than=10)  # fresh, but not a list call per keystroke
     except WorkbenchError as exc:
         log.warning("listing without a fresh look at the cloud: %s", exc)
         unmanaged = []

@@ -204,8 +204,9 @@ def test_two_workers_racing_on_one_store_create_each_instance_once(bot: Bot) -> 
         for t in threads:
             t.join()
     assert sum(1 for m in bot.channel_messages() if is_ready(m)) == 4
-    requests = {c.query.get("requestId") for c in bot.workbench.calls() if c.kind == "create"}
-    assert len(requests) == 4 and len(bot.workbench.instances()) == 4
+    creates = [c for c in bot.workbench.calls() if c.kind == "create"]
+    assert len(creates) == len({c.query.get("requestId") for c in creates}) == 4, "one create call each"
+    assert len(bot.workbench.instances()) == 4
 
 
 def test_notebooks_run_as_the_configured_service_account(store, monkeypatch) -> None:

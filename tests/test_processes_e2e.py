@@ -99,7 +99,8 @@ def test_a_bot_killed_mid_creation_posts_the_link_exactly_once_after_restart(clo
     assert ready_messages(slack) == []
 
     with serve(cloud["env"]):
-        slack.wait_for(lambda: ready_messages(slack), timeout=60)
+        # up to a lease (30 s), plus the Firestore emulator's lock timeout if the kill landed in a transaction
+        slack.wait_for(lambda: ready_messages(slack), timeout=120)
         time.sleep(2)  # a few more passes: nothing more may be posted
     [ready] = ready_messages(slack)
     assert [c for c in slack.calls("chat.postMessage") if "Open JupyterLab" in str(c.args)] == []
