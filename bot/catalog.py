@@ -7,6 +7,7 @@ The data lives in catalog.toml beside this module; admins extend or override ent
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from collections.abc import Iterator
 from datetime import date
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from bot.errors import unknown
 
 HOURS_PER_MONTH = 730
+CATALOG_KEY = re.compile(r"^[a-z][a-z0-9-]*$")
 Loc = tuple[str | int, ...]  # a path of keys in the catalog, e.g. ("gpus", "t4", "counts")
 
 
@@ -151,6 +153,12 @@ class Catalog(_Strict):
         ):
             if key not in table:
                 yield Problem(("defaults", what), f"names `{key}`, which is not in the catalog")
+        for kind, table in (("environments", self.environments), ("gpus", self.gpus), ("machines", self.machines)):
+            for key in table:
+                if not CATALOG_KEY.match(key):  # people type these, and environments name instances
+                    yield Problem(
+                        (kind, key), "names are lowercase letters, digits and hyphens, starting with a letter"
+                    )
         for key, gpu in self.gpus.items():
             if gpu.replacement is not None and gpu.replacement not in self.gpus:
                 yield Problem(("gpus", key, "replacement"), f"names unknown GPU `{gpu.replacement}`")

@@ -345,3 +345,14 @@ def test_tf_2_8_is_pinned_for_python_3_10() -> None:
     assert version["protobuf"] < (3, 20) and version["numpy"] < (1, 24)
     dockerfile = (ENVIRONMENTS / "tf-2-8" / "Dockerfile").read_text()
     assert "ARG PYTHON_VERSION=3.10" in dockerfile and "cudatoolkit=11.2" in dockerfile
+
+
+def test_names_people_cannot_type_or_that_cannot_name_an_instance_are_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[catalog.environments.My_Env]\ndescription = "x"\nvm_image = { project = "p", family = "f" }\n',
+    )
+    assert problems(path) == [
+        f"{path}:1: catalog.environments.My_Env: names are lowercase letters, digits and hyphens, "
+        "starting with a letter"
+    ]
