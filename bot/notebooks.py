@@ -184,6 +184,15 @@ class Notebooks:
             self.rules.check_quota(notebook.owner, notebook.spec, running_specs(self.store, notebook.owner))
         now = self.clock()
         op_id = str(uuid.uuid5(OPERATION_NAMESPACE, dedupe_key))
+        earlier = self.store.get("operations", op_id)
+        if earlier is not None:  # a retried delivery of the same click or command
+            return earlier
+        for other in self.store.query("operations", notebook=notebook.id, open=True):
+            doing = ACTIONS[other["action"]][0].lower()
+            raise UserError(
+                f"`{notebook.id}` is already {doing} (asked by <@{other['requester']}>); "
+                "try again when that is done."
+            )
         record = {
             "id": op_id,
             "action": action,
@@ -384,6 +393,8 @@ class Notebooks:
         if not force and not leases.throttle(self.store, "sync", now, every):
             return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
         records = self.store.query("notebooks")
+        self._forget_abandoned_launches(records, now)
+        busy = {d["notebook"] for d in self.store.query("operations", open=True)}  # the bot's own stop/start
         zones = {d.get("zone") for d in records if d.get("zone")} | {self.default_zone}
         unmanaged: list[InstanceInfo] = []
         changed: set[str] = set()
@@ -391,11 +402,25 @@ class Notebooks:
             found = {i.instance_id: i for i in self.workbench.list(zone)}
             for doc in (d for d in records if d.get("zone") == zone and d.get("state") not in ("REQUESTED", GONE)):
                 info = found.pop(doc["id"], None)
+                if doc["id"] in busy:
+                    continue
+                # written only if the record still says what it said before the list call: a state the
+                # bot wrote meanwhile is newer than what the list saw
+                seen = doc.get("state")
                 if info is None:
-                    self._mark_gone(doc["id"])
+                    self.store.update(
+                        "notebooks",
+                        doc["id"],
+                        lambda d, s=seen: with_state(d, GONE, now) if d and d.get("state") == s else None,
+                    )
+                    audit.record(self.store, now, "bot", "notebook.gone", doc["id"])
                     changed.add(doc["owner"])
-                elif info.state != doc.get("state") or (info.url and info.url != doc.get("url")):
-                    self.store.update("notebooks", doc["id"], lambda d, i=info: _observed(d, i, now))
+                elif info.state != seen or (info.url and info.url != doc.get("url")):
+                    self.store.update(
+                        "notebooks",
+                        doc["id"],
+                        lambda d, i=info, s=seen: _observed(d, i, now) if d and d.get("state") == s else None,
+                    )
                     changed.add(doc["owner"])
             managed_ids = {d["id"] for d in records}
             unmanaged += [i for i in found.values() if i.instance_id not in managed_ids]
@@ -403,6 +428,19 @@ class Notebooks:
         if changed and self.on_change:
             self.on_change(changed)
         return unmanaged
+
+    ABANDONED_AFTER = 15 * 60
+
+    def _forget_abandoned_launches(self, records: list[dict[str, Any]], now: float) -> None:
+        """A name reserved by a launch that ended without creating anything (a crash between two
+        writes, say) would hold the name and the quota for ever: free it."""
+        for doc in records:
+            if doc.get("state") != "REQUESTED" or now - doc.get("created_at", now) < self.ABANDONED_AFTER:
+                continue
+            launch = self.store.get("launches", doc.get("launch_id") or "")
+            if launch is None or launch.get("state") in ("FAILED", "DENIED", "EXPIRED"):
+                self.store.delete("notebooks", doc["id"])
+                log.warning("freed the name %s, reserved by a launch that never finished", doc["id"])
 
     def _mark_gone(self, instance_id: str) -> None:
         now = self.clock()
@@ -414,7 +452,7 @@ def _observed(doc: dict[str, Any] | None, info: InstanceInfo, now: float) -> dic
     if doc is None:
         return None
     new = with_state(doc, info.state, now)
-    if info.state == "STOPPED" and doc.get("state") == "ACTIVE":
+    if info.state == "STOPPED" and doc.get("state") in ("ACTIVE", "STOPPING"):
         new["stopped_outside"] = True  # idle shutdown or the console; lifecycle tells the owner once
     if info.url:
         new["url"] = info.url

@@ -126,6 +126,7 @@ def test_records_follow_changes_made_outside_the_bot(bot: Bot) -> None:
     names = {n.split("/")[-1]: n for n in bot.workbench.instances()}
     bot.workbench.remove(names["nb-gone"])
     bot.workbench.set_state(names["nb-idle"], "STOPPED")
+    bot.clock.advance(11)  # past the 10 s in which a list reuses the last look at the cloud
     lists_before, gets_before = bot.workbench.count("list"), bot.workbench.count("get")
     before = len(replies(bot, "U0ALICE"))
     bot.driver.command("U0ALICE", "list")
@@ -194,3 +195,14 @@ def test_the_quota_counts_running_notebooks_and_start_respects_it(firestore_proj
         bot.driver.command("U0ALICE", "start first")
         assert "You have 1 running notebook(s) and the limit is 1" in last_reply(bot, "U0ALICE", before)
         assert bot.workbench.count("start") == 0
+
+
+def test_a_second_operation_on_a_busy_notebook_is_refused(bot: Bot) -> None:
+    launch_ready(bot, "U0ALICE", "nb-alice")
+    bot.driver.command("U0ALICE", "stop nb-alice")
+    bot.slack.wait_for(lambda: bot.store.query("operations", open=True))
+    before = len(replies(bot, "U0ADMIN"))
+    bot.driver.command("U0ADMIN", "stop nb-alice")
+    assert "already stopping (asked by <@U0ALICE>)" in last_reply(bot, "U0ADMIN", before)
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
+    assert bot.workbench.count("stop") == 1
