@@ -157,7 +157,7 @@ class BucketChecker:
     not a proof, that the mount will work.
     """
 
-    TIMEOUT = 10.0
+    TIMEOUT = 2.0  # per bucket; the launch form waits for this before Slack's 3 s acknowledgement
 
     def __init__(self, storage: Storage, scripts_bucket: str | None) -> None:
         self.storage = storage
