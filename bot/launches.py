@@ -252,11 +252,13 @@ class Launcher:
         if launch.state == State.PENDING_APPROVAL:
             if now - launch.created_at > self.rules.policy.approval_expires_after:
                 return self._finish(launch, State.EXPIRED, error="No approver decided in time.")
-            asked = launch.approval_asked
-            if not asked and self.on_pending is not None:
-                self.on_pending(launch)
-                asked = True
-            return {"approval_asked": asked, "next_at": launch.created_at + self.rules.policy.approval_expires_after}
+            if self.on_pending is not None and leases.first(self.store, "launches", launch.id, "approval_asked"):
+                try:
+                    self.on_pending(launch)
+                except Exception:  # nobody was asked: let the next step try again
+                    self.store.update("launches", launch.id, lambda d: {**d, "approval_asked": False} if d else None)
+                    raise
+            return {"next_at": launch.created_at + self.rules.policy.approval_expires_after}
         if launch.state == State.APPROVED:
             return self._create(launch)
         if launch.state == State.CREATING:

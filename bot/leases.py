@@ -68,6 +68,21 @@ def close(store: Store, collection: str, key: str) -> bool:
     return bool(closed)
 
 
+def first(store: Store, collection: str, key: str, flag: str) -> bool:
+    """Set `flag` on a record; True only for the one caller that set it (at-most-once side effects)."""
+    won: list[bool] = []
+
+    def mark(doc: Doc | None) -> Doc | None:
+        won.clear()
+        if doc is None or doc.get(flag):
+            return None
+        won.append(True)
+        return {**doc, flag: True}
+
+    store.update(collection, key, mark)
+    return bool(won)
+
+
 def due(store: Store, collection: str, now: float) -> list[Doc]:
     """Open records whose next look is due and that nobody holds, oldest first."""
     docs = store.query(collection, open=True)

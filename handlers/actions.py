@@ -23,17 +23,13 @@ from bot.forms import (
 )
 from bot.services import Services
 from handlers.commands import start_launch
-from handlers.replies import tell
+from handlers.replies import dedupe_key, tell
 
 log = logging.getLogger(__name__)
 
 
 def channel_of(body: dict[str, Any]) -> str:
     return (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id") or ""
-
-
-def team_of(body: dict[str, Any]) -> str:
-    return (body.get("team") or {}).get("id") or body["user"].get("team_id") or ""
 
 
 def refuse(services: Services, body: dict[str, Any], respond: Respond, error: UserError) -> None:
@@ -55,7 +51,7 @@ def register(app: App, services: Services) -> None:
             user=body["user"]["id"],
             channel=channel_of(body),
             text=action["value"],
-            dedupe_key=f"{team_of(body)}:{body['trigger_id']}",
+            dedupe_key=dedupe_key(body),
         )
 
     @app.action("customize_launch")

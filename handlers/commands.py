@@ -14,6 +14,7 @@ from bot.errors import UserError, did_you_mean
 from bot.forms import default_form, launch_modal
 from bot.services import Services
 from handlers import manage
+from handlers.replies import dedupe_key
 
 log = logging.getLogger(__name__)
 MANAGE_VERBS = ("list", "envs", "stop", "start", "delete", "transfer", "adopt")
@@ -59,7 +60,7 @@ def launch(ack: Ack, respond: Respond, services: Services, command: dict[str, An
         user=command["user_id"],
         channel=command["channel_id"],
         text=text,
-        dedupe_key=f"{command.get('team_id')}:{command.get('trigger_id')}",
+        dedupe_key=dedupe_key(command),
     )
 
 

@@ -13,7 +13,7 @@ from bot.errors import NotAllowed, UserError
 from bot.listing import catalog_listing, delete_confirmation, notebook_list
 from bot.services import Services
 from bot.workbench import WorkbenchError
-from handlers.replies import tell
+from handlers.replies import dedupe_key, tell
 
 log = logging.getLogger(__name__)
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
@@ -52,7 +52,7 @@ def run_command(
         elif verb in ("stop", "start"):
             name = _one_name(verb, words)
             ack()
-            _operate(services, respond, user, name, verb, channel, f"{command.get('team_id')}:{command['trigger_id']}")
+            _operate(services, respond, user, name, verb, channel, dedupe_key(command))
         elif verb == "delete":
             notebook = services.notebooks.find(user, _one_name(verb, words))
             services.notebooks.authorize(user, notebook, "delete")
@@ -133,7 +133,7 @@ def register(app: App, services: Services) -> None:
             ack()
             user = body["user"]["id"]
             channel = (body.get("container") or {}).get("channel_id") if channel_from_body else None
-            key = f"{(body.get('team') or {}).get('id')}:{body['trigger_id']}"
+            key = dedupe_key(body)
             try:
                 op = services.notebooks.request(
                     user, action["value"], action_name, channel=channel or user, dedupe_key=key

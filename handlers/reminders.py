@@ -8,7 +8,7 @@ from slack_bolt import Ack, App, Respond
 
 from bot.errors import UserError
 from bot.services import Services
-from handlers.replies import tell
+from handlers.replies import dedupe_key, tell
 
 
 def _message(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -31,7 +31,7 @@ def register(app: App, services: Services) -> None:
                     action_name,
                     channel=None,
                     message=_message(body),
-                    dedupe_key=f"{(body.get('team') or {}).get('id')}:{body['trigger_id']}",
+                    dedupe_key=dedupe_key(body),
                 )
             except UserError as error:
                 tell(services, body, respond, f"⚠️ {error.message}")

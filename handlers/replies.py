@@ -32,3 +32,10 @@ def tell(services: Services, body: dict[str, Any], respond: Respond | None, text
     user = acting_user(body)
     if user:
         services.slack.dm(user, text)
+
+
+def dedupe_key(body: dict[str, Any]) -> str:
+    """One key per click or command: Slack resends a delivery with the same trigger_id, so a retried
+    request maps to the launch or operation the first one recorded."""
+    team = (body.get("team") or {}).get("id") or body.get("team_id") or (body.get("user") or {}).get("team_id")
+    return f"{team or ''}:{body['trigger_id']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -66,25 +67,26 @@ def test_a_long_running_gpu_gets_one_reminder_with_cost_and_buttons(make_bot) ->
     assert sweep(bot).reminders == 0 and len(dms(bot, "U0ALICE")) == 1, "never twice for the same period"
 
 
-def test_stop_now_stops_it_and_the_reminder_shows_the_result(make_bot) -> None:
+def reminded_about_a_gpu(make_bot) -> tuple[Bot, Any]:
+    """A bot whose sweep has just sent Alice a reminder about her L4 notebook running for 9 h."""
     bot = make_bot()
     bot.clock.now = MONDAY_06_UTC
     launch_ready(bot, "U0ALICE", "gpu-nb", "gpu=l4")
     bot.clock.advance(9 * HOUR)
     sweep(bot)
     [dm] = dms(bot, "U0ALICE")
+    return bot, dm
+
+
+def test_stop_now_stops_it_and_the_reminder_shows_the_result(make_bot) -> None:
+    bot, dm = reminded_about_a_gpu(make_bot)
     bot.driver.click("U0ALICE", dm, "lifecycle_stop")
     bot.reconcile_until(lambda: "Stopped `gpu-nb`" in bot.slack.message(dm.channel, dm.ts).text, step=5)
     assert bot.store.get("notebooks", "gpu-nb")["state"] == "STOPPED"
 
 
 def test_a_stranger_cannot_answer_someone_elses_reminder(make_bot) -> None:
-    bot = make_bot()
-    bot.clock.now = MONDAY_06_UTC
-    launch_ready(bot, "U0ALICE", "gpu-nb", "gpu=l4")
-    bot.clock.advance(9 * HOUR)
-    sweep(bot)
-    [dm] = dms(bot, "U0ALICE")
+    bot, dm = reminded_about_a_gpu(make_bot)
     bot.driver.click("U0BOB", dm, "lifecycle_stop")
     refusal = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral and m.user == "U0BOB"])
     assert "belongs to <@U0ALICE>" in refusal[0].text
