@@ -194,10 +194,11 @@ def test_without_an_email_from_slack_the_launch_fails_and_says_which_scope(store
 def test_two_workers_racing_on_one_store_create_each_instance_once(bot: Bot) -> None:
     for n in range(4):
         bot.driver.command("U0ADMIN" if n % 2 else "U0APPROVER", f"new name=race-{n}")
-    bot.slack.wait_for(lambda: len(bot.channel_messages()) >= 4)
+    # the request threads' own first steps are over before the fake clock starts to move
+    bot.slack.wait_for(lambda: len(bot.channel_messages()) >= 4 and not bot.leased())
     other = Services(bot.settings, config=bot.services.config, clock=bot.clock, store=bot.store)
-    for _ in range(10):
-        bot.clock.advance(30)
+    for _ in range(20):
+        bot.clock.advance(10)  # less than a lease: the clock never jumps past a worker mid-step
         threads = [threading.Thread(target=s.reconcile) for s in (bot.services, other)]
         for t in threads:
             t.start()
