@@ -190,8 +190,7 @@ class Notebooks:
         for other in self.store.query("operations", notebook=notebook.id, open=True):
             doing = ACTIONS[other["action"]][0].lower()
             raise UserError(
-                f"`{notebook.id}` is already {doing} (asked by <@{other['requester']}>); "
-                "try again when that is done."
+                f"`{notebook.id}` is already {doing} (asked by <@{other['requester']}>); try again when that is done."
             )
         record = {
             "id": op_id,
@@ -351,14 +350,23 @@ class Notebooks:
             self.on_change({owner})
         return Notebook.from_doc(doc)
 
+    def _gpus_of(self, info: InstanceInfo, machine: str | None) -> tuple[str | None, int]:
+        """The catalog GPU an instance made elsewhere runs with: attached (N1) or built into its machine."""
+        if info.accelerator:
+            key = next((k for k, g in self.catalog.gpus.items() if g.accelerator == info.accelerator), None)
+            return (key, info.accelerator_count) if key else (None, 0)
+        built_in = self.catalog.machines[machine].gpu if machine else None
+        return (built_in.type, built_in.count) if built_in else (None, 0)
+
     def _record_for(self, info: InstanceInfo, owner: str, now: float) -> dict[str, Any]:
         machine = info.machine_type if info.machine_type in self.catalog.machines else None
-        price = self.catalog.machines[machine].usd_per_hour if machine else 0.0
+        gpu, count = self._gpus_of(info, machine)
+        price = self.catalog.usd_per_hour(machine, gpu, count) if machine else 0.0
         spec = NotebookSpec(
             environment="unknown",
             machine=info.machine_type or "unknown",
-            gpu=None,
-            gpu_count=0,
+            gpu=gpu,
+            gpu_count=count,
             disk_gb=0,
             boot_disk_gb=0,
             disk_type=self.catalog.defaults.disk_type,

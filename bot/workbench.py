@@ -47,6 +47,8 @@ class InstanceInfo:
     labels: dict[str, str]
     machine_type: str = ""
     creator: str = ""
+    accelerator: str | None = None  # AcceleratorType name of attached GPUs (N1), e.g. NVIDIA_TESLA_T4
+    accelerator_count: int = 0
 
     @property
     def url(self) -> str | None:
@@ -207,6 +209,7 @@ def to_info(instance: Any) -> InstanceInfo:
     from google.cloud import notebooks_v2 as nb
 
     parts = instance.name.split("/")
+    attached = list(instance.gce_setup.accelerator_configs)
     return InstanceInfo(
         name=instance.name,
         instance_id=parts[-1],
@@ -214,8 +217,10 @@ def to_info(instance: Any) -> InstanceInfo:
         state=nb.State(instance.state).name,
         proxy_uri=instance.proxy_uri or None,
         labels=dict(instance.labels),
-        machine_type=instance.gce_setup.machine_type,
+        machine_type=instance.gce_setup.machine_type.rsplit("/", 1)[-1],
         creator=instance.creator,
+        accelerator=nb.AcceleratorConfig.AcceleratorType(attached[0].type_).name if attached else None,
+        accelerator_count=int(attached[0].core_count) if attached else 0,
     )
 
 

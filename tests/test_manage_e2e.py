@@ -206,3 +206,14 @@ def test_a_second_operation_on_a_busy_notebook_is_refused(bot: Bot) -> None:
     assert "already stopping (asked by <@U0ALICE>)" in last_reply(bot, "U0ADMIN", before)
     bot.reconcile_until(lambda: bot.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
     assert bot.workbench.count("stop") == 1
+
+
+def test_an_adopted_instance_keeps_its_gpus_for_cost_quota_and_reminders(bot: Bot) -> None:
+    body = {"gceSetup": {"machineType": "n1-standard-8", "acceleratorConfigs": [{"type": 5, "coreCount": "2"}]}}
+    bot.workbench.add_instance("us-central1-a", "t4-box", body, project="test-project")
+    before = len(replies(bot, "U0ADMIN"))
+    bot.driver.command("U0ADMIN", "adopt t4-box <@U0BOB>")
+    assert "owned by <@U0BOB>" in last_reply(bot, "U0ADMIN", before)
+    spec = bot.store.get("notebooks", "t4-box")["spec"]
+    assert (spec["gpu"], spec["gpu_count"]) == ("t4", 2)
+    assert spec["usd_per_hour"] == pytest.approx(0.38 + 2 * 0.35)
