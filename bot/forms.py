@@ -299,6 +299,20 @@ def price_line(spec: NotebookSpec | None, problem: str | None, note: str | None 
     return {**context(text), "block_id": "price"}
 
 
+def _modal(callback_id: str, title: str, submit: str, metadata: dict[str, Any], blocks: Blocks) -> dict[str, Any]:
+    """A modal that tells the app when it is closed (view_closed), with its state in private_metadata."""
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "notify_on_close": True,
+        "private_metadata": json.dumps(metadata),
+        "blocks": blocks,
+    }
+
+
 def launch_view(
     catalog: Catalog,
     form: LaunchForm,
@@ -322,16 +336,7 @@ def launch_view(
         ),
         price_line(spec, problem, note),
     ]
-    return {
-        "type": "modal",
-        "callback_id": LAUNCH_CALLBACK,
-        "title": {"type": "plain_text", "text": "New notebook"},
-        "submit": {"type": "plain_text", "text": "Launch"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "notify_on_close": True,
-        "private_metadata": json.dumps({"channel": channel, "form": form.to_meta()}),
-        "blocks": blocks,
-    }
+    return _modal(LAUNCH_CALLBACK, "New notebook", "Launch", {"channel": channel, "form": form.to_meta()}, blocks)
 
 
 def spec_fields(spec: NotebookSpec, catalog: Catalog, instance_id: str) -> dict[str, Any]:
@@ -377,16 +382,7 @@ def review_view(
         price_line(spec, problem, note),
         _text("reason", "Reason (required to deny)", "", optional=True, multiline=True),
     ]
-    return {
-        "type": "modal",
-        "callback_id": REVIEW_CALLBACK,
-        "title": {"type": "plain_text", "text": "Review launch"},
-        "submit": {"type": "plain_text", "text": "Decide"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "notify_on_close": True,
-        "private_metadata": json.dumps({"launch": launch.id}),
-        "blocks": blocks,
-    }
+    return _modal(REVIEW_CALLBACK, "Review launch", "Decide", {"launch": launch.id}, blocks)
 
 
 def retired_gpus(catalog: Catalog, today: Any) -> set[str]:

@@ -123,6 +123,16 @@ class _ResponseUrl:
     uses: int = 0
 
 
+# what Slack fills in on a view the app left them out of
+VIEW_DEFAULTS: dict[str, Any] = {
+    "callback_id": "",
+    "private_metadata": "",
+    "external_id": "",
+    "clear_on_close": False,
+    "notify_on_close": False,
+}
+
+
 class SlackSimulator:
     """The Slack Web API on 127.0.0.1, in memory. Start it, point a WebClient at `base_url`."""
 
@@ -412,7 +422,7 @@ class SlackSimulator:
         channel = _dm_channel(_require(args, "channel"))
         text, blocks = _message_content(args)
         message = self._store(channel, text, blocks, args.get("thread_ts") or None, user=None, ephemeral=False)
-        return {"channel": channel, "ts": message.ts, "message": self._as_api_message(message)}
+        return {"channel": channel, "ts": message.ts, "message": self.as_api_message(message)}
 
     def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, user = _require(args, "channel"), _require(args, "user")
@@ -436,7 +446,7 @@ class SlackSimulator:
         if "blocks" in args:  # absent: the previous blocks stay; [] removes them
             message.blocks = _with_ids(_blocks(args["blocks"]))
         message.updates += 1
-        return {"channel": channel, "ts": ts, "text": message.text, "message": self._as_api_message(message)}
+        return {"channel": channel, "ts": ts, "text": message.text, "message": self.as_api_message(message)}
 
     def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = _dm_channel(_require(args, "channel")), _require(args, "ts")
@@ -545,7 +555,8 @@ class SlackSimulator:
         self._messages[(channel, message.ts)] = message
         return message
 
-    def _as_api_message(self, message: Message) -> dict[str, Any]:
+    def as_api_message(self, message: Message) -> dict[str, Any]:
+        """A message as the Web API and interaction payloads show it."""
         api: dict[str, Any] = {
             "type": "message",
             "user": BOT_USER_ID,
@@ -608,11 +619,7 @@ class SlackSimulator:
             "id": view_id,
             "team_id": self.team_id,
             "type": view.get("type"),
-            "callback_id": "",
-            "private_metadata": "",
-            "external_id": "",
-            "clear_on_close": False,
-            "notify_on_close": False,
+            **VIEW_DEFAULTS,
             **copy.deepcopy(view),
             "blocks": _with_ids(view.get("blocks") or []),
             "state": {"values": {}},
@@ -647,11 +654,7 @@ class SlackSimulator:
         current.clear()
         current.update(
             {
-                "callback_id": "",
-                "private_metadata": "",
-                "external_id": "",
-                "clear_on_close": False,
-                "notify_on_close": False,
+                **VIEW_DEFAULTS,
                 **copy.deepcopy(view),
                 **kept,
                 "blocks": _with_ids(view.get("blocks") or []),

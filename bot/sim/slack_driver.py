@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from bot.sim.slack_api import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, Message, SlackSimulator
+from bot.sim.slack_api import APP_ID, BOT_USER_ID, TEAM_DOMAIN, Message, SlackSimulator
 
 VERIFICATION_TOKEN = "sim-verification-token"  # the deprecated `token` field Slack still sends
 
@@ -158,17 +158,7 @@ class SlackDriver:
             }
         )
         if not message.ephemeral:  # Slack leaves `message` out for ephemeral messages
-            payload["message"] = {
-                "type": "message",
-                "user": BOT_USER_ID,
-                "bot_id": BOT_ID,
-                "app_id": APP_ID,
-                "team": self.team_id,
-                "ts": message.ts,
-                "text": message.text,
-                "blocks": message.blocks,
-                **({"thread_ts": message.thread_ts} if message.thread_ts else {}),
-            }
+            payload["message"] = self.slack.as_api_message(message)
         return self._interaction(payload)
 
     def click_home(self, user: str, action_id: str, *, value: str | None = None) -> Response:
