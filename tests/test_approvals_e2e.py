@@ -91,9 +91,12 @@ def the_launch(bot: Bot) -> dict[str, Any]:
 
 
 def ask(bot: Bot, user: str = "U0ALICE", text: str = A100) -> Message:
-    """A launch that needs approval; returns the approval request once it is posted."""
+    """A launch that needs approval; returns the approval request once it is posted and the step
+    that posted it is over (as it is, a moment later, for any approver who reads it)."""
     assert bot.driver.command(user, text).status == 200
-    return approval_request(bot)
+    request = approval_request(bot)
+    bot.slack.wait_for(lambda: not bot.leased())
+    return request
 
 
 def wait_decided(bot: Bot) -> Message:
@@ -408,7 +411,6 @@ def test_without_an_approval_channel_approvers_are_asked_in_dms(store, monkeypat
 def test_a_decision_waits_for_a_reconcile_step_that_holds_the_request(bot: Bot) -> None:
     request = ask(bot)
     launch_id = the_launch(bot)["id"]
-    bot.slack.wait_for(lambda: not bot.leased())  # the step that asked the approvers is over
     held = leases.claim(bot.store, "launches", launch_id, "other-worker", bot.clock(), 120)
     assert held is not None
     bot.driver.click("U0APPROVER", request, "approve_launch")
