@@ -1,4 +1,4 @@
-# notebook-bot for Cloud Run: `notebook-bot serve` (gunicorn, bot/server.py) on $PORT.
+# notebook-bot for Cloud Run: `notebook-bot serve` (gunicorn, bot/run/server.py) on $PORT.
 #
 # Build stage: the package and its dependencies go into a virtualenv, installed from this
 # pyproject.toml exactly as CI installs it (.ci/run: pip install -e '.[test]'), without the test extra.

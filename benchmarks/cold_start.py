@@ -37,7 +37,7 @@ EAGER = (
     "from google.cloud import firestore, notebooks_v2;"
     "notebooks_v2.NotebookServiceClient(credentials=AnonymousCredentials(), transport='rest');"
     "firestore.Client(project='bench', credentials=AnonymousCredentials());"
-    "from bot.cli import main; sys.exit(main(['serve']))"
+    "from bot.run.cli import main; sys.exit(main(['serve']))"
 )
 VARIANTS = {
     "bare Bolt": [

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.config import Settings, load_config
-from bot.services import Services
+from bot.adapters.store import SqliteStore
+from bot.domain.spec import SpecBounds, parse_request, resolve
+from bot.run.config import Settings, load_config
+from bot.run.services import Services
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.workbench_api import WorkbenchSimulator
-from bot.spec import SpecBounds, parse_request, resolve
-from bot.store import SqliteStore
 
 ZONES = ("us-central1-a", "us-central1-b", "europe-west4-a")
 OWNERS = ("U0ALICE", "U0BOB", "U0ADMIN", "U0APPROVER")

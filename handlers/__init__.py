@@ -8,9 +8,9 @@ from typing import Any
 
 from slack_bolt import App, Respond
 
-from bot.logs import ContextPropagatingExecutor, log_context
-from bot.notify import web_client
-from bot.services import Services
+from bot.adapters.notify import web_client
+from bot.run.logs import ContextPropagatingExecutor, log_context
+from bot.run.services import Services
 from handlers.replies import SORRY, acting_user, tell
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,9 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.errors import UserError
-from bot.forms import (
+from bot.domain.errors import UserError
+from bot.run.services import Services
+from bot.ui.forms import (
     LAUNCH_CALLBACK,
     REVIEW_CALLBACK,
     LaunchForm,
@@ -21,7 +22,6 @@ from bot.forms import (
     view_meta,
     view_values,
 )
-from bot.services import Services
 from handlers.commands import start_launch
 from handlers.replies import dedupe_key, tell
 

@@ -9,10 +9,10 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.blocks import error_reply, help_reply, notices_reply
-from bot.errors import UserError, did_you_mean
-from bot.forms import default_form, launch_modal
-from bot.services import Services
+from bot.domain.errors import UserError, did_you_mean
+from bot.run.services import Services
+from bot.ui.blocks import error_reply, help_reply, notices_reply
+from bot.ui.forms import default_form, launch_modal
 from handlers import manage
 from handlers.replies import dedupe_key
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.blocks import error_reply
-from bot.errors import NotAllowed, UserError
-from bot.listing import catalog_listing, delete_confirmation, notebook_list
-from bot.services import Services
-from bot.workbench import WorkbenchError
+from bot.adapters.workbench import WorkbenchError
+from bot.domain.errors import NotAllowed, UserError
+from bot.run.services import Services
+from bot.ui.blocks import error_reply
+from bot.ui.listing import catalog_listing, delete_confirmation, notebook_list
 from handlers.replies import dedupe_key, tell
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
-from bot.errors import UserError
-from bot.services import Services
+from bot.domain.errors import UserError
+from bot.run.services import Services
 from handlers.replies import dedupe_key, tell
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from slack_bolt import Respond
 
-from bot.services import Services
+from bot.run.services import Services
 
 SORRY = (
     "⚠️ Something went wrong on my side while handling that. Work already recorded (a launch, a stop) "

@@ -7,9 +7,10 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.blocks import notices_reply
-from bot.errors import UserError
-from bot.forms import (
+from bot.domain.errors import UserError
+from bot.run.services import Services
+from bot.ui.blocks import notices_reply
+from bot.ui.forms import (
     LAUNCH_CALLBACK,
     REVIEW_CALLBACK,
     LaunchForm,
@@ -18,7 +19,6 @@ from bot.forms import (
     view_meta,
     view_values,
 )
-from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Config, Settings, load_config
-from bot.services import Services
+from bot.adapters.store import Store
+from bot.run.config import Config, Settings, load_config
+from bot.run.services import Services
 from bot.sim.slack_api import Message, SlackSimulator
 from bot.sim.slack_driver import SlackDriver
 from bot.sim.workbench_api import WorkbenchSimulator
-from bot.store import Store
 
 SECRET = "test-signing-secret"
 
@@ -50,7 +50,7 @@ class Bot:
         self._settings = settings or {}  # further Settings fields, e.g. notebook_service_account
 
     def __enter__(self) -> Bot:
-        from bot.server import build_web_app, serve_in_thread
+        from bot.run.server import build_web_app, serve_in_thread
 
         self._monkeypatch.setenv("SLACK_API_URL", self.slack.start())
         self._monkeypatch.setenv("NOTEBOOKS_EMULATOR_HOST", self.workbench.start())

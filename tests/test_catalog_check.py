@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.catalog import Problem
-from bot.catalog_check import Source, check_catalog, key_lines, locate, shipped_source
-from bot.cli import main
-from bot.config import ConfigError, Settings, load_config
+from bot.domain.catalog import Problem
+from bot.domain.catalog_check import Source, check_catalog, key_lines, locate, shipped_source
+from bot.run.cli import main
+from bot.run.config import ConfigError, Settings, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -305,7 +305,7 @@ def test_the_bot_refuses_to_start_on_a_broken_catalog(tmp_path: Path, monkeypatc
 
 
 def test_services_load_the_same_check(tmp_path: Path) -> None:
-    from bot.services import Services
+    from bot.run.services import Services
 
     with pytest.raises(ConfigError, match=r"config\.toml:1: catalog\.machines\.n1-fast"):
         Services(Settings(config_path=str(write(tmp_path, BROKEN))))
@@ -320,7 +320,7 @@ WORKBENCH_BASES = (
 
 
 def test_every_container_environment_has_a_recipe_on_a_workbench_base() -> None:
-    from bot.catalog import load_catalog
+    from bot.domain.catalog import load_catalog
 
     containers = {k: e.container for k, e in load_catalog().environments.items() if e.container is not None}
     assert "tf-2-8" in containers

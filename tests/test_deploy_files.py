@@ -139,7 +139,7 @@ def test_manifest_scopes_are_exactly_what_the_code_needs(manifest: dict[str, Any
 
 
 def test_check_compares_the_token_with_the_manifest_scopes(manifest: dict[str, Any]) -> None:
-    from bot.doctor import MANIFEST_SCOPES
+    from bot.run.doctor import MANIFEST_SCOPES
 
     assert sorted(MANIFEST_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
 
@@ -285,7 +285,7 @@ def test_the_image_is_built_pushed_and_deployed_by_build_id(build: dict[str, Any
 
 
 def test_environment_images_land_where_the_catalog_looks_for_them(build: dict[str, Any]) -> None:
-    from bot.catalog import load_catalog
+    from bot.domain.catalog import load_catalog
 
     script = substituted(step(build, "environments")["args"][1], build, PROJECT_ID="{project}", BUILD_ID="b")
     assert "for dockerfile in environments/*/Dockerfile" in script

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from bot.cli import main
-from bot.doctor import (
+from bot.run.cli import main
+from bot.run.doctor import (
     DATASTORE_PERMISSIONS,
     EMULATOR,
     MANIFEST_SCOPES,
@@ -357,7 +357,7 @@ def test_without_a_notebooks_service_account_it_warns(stub: IamStub) -> None:
 
 
 def test_the_report_exit_code() -> None:
-    from bot.doctor import Result
+    from bot.run.doctor import Result
 
     out = io.StringIO()
     assert report([Result("ok", "a"), Result(EMULATOR, "b", "no IAM"), Result("warn", "c")], out) == 0

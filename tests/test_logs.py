@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.logs import ContextPropagatingExecutor, TraceMiddleware, configure_logging, log_context, register_secret
+from bot.run.logs import ContextPropagatingExecutor, TraceMiddleware, configure_logging, log_context, register_secret
 
 BOT_TOKEN = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"
 APP_TOKEN = "xapp-1-A0SIM-1234567890-0123456789abcdef0123456789abcdef"
@@ -90,7 +90,7 @@ def test_a_secret_not_in_the_environment_can_be_registered(output: io.StringIO) 
 
 
 def test_log_context_puts_launch_and_user_on_every_line_inside_it(output: io.StringIO) -> None:
-    log = logging.getLogger("bot.launches")
+    log = logging.getLogger("bot.domain.launches")
     log.info("before")
     with log_context(launch_id="L1", user="U0ALICE"):
         log.info("creating")
@@ -119,10 +119,10 @@ def test_context_follows_work_into_a_propagating_executor_but_not_into_plain_thr
 
 
 def test_a_request_s_lines_carry_its_trace(output: io.StringIO) -> None:
-    from bot.server import serve_in_thread
+    from bot.run.server import serve_in_thread
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        logging.getLogger("bot.web").info("handling %s", environ["PATH_INFO"])
+        logging.getLogger("bot.run.web").info("handling %s", environ["PATH_INFO"])
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
@@ -138,7 +138,7 @@ def test_a_request_s_lines_carry_its_trace(output: io.StringIO) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    traced, untraced = [entry for entry in lines(output) if entry["logger"] == "bot.web"]
+    traced, untraced = [entry for entry in lines(output) if entry["logger"] == "bot.run.web"]
     assert traced["message"] == "handling /traced"
     assert traced["logging.googleapis.com/trace"] == "projects/my-project/traces/105445aa7843bc8bf206b12000100000"
     assert traced["logging.googleapis.com/spanId"] == "0000000000000014"
@@ -147,7 +147,7 @@ def test_a_request_s_lines_carry_its_trace(output: io.StringIO) -> None:
 
 
 def test_w3c_traceparent_is_understood_too() -> None:
-    from bot.logs import trace_fields
+    from bot.run.logs import trace_fields
 
     environ = {"HTTP_TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
     assert trace_fields(environ, "p") == {
@@ -162,7 +162,7 @@ def test_w3c_traceparent_is_understood_too() -> None:
 def test_gunicorn_s_own_lines_are_json_too(capsys: pytest.CaptureFixture) -> None:
     from gunicorn.config import Config
 
-    from bot.logs import gunicorn_logger_class
+    from bot.run.logs import gunicorn_logger_class
 
     logger = gunicorn_logger_class()(Config())
     logger.error_log.info("Listening at: http://0.0.0.0:8080 (1)")

@@ -6,11 +6,11 @@ from datetime import date
 
 import pytest
 
-from bot.catalog import load_catalog
-from bot.config import ConfigError, load_config
-from bot.errors import NotAllowed
-from bot.policy import Access, GroupMembers, Policy, Rules
-from bot.spec import SpecBounds, parse_request, resolve
+from bot.domain.catalog import load_catalog
+from bot.domain.errors import NotAllowed
+from bot.domain.policy import Access, GroupMembers, Policy, Rules
+from bot.domain.spec import SpecBounds, parse_request, resolve
+from bot.run.config import ConfigError, load_config
 from tests.harness import Clock
 
 CATALOG = load_catalog()
@@ -136,7 +136,7 @@ def test_quotas_are_refused_with_the_numbers() -> None:
 
 
 def test_bad_reminder_settings_are_refused_at_load_with_their_lines(tmp_path) -> None:
-    from bot.config import ConfigError
+    from bot.run.config import ConfigError
 
     path = tmp_path / "config.toml"
     path.write_text(

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 import pytest
 from google.cloud import firestore
 
+from bot.adapters.store import FirestoreStore
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_driver import SlackDriver
 from bot.sim.workbench_api import WorkbenchSimulator
-from bot.store import FirestoreStore
 from tests.support.emulators import free_port
 
 SECRET = "process-test-secret"

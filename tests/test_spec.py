@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from bot.catalog import load_catalog
-from bot.errors import UserError
-from bot.spec import NotebookSpec, SpecBounds, format_duration, parse_duration, parse_request, resolve
+from bot.domain.catalog import load_catalog
+from bot.domain.errors import UserError
+from bot.domain.spec import NotebookSpec, SpecBounds, format_duration, parse_duration, parse_request, resolve
 
 CATALOG = load_catalog()
 TODAY = date(2026, 11, 29)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.buckets import Mount, parse_mount, parse_mounts
-from bot.catalog import load_catalog
-from bot.errors import UserError
-from bot.spec import SpecBounds, parse_request, resolve
-from bot.startup import MOUNT_ROOT, object_name, render_script
+from bot.adapters.startup import MOUNT_ROOT, object_name, render_script
+from bot.domain.buckets import Mount, parse_mount, parse_mounts
+from bot.domain.catalog import load_catalog
+from bot.domain.errors import UserError
+from bot.domain.spec import SpecBounds, parse_request, resolve
 
 BASH = shutil.which("bash") or "/bin/bash"
 UID, GID = "1000", "1001"
@@ -176,7 +176,7 @@ def test_several_buckets_but_each_once() -> None:
 
 
 def test_resolve_checks_buckets_even_when_a_request_was_built_by_hand() -> None:
-    from bot.spec import NotebookRequest
+    from bot.domain.spec import NotebookRequest
 
     bounds = SpecBounds()
     catalog = load_catalog()

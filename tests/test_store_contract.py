@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.store import FirestoreStore, SqliteStore, Store
+from bot.adapters.store import FirestoreStore, SqliteStore, Store
 
 
 @pytest.fixture(params=["sqlite", "firestore"])

@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from bot.config import Settings
-from bot.server import serve_in_thread
-from bot.tasks import task_authorizer
-from bot.web import WebApp
+from bot.run.config import Settings
+from bot.run.server import serve_in_thread
+from bot.run.tasks import task_authorizer
+from bot.run.web import WebApp
 
 AUDIENCE = "https://notebook-bot-abc123-uc.a.run.app"
 INVOKER = "notebook-bot-scheduler@my-project.iam.gserviceaccount.com"
@@ -271,10 +271,10 @@ def test_locally_without_an_audience_the_endpoint_is_open(certs: CertServer) -> 
 
 def test_the_served_app_wires_the_check_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """build_web_app (what `serve` runs) refuses a tokenless call when the audience is configured."""
-    from bot.server import build_web_app
-    from bot.services import Services
+    from bot.adapters.store import SqliteStore
+    from bot.run.server import build_web_app
+    from bot.run.services import Services
     from bot.sim.slack_api import SlackSimulator
-    from bot.store import SqliteStore
 
     monkeypatch.setenv("NOTEBOOK_BOT_TASK_INVOKER", INVOKER)
     with SlackSimulator() as slack:

@@ -1,12 +1,12 @@
 """`notebook-bot catalog check`: the shipped catalog plus an admin's [catalog] additions, checked,
 with each problem reported as `file:line: key.path: message`.
 
-The same check runs whenever the configuration is loaded (bot/config.py `load_config`), so a bot
+The same check runs whenever the configuration is loaded (bot/run/config.py `load_config`), so a bot
 with a broken catalog refuses to start and says where. tomllib gives values, not positions: this
 module finds the line of a table or key in the TOML text itself (`key_lines`), and blames the
 file that defines the deepest part of the path at fault (an admin's entry overrides the shipped one).
 
-Beyond the catalog's own consistency check (bot/catalog.py), it knows a few facts of Google Cloud
+Beyond the catalog's own consistency check (bot/domain/catalog.py), it knows a few facts of Google Cloud
 that data alone can't tell: which accelerators attach to N1 machines and which come built into
 their machine series, and that such series never come without GPUs.
 """
@@ -25,8 +25,8 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from bot.catalog import Catalog, CatalogError, Loc, Machine, Problem, load_catalog, validation_problems
-from bot.errors import did_you_mean, one_of
+from bot.domain.catalog import Catalog, CatalogError, Loc, Machine, Problem, load_catalog, validation_problems
+from bot.domain.errors import did_you_mean, one_of
 
 # Accelerators that are attached to N1 machine types, and those that come built into a machine series.
 ATTACHED_TO_N1 = {
@@ -76,7 +76,7 @@ class Source:
 
 
 def shipped_source() -> Source:
-    file = resources.files("bot").joinpath("catalog.toml")
+    file = resources.files("bot.domain").joinpath("catalog.toml")
     return Source(str(file), file.read_text(), ())
 
 
@@ -134,7 +134,7 @@ def report(problems: list[Located]) -> str:
 
 def run_check(config_file: str | Path | None) -> int:
     """`notebook-bot catalog check`: prints a summary, or raises ConfigError listing the problems."""
-    from bot.config import load_config  # config imports this module
+    from bot.run.config import load_config  # config imports this module
 
     config = load_config(config_file)
     print(summary(config.catalog, config_file))

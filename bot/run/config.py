@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.catalog import Catalog
-from bot.catalog_check import check_catalog, config_problems, report, toml_problem
-from bot.policy import Access, Policy
-from bot.reminder_policy import Reminders
+from bot.domain.catalog import Catalog
+from bot.domain.catalog_check import check_catalog, config_problems, report, toml_problem
+from bot.domain.policy import Access, Policy
+from bot.domain.reminder_policy import Reminders
 
 DEFAULT_ZONE = "us-central1-a"
 

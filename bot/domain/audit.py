@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 
 def record(store: Store, at: float, actor: str, action: str, target: str, **detail: Any) -> None:

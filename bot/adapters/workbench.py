@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.catalog import Catalog
-from bot.lazy import Lazy
-from bot.spec import NotebookSpec
+from bot.adapters.lazy import Lazy
+from bot.domain.catalog import Catalog
+from bot.domain.spec import NotebookSpec
 
 RETRIABLE_CODES = {4, 10, 13, 14}  # DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
 ZONE_IN_TEXT = re.compile(r"\b([a-z]+-[a-z]+\d+-[a-z])\b")

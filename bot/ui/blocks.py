@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.catalog import Catalog
-from bot.errors import UserError
-from bot.spec import USAGE, NotebookSpec
+from bot.domain.catalog import Catalog
+from bot.domain.errors import UserError
+from bot.domain.spec import USAGE, NotebookSpec
 
 if TYPE_CHECKING:
-    from bot.launches import Launch
+    from bot.domain.launches import Launch
 
 Blocks = list[dict[str, Any]]
 

@@ -6,7 +6,7 @@ mounted again after each stop/start. The script is stored under a name derived f
 (same buckets, same object), in NOTEBOOK_SCRIPTS_BUCKET.
 
 Only two values from a user reach the script: each bucket's name and directory, checked against
-Cloud Storage's naming rules (bot/buckets.py) and then shell-quoted as single arguments of one
+Cloud Storage's naming rules (bot/domain/buckets.py) and then shell-quoted as single arguments of one
 function call each. Everything else in the script is fixed text.
 """
 
@@ -16,11 +16,11 @@ import hashlib
 import shlex
 from collections.abc import Iterable
 
-from bot.buckets import Mount, Storage, parse_mounts
-from bot.catalog import Catalog
-from bot.errors import UserError
-from bot.spec import NotebookSpec
-from bot.workbench import WorkbenchError
+from bot.adapters.workbench import WorkbenchError
+from bot.domain.buckets import Mount, Storage, parse_mounts
+from bot.domain.catalog import Catalog
+from bot.domain.errors import UserError
+from bot.domain.spec import NotebookSpec
 
 MOUNT_ROOT = "/home/jupyter/mounted/gcs"
 JUPYTER_USER = "jupyter"

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.errors import NotAllowed, UserError
-from bot.spec import NotebookSpec, SpecBounds, parse_duration
+from bot.domain.errors import NotAllowed, UserError
+from bot.domain.spec import NotebookSpec, SpecBounds, parse_duration
 
 if TYPE_CHECKING:
-    from bot.catalog import Catalog
+    from bot.domain.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

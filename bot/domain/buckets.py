@@ -1,11 +1,11 @@
 """Cloud Storage buckets a notebook mounts: `bucket=NAME` or `bucket=NAME/DIR`.
 
 `parse_mount` checks what a person typed against Cloud Storage's naming rules before anything
-is rendered or recorded; the startup script (bot/startup.py) is built only from Mounts, so a
+is rendered or recorded; the startup script (bot/adapters/startup.py) is built only from Mounts, so a
 bucket name and a directory are the only two things a user's text can put into it.
 `BucketChecker` asks Cloud Storage whether the bot can read each bucket's metadata, in the
 request path, so a missing or forbidden bucket is refused before a launch is recorded.
-The storage client is built on first use (see bot/services.py on cold starts).
+The storage client is built on first use (see bot/run/services.py on cold starts).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.errors import UserError
-from bot.lazy import Lazy
+from bot.adapters.lazy import Lazy
+from bot.domain.errors import UserError
 
 MAX_MOUNTS = 10
 MAX_DIRECTORY_BYTES = 1024

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from bot.config import DEFAULT_ZONE, ConfigError, Settings, load_config
+from bot.run.config import DEFAULT_ZONE, ConfigError, Settings, load_config
 
 # The bot token's scopes: exactly the bot scopes manifest.yaml declares (tests/test_deploy_files.py
 # keeps the two equal, and both equal to what the code's Slack calls need).
@@ -357,7 +357,7 @@ class Doctor:
 
     # --- Workbench --------------------------------------------------------------------------------------
     def check_workbench(self) -> list[Result]:
-        from bot.workbench import Workbench, WorkbenchError
+        from bot.adapters.workbench import Workbench, WorkbenchError
 
         if not self.project:
             return [Result(SKIP, "Workbench", "GOOGLE_CLOUD_PROJECT is not set")]

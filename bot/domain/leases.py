@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from bot.logs import TraceMiddleware, gunicorn_logger_class
-from bot.services import Services
-from bot.web import WebApp
-from bot.worker import Worker
+from bot.run.logs import TraceMiddleware, gunicorn_logger_class
+from bot.run.services import Services
+from bot.run.web import WebApp
+from bot.run.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def build_web_app(services: Services) -> Callable[..., Any]:
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-    from bot.tasks import task_authorizer
+    from bot.run.tasks import task_authorizer
     from handlers import build_app
 
     handler = SlackRequestHandler(build_app(services))

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bot import buckets as bucket_names
-from bot.catalog import HOURS_PER_MONTH, Catalog, Machine
-from bot.errors import UserError, did_you_mean, one_of, unknown
+from bot.domain import buckets as bucket_names
+from bot.domain.catalog import HOURS_PER_MONTH, Catalog, Machine
+from bot.domain.errors import UserError, did_you_mean, one_of, unknown
 
 INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")

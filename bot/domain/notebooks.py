@@ -14,17 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot import audit, leases
-from bot.blocks import section
-from bot.catalog import Catalog
-from bot.errors import NotAllowed, UserError, one_of
-from bot.launches import running_specs
-from bot.logs import log_context
-from bot.notify import Slack
-from bot.policy import Rules
-from bot.spec import NotebookSpec
-from bot.store import Store
-from bot.workbench import InstanceInfo, Workbench, WorkbenchError, label_value
+from bot.adapters.notify import Slack
+from bot.adapters.store import Store
+from bot.adapters.workbench import InstanceInfo, Workbench, WorkbenchError, label_value
+from bot.domain import audit, leases
+from bot.domain.catalog import Catalog
+from bot.domain.errors import NotAllowed, UserError, one_of
+from bot.domain.launches import running_specs
+from bot.domain.policy import Rules
+from bot.domain.spec import NotebookSpec
+from bot.run.logs import log_context
+from bot.ui.blocks import section
 
 log = logging.getLogger(__name__)
 OPERATION_NAMESPACE = uuid.UUID("0b7a4f5e-2c1d-4e8f-9a3b-5d6c7e8f9a01")

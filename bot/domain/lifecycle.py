@@ -17,16 +17,16 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot import audit, leases
-from bot.blocks import Blocks, actions, button, section
-from bot.catalog import Catalog
-from bot.listing import confirm_dialog, hours
-from bot.notebooks import Notebook, Notebooks
-from bot.notify import Slack
-from bot.policy import Rules
-from bot.reminder_policy import Reminders
-from bot.spec import format_duration
-from bot.store import Store
+from bot.adapters.notify import Slack
+from bot.adapters.store import Store
+from bot.domain import audit, leases
+from bot.domain.catalog import Catalog
+from bot.domain.notebooks import Notebook, Notebooks
+from bot.domain.policy import Rules
+from bot.domain.reminder_policy import Reminders
+from bot.domain.spec import format_duration
+from bot.ui.blocks import Blocks, actions, button, section
+from bot.ui.listing import confirm_dialog, hours
 
 log = logging.getLogger(__name__)
 

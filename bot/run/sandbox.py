@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.config import Settings, load_config
-from bot.services import Services
+from bot.run.config import Settings, load_config
+from bot.run.services import Services
 from bot.sim.render import render_message, render_view
 from bot.sim.slack_api import Message, SlackSimulator
 from bot.sim.slack_driver import SlackDriver
@@ -45,8 +45,8 @@ class Sandbox:
         self._lock = threading.Lock()
 
     def __enter__(self) -> Sandbox:
-        from bot.server import build_web_app, serve_in_thread
-        from bot.worker import Worker
+        from bot.run.server import build_web_app, serve_in_thread
+        from bot.run.worker import Worker
 
         base_url = self.slack.start()
         os.environ["SLACK_API_URL"] = base_url

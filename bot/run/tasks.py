@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.config import Settings
+from bot.run.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot import audit
-from bot.blocks import approval_message, clock_time
-from bot.errors import NotAllowed, UserError
-from bot.forms import LaunchForm, lowered_form, same_spec
-from bot.launches import Launch, Launcher, State
-from bot.spec import NotebookSpec, format_duration
+from bot.domain import audit
+from bot.domain.errors import NotAllowed, UserError
+from bot.domain.launches import Launch, Launcher, State
+from bot.domain.spec import NotebookSpec, format_duration
+from bot.ui.blocks import approval_message, clock_time
+from bot.ui.forms import LaunchForm, lowered_form, same_spec
 
 log = logging.getLogger(__name__)
 

@@ -11,18 +11,18 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 
-from bot.approvals import Approvals
-from bot.buckets import BucketChecker, Storage
-from bot.config import DEFAULT_ZONE, Config, Settings, load_config
-from bot.launches import Launcher
-from bot.lifecycle import Lifecycle
-from bot.listing import home_view
-from bot.notebooks import Notebooks
-from bot.notify import Slack, web_client
-from bot.policy import GroupMembers, Rules
-from bot.startup import StartupScripts
-from bot.store import Store, open_store
-from bot.workbench import Workbench, WorkbenchError
+from bot.adapters.notify import Slack, web_client
+from bot.adapters.startup import StartupScripts
+from bot.adapters.store import Store, open_store
+from bot.adapters.workbench import Workbench, WorkbenchError
+from bot.domain.approvals import Approvals
+from bot.domain.buckets import BucketChecker, Storage
+from bot.domain.launches import Launcher
+from bot.domain.lifecycle import Lifecycle
+from bot.domain.notebooks import Notebooks
+from bot.domain.policy import GroupMembers, Rules
+from bot.run.config import DEFAULT_ZONE, Config, Settings, load_config
+from bot.ui.listing import home_view
 
 log = logging.getLogger(__name__)
 

@@ -23,16 +23,16 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot import audit, leases
-from bot.blocks import approval_message, launch_message
-from bot.catalog import Catalog
-from bot.errors import UserError
-from bot.logs import log_context
-from bot.notify import Slack
-from bot.policy import Rules
-from bot.spec import NotebookSpec, SpecBounds, parse_request, resolve
-from bot.store import Store
-from bot.workbench import Workbench, WorkbenchError, label_value
+from bot.adapters.notify import Slack
+from bot.adapters.store import Store
+from bot.adapters.workbench import Workbench, WorkbenchError, label_value
+from bot.domain import audit, leases
+from bot.domain.catalog import Catalog
+from bot.domain.errors import UserError
+from bot.domain.policy import Rules
+from bot.domain.spec import NotebookSpec, SpecBounds, parse_request, resolve
+from bot.run.logs import log_context
+from bot.ui.blocks import approval_message, launch_message
 
 log = logging.getLogger(__name__)
 LAUNCH_NAMESPACE = uuid.UUID("6f0d1c1e-8a4b-4c55-9d59-2b1f3c6a7e10")
@@ -128,7 +128,7 @@ class Launcher:
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
         self.check_buckets = check_buckets or (lambda spec: None)  # UserError if a bucket= can't be mounted
         self.poll_seconds = poll_seconds
-        self.on_pending = on_pending  # asks approvers (bot/approvals.py)
+        self.on_pending = on_pending  # asks approvers (bot/domain/approvals.py)
         self.on_finished = on_finished  # e.g. refreshes the requester's App Home
 
     # --- requests -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from bot.config import ConfigError, Settings
+from bot.run.config import ConfigError, Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,33 +34,33 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.add_argument("--user", default="U0ALICE", help="the Slack user you type as (default U0ALICE)")
     args = parser.parse_args(argv)
 
-    from bot.logs import configure_logging
+    from bot.run.logs import configure_logging
 
     configure_logging()
     if args.verb == "check":
-        from bot.doctor import run_checks
+        from bot.run.doctor import run_checks
 
         return run_checks()
     try:
         settings = Settings.from_env()
         if args.verb == "catalog":
-            from bot.catalog_check import run_check
+            from bot.domain.catalog_check import run_check
 
             return run_check(args.config or settings.config_path)
         if args.verb == "sandbox":
-            from bot.sandbox import run_sandbox
+            from bot.run.sandbox import run_sandbox
 
             return run_sandbox(demo=args.demo or not sys.stdin.isatty(), user=args.user)
-        from bot.services import Services
+        from bot.run.services import Services
 
         services = Services(settings)
         if args.verb == "serve":
-            from bot.server import serve_gunicorn
+            from bot.run.server import serve_gunicorn
 
             settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
             serve_gunicorn(services)
         elif args.verb == "socket":
-            from bot.server import run_socket_mode
+            from bot.run.server import run_socket_mode
 
             run_socket_mode(services)
         elif args.verb == "reconcile":

@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot.blocks import Blocks, context, section
-from bot.catalog import Catalog
-from bot.errors import UserError
-from bot.spec import EXAMPLES, NotebookSpec, format_duration, parse_request
+from bot.domain.catalog import Catalog
+from bot.domain.errors import UserError
+from bot.domain.spec import EXAMPLES, NotebookSpec, format_duration, parse_request
+from bot.ui.blocks import Blocks, context, section
 
 LAUNCH_CALLBACK = "launch_modal"
 REVIEW_CALLBACK = "review_modal"

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import Blocks, actions, button, context, elapsed, section
-from bot.catalog import Catalog
-from bot.notebooks import GONE, Notebook
-from bot.workbench import InstanceInfo
+from bot.adapters.workbench import InstanceInfo
+from bot.domain.catalog import Catalog
+from bot.domain.notebooks import GONE, Notebook
+from bot.ui.blocks import Blocks, actions, button, context, elapsed, section
 
 if TYPE_CHECKING:
-    from bot.launches import Launch
+    from bot.domain.launches import Launch
 
 STATE_WORDS = {
     "ACTIVE": "🟢 running",

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.errors import unknown
+from bot.domain.errors import unknown
 
 HOURS_PER_MONTH = 730
 CATALOG_KEY = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -288,7 +288,7 @@ class CatalogError(ValueError):
 
 
 def shipped_data() -> dict[str, Any]:
-    return tomllib.loads(resources.files("bot").joinpath("catalog.toml").read_text())
+    return tomllib.loads(resources.files("bot.domain").joinpath("catalog.toml").read_text())
 
 
 def load_catalog(additions: dict[str, Any] | None = None) -> Catalog:

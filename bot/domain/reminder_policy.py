@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.policy import duration_seconds
+from bot.domain.policy import duration_seconds
 
 
 class Reminders(BaseModel):
