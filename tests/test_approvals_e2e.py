@@ -82,11 +82,11 @@ def thread(bot: Bot, message: Message) -> list[str]:
 
 
 def decisions(bot: Bot) -> list[dict[str, Any]]:
-    return [e for e in audit.events(bot.adapters.store) if e["action"] in ("launch.approved", "launch.denied")]
+    return [e for e in audit.events(bot.store) if e["action"] in ("launch.approved", "launch.denied")]
 
 
 def the_launch(bot: Bot) -> dict[str, Any]:
-    [launch] = bot.domain.launches()
+    [launch] = bot.launches()
     return launch
 
 
@@ -110,7 +110,7 @@ def until_ready(bot: Bot) -> None:
     The test's clock only moves in reconcile_until; moving it while the click's own step is still
     running would let the step's lease run out in test time, which real time never does."""
     bot.slack.wait_for(
-        lambda: (found := bot.domain.launches()) and found[0]["state"] != "APPROVED" and not found[0].get("lease_owner")
+        lambda: (found := bot.launches()) and found[0]["state"] != "APPROVED" and not found[0].get("lease_owner")
     )
     bot.reconcile_until(lambda: "is ready for" in bot.launch_message().text)
 
@@ -144,7 +144,7 @@ def test_a_launch_within_policy_goes_straight_through(bot: Bot) -> None:
     bot.driver.command("U0ALICE", "new gpu=l4")  # ≈$0.75/h, one GPU
     until_ready(bot)
     assert bot.slack.messages("C0APPROVALS") == []
-    assert the_launch(bot)["decision"] is None and bot.adapters.workbench.count("create") == 1
+    assert the_launch(bot)["decision"] is None and bot.workbench.count("create") == 1
 
 
 def test_a_gpu_quota_breach_is_refused_with_the_numbers(bot: Bot) -> None:
@@ -153,7 +153,7 @@ def test_a_gpu_quota_breach_is_refused_with_the_numbers(bot: Bot) -> None:
     bot.driver.command("U0ALICE", "new gpu=l4")
     refusal = bot.slack.wait_for(lambda: ephemerals(bot, "U0ALICE"))
     assert "needs 1 GPU(s); your running notebooks use 4 and the limit is 4" in refusal[0].text
-    assert len(bot.domain.launches()) == 1
+    assert len(bot.launches()) == 1
 
 
 def test_approve_launches_and_the_request_shows_who_and_when(bot: Bot) -> None:
@@ -168,8 +168,8 @@ def test_approve_launches_and_the_request_shows_who_and_when(bot: Bot) -> None:
     launch_message = bot.launch_message()
     assert "needs approval" in launch_message.text
     bot.clock.advance(60)
-    bot.run.services.reconcile()
-    assert bot.adapters.workbench.count("create") == 0, "nothing is created before a decision"
+    bot.services.reconcile()
+    assert bot.workbench.count("create") == 0, "nothing is created before a decision"
 
     assert bot.driver.click("U0APPROVER", request, "approve_launch").status == 200
     decided = wait_decided(bot)
@@ -179,8 +179,8 @@ def test_approve_launches_and_the_request_shows_who_and_when(bot: Bot) -> None:
     assert "<@U0ALICE>" in told[0] and "<@U0APPROVER>" in told[0]
 
     until_ready(bot)
-    assert bot.adapters.workbench.count("create") == 1
-    [instance] = bot.adapters.workbench.instances().values()
+    assert bot.workbench.count("create") == 1
+    [instance] = bot.workbench.instances().values()
     assert instance["gceSetup"]["machineType"] == "a2-highgpu-1g"
     launch = the_launch(bot)
     assert launch["decision"]["by"] == "U0APPROVER" and launch["decision"]["approved"] is True
@@ -216,7 +216,7 @@ def test_deny_needs_a_reason_and_the_requester_sees_it(bot: Bot) -> None:
 
     launch = the_launch(bot)
     assert launch["state"] == "DENIED" and launch["decision"]["reason"] == "An L4 is enough for this model"
-    assert bot.adapters.store.query("notebooks") == [], "a denied request frees its name and quota"
+    assert bot.store.query("notebooks") == [], "a denied request frees its name and quota"
     [event] = decisions(bot)
     assert (event["action"], event["actor"], event["reason"]) == (
         "launch.denied",
@@ -224,8 +224,8 @@ def test_deny_needs_a_reason_and_the_requester_sees_it(bot: Bot) -> None:
         launch["decision"]["reason"],
     )
     bot.clock.advance(60)
-    bot.run.services.reconcile()
-    assert bot.adapters.workbench.count("create") == 0
+    bot.services.reconcile()
+    assert bot.workbench.count("create") == 0
 
 
 def test_an_approver_lowers_the_request_and_may_not_raise_it(bot: Bot) -> None:
@@ -257,12 +257,12 @@ def test_an_approver_lowers_the_request_and_may_not_raise_it(bot: Bot) -> None:
     told = bot.slack.wait_for(lambda: [t for t in thread(bot, launch_message) if "approved" in t])
     assert "lowered from 2× NVIDIA A100" in told[0] and "start small" in told[0]
     until_ready(bot)
-    [instance] = bot.adapters.workbench.instances().values()
-    assert instance["gceSetup"]["machineType"] == "g2-standard-4" and bot.adapters.workbench.count("create") == 1
+    [instance] = bot.workbench.instances().values()
+    assert instance["gceSetup"]["machineType"] == "g2-standard-4" and bot.workbench.count("create") == 1
 
     launch = the_launch(bot)
     assert (launch["spec"]["gpu"], launch["spec"]["gpu_count"]) == ("l4", 1)
-    [notebook] = bot.adapters.store.query("notebooks")
+    [notebook] = bot.store.query("notebooks")
     assert notebook["spec"]["machine"] == "g2-standard-4", "quotas count what was approved"
     [event] = decisions(bot)
     assert event["actor"] == "U0CAROL" and event["changed"] is True
@@ -281,8 +281,8 @@ def test_a_stranger_clicking_is_refused_only_to_them_and_nothing_changes(bot: Bo
     assert the_launch(bot)["state"] == "PENDING_APPROVAL" and the_launch(bot)["decision"] is None
     assert decisions(bot) == []
     bot.clock.advance(60)
-    bot.run.services.reconcile()
-    assert bot.adapters.workbench.count("create") == 0
+    bot.services.reconcile()
+    assert bot.workbench.count("create") == 0
 
 
 def test_nobody_approves_their_own_request(bot: Bot) -> None:
@@ -331,30 +331,30 @@ def test_simultaneous_and_double_clicks_give_one_decision_and_one_launch(bot: Bo
     history = [h for h in the_launch(bot)["history"] if h["state"] == "APPROVED"]
     assert len(history) == 1 and history[0]["by"] == event["actor"]
     until_ready(bot)
-    assert bot.adapters.workbench.count("create") == 1 and len(bot.adapters.workbench.instances()) == 1
+    assert bot.workbench.count("create") == 1 and len(bot.workbench.instances()) == 1
 
 
 def test_an_undecided_request_expires_and_the_requester_is_told(bot: Bot) -> None:
     request = ask(bot)
     launch_message = bot.launch_message()
-    bot.run.services.reconcile()
+    bot.services.reconcile()
     bot.clock.advance(2 * 3600 - 60)
-    bot.run.services.reconcile()
+    bot.services.reconcile()
     assert the_launch(bot)["state"] == "PENDING_APPROVAL", "not before its time"
 
     bot.clock.advance(120)
-    bot.run.services.reconcile()
+    bot.services.reconcile()
     decided = wait_decided(bot)
     assert "Expired" in decided.text
     told = bot.slack.wait_for(lambda: [t for t in thread(bot, launch_message) if "expired" in t])
     assert "<@U0ALICE>" in told[0]
-    assert the_launch(bot)["state"] == "EXPIRED" and bot.adapters.store.query("notebooks") == []
-    assert [e["actor"] for e in audit.events(bot.adapters.store, action="launch.expired")] == ["bot"]
+    assert the_launch(bot)["state"] == "EXPIRED" and bot.store.query("notebooks") == []
+    assert [e["actor"] for e in audit.events(bot.store, action="launch.expired")] == ["bot"]
 
     bot.driver.click("U0APPROVER", request, "approve_launch")  # a stale copy with buttons
     refusal = bot.slack.wait_for(lambda: ephemerals(bot, "U0APPROVER"))
     assert "expired" in refusal[0].text
-    assert decisions(bot) == [] and bot.adapters.workbench.count("create") == 0
+    assert decisions(bot) == [] and bot.workbench.count("create") == 0
 
 
 def test_a_click_after_the_deadline_but_before_the_reconciler_is_refused(bot: Bot) -> None:
@@ -367,7 +367,7 @@ def test_a_click_after_the_deadline_but_before_the_reconciler_is_refused(bot: Bo
     assert "Expired" in wait_decided(bot).text
     bot.slack.wait_for(lambda: [t for t in thread(bot, launch_message) if "expired" in t])
     assert the_launch(bot)["state"] == "EXPIRED" and decisions(bot) == []
-    assert bot.adapters.workbench.count("create") == 0
+    assert bot.workbench.count("create") == 0
 
 
 def test_closing_the_review_form_changes_nothing(bot: Bot) -> None:
@@ -398,7 +398,7 @@ def test_without_an_approval_channel_approvers_are_asked_in_dms(store, monkeypat
     with start_bot(store, monkeypatch, tmp_path, config=config) as bot:
         bot.driver.command("U0ALICE", A100)
         asked = bot.slack.wait_for(
-            lambda: (found := bot.domain.launches()) and len(found[0].get("approval_posts") or []) == 2 and found[0]
+            lambda: (found := bot.launches()) and len(found[0].get("approval_posts") or []) == 2 and found[0]
         )
         assert {p["channel"] for p in asked["approval_posts"]} == {"DU0APPROVER", "DU0CAROL"}, "not the requester"
         in_dm = approval_request(bot, "DU0CAROL")
@@ -411,7 +411,7 @@ def test_without_an_approval_channel_approvers_are_asked_in_dms(store, monkeypat
 def test_a_decision_waits_for_a_reconcile_step_that_holds_the_request(bot: Bot) -> None:
     request = ask(bot)
     launch_id = the_launch(bot)["id"]
-    held = leases.claim(bot.adapters.store, "launches", launch_id, "other-worker", bot.clock(), 120)
+    held = leases.claim(bot.store, "launches", launch_id, "other-worker", bot.clock(), 120)
     assert held is not None
     bot.driver.click("U0APPROVER", request, "approve_launch")
     refusal = bot.slack.wait_for(lambda: ephemerals(bot, "U0APPROVER"))
@@ -422,11 +422,11 @@ def test_a_decision_waits_for_a_reconcile_step_that_holds_the_request(bot: Bot) 
     assert the_launch(bot)["state"] == "PENDING_APPROVAL", "not while the step holds it"
     # the step ends as a reconcile step on a waiting request does: see you at the deadline
     leases.release(
-        bot.adapters.store, "launches", launch_id, "other-worker", bot.clock(), {"next_at": held["created_at"] + 7200}
+        bot.store, "launches", launch_id, "other-worker", bot.clock(), {"next_at": held["created_at"] + 7200}
     )
     assert "Approved by <@U0ADMIN>" in wait_decided(bot).text
     until_ready(bot)
-    assert bot.adapters.workbench.count("create") == 1 and len(decisions(bot)) == 1
+    assert bot.workbench.count("create") == 1 and len(decisions(bot)) == 1
 
 
 def test_a_review_form_submitted_after_someone_else_decided_says_so_on_the_form(bot: Bot) -> None:

@@ -50,8 +50,8 @@ def is_ready(message: Any) -> bool:
 
 
 def nothing_recorded(bot: Bot) -> None:
-    assert bot.adapters.store.query("launches") == [] and bot.adapters.store.query("notebooks") == []
-    assert bot.adapters.workbench.calls() == []
+    assert bot.store.query("launches") == [] and bot.store.query("notebooks") == []
+    assert bot.workbench.calls() == []
     assert bot.slack.calls("chat.postMessage") == []
 
 
@@ -73,14 +73,14 @@ def test_a_bucket_launch_ends_with_the_instance_running_the_uploaded_mount_scrip
         assert bot.driver.command("U0ALICE", "new bucket=my-data/training").status == 200
         bot.reconcile_until(lambda: is_ready(bot.launch_message()))
 
-        [instance] = bot.adapters.workbench.instances().values()
+        [instance] = bot.workbench.instances().values()
         metadata = instance["gceSetup"]["metadata"]
         uri = metadata["post-startup-script"]
         assert uri.startswith(f"gs://{scripts_bucket}/notebook-bot/post-startup/") and uri.endswith(".sh")
         assert metadata["post-startup-script-behavior"] == "run_every_start"
         assert "container-allow-fuse" not in metadata, "a VM image needs no FUSE in a container"
         assert metadata["idle-timeout-seconds"] == "10800"
-        [notebook] = bot.adapters.store.query("notebooks")
+        [notebook] = bot.store.query("notebooks")
         assert notebook["spec"]["buckets"] == ["my-data/training"]
 
     script = script_at(gcs, uri)
@@ -103,7 +103,7 @@ def test_several_buckets_in_a_container_environment_share_one_script_object(
         bot.driver.command("U0ALICE", f"new tf-2-8 name=first bucket=my-data/training bucket={models}")
         bot.driver.command("U0BOB", f"new tf-2-8 name=second bucket=my-data/training bucket={models}")
         bot.reconcile_until(lambda: sum(is_ready(m) for m in bot.channel_messages()) == 2)
-        instances = bot.adapters.workbench.instances().values()
+        instances = bot.workbench.instances().values()
         uris = {i["gceSetup"]["metadata"]["post-startup-script"] for i in instances}
         assert all(i["gceSetup"]["metadata"]["container-allow-fuse"] == "true" for i in instances)
 
@@ -164,8 +164,8 @@ def test_a_missing_scripts_bucket_fails_the_launch_and_says_so(store, monkeypatc
         bot.driver.command("U0ALICE", "new bucket=my-data")
         failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
         assert "NOTEBOOK_SCRIPTS_BUCKET" in failed.text and "does not exist" in failed.text
-        assert bot.adapters.workbench.count("create") == 0
-        assert bot.adapters.store.query("notebooks") == [], "a failed launch frees its name"
+        assert bot.workbench.count("create") == 0
+        assert bot.store.query("notebooks") == [], "a failed launch frees its name"
 
 
 # --- what the emulator can't show: refusals by Cloud Storage -------------------------------------
@@ -257,5 +257,5 @@ def test_characters_slack_escapes_reach_the_script_as_typed(store, monkeypatch, 
     with Bot(store, monkeypatch, scripts_bucket=scripts_bucket) as bot:
         bot.driver.command("U0ALICE", "new bucket=my-data/r&amp;d")  # what Slack sends for r&d
         bot.reconcile_until(lambda: is_ready(bot.launch_message()))
-        [notebook] = bot.adapters.store.query("notebooks")
+        [notebook] = bot.store.query("notebooks")
         assert notebook["spec"]["buckets"] == ["my-data/r&d"]

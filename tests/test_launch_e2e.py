@@ -46,7 +46,7 @@ def test_a_launch_ends_with_the_jupyterlab_link_in_the_channel(bot: Bot) -> None
     posts_with_link = [c for c in bot.slack.calls("chat.postMessage") if link["url"] in str(c.args)]
     assert posts_with_link == []
 
-    [instance] = bot.adapters.workbench.instances().values()
+    [instance] = bot.workbench.instances().values()
     setup = instance["gceSetup"]
     assert setup["machineType"] == "g2-standard-4"
     assert setup["containerImage"]["repository"].endswith("/notebook-environments/tf-2-8")
@@ -55,7 +55,7 @@ def test_a_launch_ends_with_the_jupyterlab_link_in_the_channel(bot: Bot) -> None
     assert instance["instanceOwners"] == ["alice@example.com"]
     assert instance["labels"]["owner"] == "u0alice" and instance["labels"]["managed-by"] == "notebook-bot"
 
-    [notebook] = bot.adapters.store.query("notebooks")
+    [notebook] = bot.store.query("notebooks")
     assert (notebook["owner"], notebook["state"], notebook["url"]) == ("U0ALICE", "ACTIVE", link["url"])
     ping = [m for m in bot.channel_messages() if m.thread_ts == message.ts]
     assert len(ping) == 1 and "<@U0ALICE>" in ping[0].text
@@ -80,8 +80,8 @@ def test_bad_input_answers_only_the_user_and_changes_nothing(bot: Bot, text: str
     reply = response.json()
     assert expected in reply["text"]
     assert reply.get("response_type", "ephemeral") == "ephemeral"
-    assert bot.adapters.store.query("launches") == [] and bot.adapters.store.query("notebooks") == []
-    assert bot.adapters.workbench.calls() == []
+    assert bot.store.query("launches") == [] and bot.store.query("notebooks") == []
+    assert bot.workbench.calls() == []
     assert bot.slack.calls("chat.postMessage") == []
 
 
@@ -101,7 +101,7 @@ def test_retired_p100_offers_l4_and_one_click_launches_it(bot: Bot) -> None:
     offer = ephemeral(reply, user="U0ALICE", channel="C0GENERAL")
     assert bot.driver.click("U0ALICE", offer, "launch_offer").status == 200
     bot.reconcile_until(lambda: is_ready(bot.launch_message()))
-    [instance] = bot.adapters.workbench.instances().values()
+    [instance] = bot.workbench.instances().values()
     assert instance["gceSetup"]["machineType"] == "g2-standard-4"
 
 
@@ -111,8 +111,8 @@ def test_a_retried_delivery_launches_once(bot: Bot) -> None:
     assert first.status == again.status == 200
     bot.slack.wait_for(lambda: bot.channel_messages())
     bot.reconcile_until(lambda: is_ready(bot.launch_message()))
-    assert len(bot.adapters.store.query("launches")) == 1
-    assert bot.adapters.workbench.count("create") == 1 and len(bot.adapters.workbench.instances()) == 1
+    assert len(bot.store.query("launches")) == 1
+    assert bot.workbench.count("create") == 1 and len(bot.workbench.instances()) == 1
 
 
 @pytest.mark.parametrize(
@@ -130,26 +130,26 @@ def test_a_retried_delivery_launches_once(bot: Bot) -> None:
     ],
 )
 def test_a_failed_creation_says_why_in_plain_words(bot: Bot, code: int, message: str, expected: str) -> None:
-    bot.adapters.workbench.fail_next_operation("create", code, message)
+    bot.workbench.fail_next_operation("create", code, message)
     bot.driver.command("U0ALICE", "new gpu=l4")
     failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
     assert expected in failed.text
     if code == 8:
         assert "us-central1-b" in failed.text and "zone=" in failed.text
-    assert bot.adapters.store.query("notebooks") == [], "a failed launch frees its name and quota"
-    [launch] = bot.adapters.store.query("launches")
+    assert bot.store.query("notebooks") == [], "a failed launch frees its name and quota"
+    [launch] = bot.store.query("launches")
     assert launch["state"] == "FAILED" and not launch["open"]
 
 
 def test_transient_workbench_errors_are_retried(bot: Bot) -> None:
-    bot.adapters.workbench.fail_next("create", 503, "backend unavailable", times=2)
+    bot.workbench.fail_next("create", 503, "backend unavailable", times=2)
     bot.driver.command("U0ALICE", "new base")
     bot.reconcile_until(lambda: is_ready(bot.launch_message()))
-    assert bot.adapters.workbench.count("create") == 3
+    assert bot.workbench.count("create") == 3
 
 
 def test_permission_denied_on_the_call_itself_fails_the_launch(bot: Bot) -> None:
-    bot.adapters.workbench.fail_next("create", 403, "Permission 'notebooks.instances.create' denied")
+    bot.workbench.fail_next("create", 403, "Permission 'notebooks.instances.create' denied")
     bot.driver.command("U0ALICE", "new base")
     failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
     assert "roles/notebooks.admin" in failed.text
@@ -164,7 +164,7 @@ def test_quota_of_notebooks_per_person_is_refused_with_the_numbers(store, monkey
         bot.driver.command("U0ALICE", "new gpu=l4")
         refusal = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral])
         assert "You have 1 running notebook(s) and the limit is 1" in refusal[0].text
-        assert len(bot.adapters.store.query("launches")) == 1
+        assert len(bot.store.query("launches")) == 1
 
 
 def test_a_name_in_use_is_refused(bot: Bot) -> None:
@@ -188,7 +188,7 @@ def test_without_an_email_from_slack_the_launch_fails_and_says_which_scope(store
         bot.driver.command("U0NOMAIL", "new base")
         failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
         assert "users:read.email" in failed.text
-        assert bot.adapters.workbench.count("create") == 0
+        assert bot.workbench.count("create") == 0
 
 
 def test_two_workers_racing_on_one_store_create_each_instance_once(bot: Bot) -> None:
@@ -196,26 +196,26 @@ def test_two_workers_racing_on_one_store_create_each_instance_once(bot: Bot) -> 
         bot.driver.command("U0ADMIN" if n % 2 else "U0APPROVER", f"new name=race-{n}")
     # the request threads' own first steps are over before the fake clock starts to move
     bot.slack.wait_for(lambda: len(bot.channel_messages()) >= 4 and not bot.leased())
-    other = Services(bot.settings, config=bot.run.services.config, clock=bot.clock, store=bot.adapters.store)
+    other = Services(bot.settings, config=bot.services.config, clock=bot.clock, store=bot.store)
     for _ in range(20):
         bot.clock.advance(10)  # less than a lease: the clock never jumps past a worker mid-step
-        threads = [threading.Thread(target=s.reconcile) for s in (bot.run.services, other)]
+        threads = [threading.Thread(target=s.reconcile) for s in (bot.services, other)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     assert sum(1 for m in bot.channel_messages() if is_ready(m)) == 4
-    creates = [c for c in bot.adapters.workbench.calls() if c.kind == "create"]
+    creates = [c for c in bot.workbench.calls() if c.kind == "create"]
     assert len(creates) == len({c.query.get("requestId") for c in creates}) == 4, "one create call each"
-    assert len(bot.adapters.workbench.instances()) == 4
+    assert len(bot.workbench.instances()) == 4
 
 
 def test_notebooks_run_as_the_configured_service_account(store, monkeypatch) -> None:
     account = "notebook-vm@test-project.iam.gserviceaccount.com"
     with Bot(store, monkeypatch, settings={"notebook_service_account": account}) as bot:
         bot.driver.command("U0ALICE", "new base")
-        bot.reconcile_until(lambda: bot.adapters.workbench.instances())
-        [instance] = bot.adapters.workbench.instances().values()
+        bot.reconcile_until(lambda: bot.workbench.instances())
+        [instance] = bot.workbench.instances().values()
         assert instance["gceSetup"]["serviceAccounts"] == [{"email": account}]
 
 

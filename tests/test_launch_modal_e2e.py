@@ -81,12 +81,12 @@ def submit(bot: Bot, view: dict[str, Any], values: dict[str, str], user: str = "
 def settled(bot: Bot) -> None:
     """Wait until the submission's own first step is done, before reconcile_until moves the clock."""
     bot.slack.wait_for(
-        lambda: (found := bot.domain.launches()) and found[0]["state"] != "APPROVED" and not found[0].get("lease_owner")
+        lambda: (found := bot.launches()) and found[0]["state"] != "APPROVED" and not found[0].get("lease_owner")
     )
 
 
 def price_of(bot: Bot, text: str) -> str:
-    spec = bot.run.services.launcher.check(text)
+    spec = bot.services.launcher.check(text)
     return f"≈${spec.usd_per_hour:.2f}/h"
 
 
@@ -101,7 +101,7 @@ def test_notebook_new_alone_opens_the_form_with_catalog_choices_and_a_price(bot:
     assert "g2-standard-4" not in options(view, "machine"), "without a GPU, no GPU machine types"
     assert (shown(view, "disk"), shown(view, "boot_disk"), shown(view, "idle")) == ("100", "150", "3h")
     assert price_of(bot, "base") in price(view)
-    assert bot.domain.launches() == []
+    assert bot.launches() == []
 
 
 def test_choices_and_price_follow_the_gpu(bot: Bot) -> None:
@@ -133,11 +133,11 @@ def test_choices_and_price_follow_the_gpu(bot: Bot) -> None:
     assert options(view, "machine") == ["auto", "g2-standard-24"]
     view = select(bot, view, "disk", "500")  # Enter in a text field also redraws the price
     assert price_of(bot, "base gpu=l4x2 disk=500") in price(view)
-    assert len(bot.slack.calls("views.update")) == 6 and bot.domain.launches() == []
+    assert len(bot.slack.calls("views.update")) == 6 and bot.launches() == []
 
     assert submit(bot, view, {}) == {}
-    bot.slack.wait_for(lambda: bot.domain.launches())
-    launch = bot.domain.launches()[0]["spec"]
+    bot.slack.wait_for(lambda: bot.launches())
+    launch = bot.launches()[0]["spec"]
     assert (launch["gpu"], launch["gpu_count"], launch["machine"], launch["disk_gb"]) == (
         "l4",
         2,
@@ -157,12 +157,12 @@ def test_a_submitted_form_launches_like_the_command(bot: Bot) -> None:
     message = bot.reconcile_until(lambda: "is ready for" in bot.launch_message().text and bot.launch_message())
     assert "from-form" in message.text and "<@U0ALICE>" in message.text
 
-    [launch] = bot.domain.launches()
-    assert launch["spec"] == bot.run.services.launcher.check("tf-2-8 gpu=l4 idle=90m name=from-form").to_dict()
-    [instance] = bot.adapters.workbench.instances().values()
+    [launch] = bot.launches()
+    assert launch["spec"] == bot.services.launcher.check("tf-2-8 gpu=l4 idle=90m name=from-form").to_dict()
+    [instance] = bot.workbench.instances().values()
     assert instance["gceSetup"]["machineType"] == "g2-standard-4"
     assert instance["gceSetup"]["metadata"]["idle-timeout-seconds"] == str(90 * 60)
-    assert bot.adapters.workbench.count("create") == 1
+    assert bot.workbench.count("create") == 1
 
 
 @pytest.mark.parametrize(
@@ -186,12 +186,12 @@ def test_a_bad_value_is_flagged_on_its_field_and_nothing_is_launched(
     assert reply["response_action"] == "errors"
     assert list(reply["errors"]) == [block(view, field)["block_id"]] and expected in reply["errors"][field]
     assert view["id"] in bot.slack.views(), "the form stays open to be fixed"
-    assert bot.domain.launches() == [] and bot.adapters.store.query("notebooks") == []
+    assert bot.launches() == [] and bot.store.query("notebooks") == []
 
     fixed = submit(bot, view, {"disk": "100", "boot_disk": "150", "idle": "3h", "name": "fixed", "bucket": ""})
     assert fixed == {}
     bot.slack.wait_for(lambda: bot.channel_messages())
-    assert [launch["instance_id"] for launch in bot.domain.launches()] == ["fixed"]
+    assert [launch["instance_id"] for launch in bot.launches()] == ["fixed"]
 
 
 def test_a_name_in_use_and_a_quota_are_flagged_in_the_form(bot: Bot) -> None:
@@ -206,7 +206,7 @@ def test_a_name_in_use_and_a_quota_are_flagged_in_the_form(bot: Bot) -> None:
     reply = submit(bot, view, {"name": "third"})
     [(where, text)] = reply["errors"].items()
     assert where == "environment" and "You have 2 running notebook(s) and the limit is 2" in text
-    assert len(bot.domain.launches()) == 2
+    assert len(bot.launches()) == 2
 
 
 def test_customize_on_a_refused_command_opens_the_form_with_what_was_typed(bot: Bot) -> None:
@@ -224,7 +224,7 @@ def test_customize_on_a_refused_command_opens_the_form_with_what_was_typed(bot: 
     assert shown(view, "machine") == "auto", "the machine that can't run a T4 is not kept"
     assert submit(bot, view, {}) == {}
     bot.slack.wait_for(lambda: bot.channel_messages())
-    [launch] = bot.domain.launches()
+    [launch] = bot.launches()
     assert (launch["spec"]["environment"], launch["spec"]["gpu"], launch["spec"]["machine"]) == (
         "tf-2-8",
         "t4",
@@ -242,7 +242,7 @@ def test_a_form_over_the_threshold_asks_an_approver(bot: Bot) -> None:
     assert submit(bot, view, {}) == {}
     request = bot.slack.wait_for(lambda: [m for m in bot.slack.messages("C0APPROVALS") if not m.ephemeral])
     assert "a2-highgpu-1g" in request[0].text + str(request[0].blocks)
-    assert bot.domain.launches()[0]["state"] == "PENDING_APPROVAL" and bot.adapters.workbench.count("create") == 0
+    assert bot.launches()[0]["state"] == "PENDING_APPROVAL" and bot.workbench.count("create") == 0
 
 
 def test_cancelling_the_form_launches_nothing(bot: Bot) -> None:
@@ -250,7 +250,7 @@ def test_cancelling_the_form_launches_nothing(bot: Bot) -> None:
     select(bot, view, "gpu", "l4")
     closed = bot.driver.close("U0ALICE", view["id"])
     assert closed.status == 200
-    assert bot.slack.views() == {} and bot.domain.launches() == []
+    assert bot.slack.views() == {} and bot.launches() == []
     assert bot.slack.calls("chat.postMessage") == []
 
 
@@ -262,4 +262,4 @@ def test_new_notebook_from_the_app_home_is_followed_in_a_dm(bot: Bot) -> None:
     assert submit(bot, view, {"name": "from-home"}) == {}
     settled(bot)
     bot.reconcile_until(lambda: any("is ready for" in m.text for m in bot.channel_messages("DU0ALICE")))
-    assert bot.domain.launches()[0]["instance_id"] == "from-home"
+    assert bot.launches()[0]["instance_id"] == "from-home"

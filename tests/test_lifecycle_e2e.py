@@ -41,7 +41,7 @@ def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
 
 def launch_ready(bot: Bot, user: str, name: str, extra: str = "") -> None:
     bot.driver.command(user, f"new name={name} {extra}")
-    bot.reconcile_until(lambda: (bot.adapters.store.get("notebooks", name) or {}).get("state") == "ACTIVE", step=5)
+    bot.reconcile_until(lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE", step=5)
 
 
 def dms(bot: Bot, user: str) -> list:
@@ -49,7 +49,7 @@ def dms(bot: Bot, user: str) -> list:
 
 
 def sweep(bot: Bot):
-    return bot.run.services.lifecycle.sweep()
+    return bot.services.lifecycle.sweep()
 
 
 def test_a_long_running_gpu_gets_one_reminder_with_cost_and_buttons(make_bot) -> None:
@@ -82,7 +82,7 @@ def test_stop_now_stops_it_and_the_reminder_shows_the_result(make_bot) -> None:
     bot, dm = reminded_about_a_gpu(make_bot)
     bot.driver.click("U0ALICE", dm, "lifecycle_stop")
     bot.reconcile_until(lambda: "Stopped `gpu-nb`" in bot.slack.message(dm.channel, dm.ts).text, step=5)
-    assert bot.adapters.store.get("notebooks", "gpu-nb")["state"] == "STOPPED"
+    assert bot.store.get("notebooks", "gpu-nb")["state"] == "STOPPED"
 
 
 def test_a_stranger_cannot_answer_someone_elses_reminder(make_bot) -> None:
@@ -90,7 +90,7 @@ def test_a_stranger_cannot_answer_someone_elses_reminder(make_bot) -> None:
     bot.driver.click("U0BOB", dm, "lifecycle_stop")
     refusal = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral and m.user == "U0BOB"])
     assert "belongs to <@U0ALICE>" in refusal[0].text
-    assert bot.adapters.workbench.count("stop") == 0
+    assert bot.workbench.count("stop") == 0
 
 
 def test_snooze_keeps_it_quiet_until_the_chosen_time(make_bot) -> None:
@@ -112,7 +112,7 @@ def test_a_long_stopped_notebook_gets_a_reminder_about_its_disk_cost(make_bot) -
     bot = make_bot()
     launch_ready(bot, "U0ALICE", "old-nb", "disk=500")
     bot.driver.command("U0ALICE", "stop old-nb")
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "old-nb")["state"] == "STOPPED", step=5)
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "old-nb")["state"] == "STOPPED", step=5)
     bot.clock.now = MONDAY_10_UTC + 14 * DAY + HOUR
     assert sweep(bot).reminders == 1
     [dm] = [m for m in dms(bot, "U0ALICE") if "stopped for" in m.text]
@@ -124,8 +124,8 @@ def test_a_long_stopped_notebook_gets_a_reminder_about_its_disk_cost(make_bot) -
 def test_workbench_idle_shutdown_gets_a_short_note_once(make_bot) -> None:
     bot = make_bot()
     launch_ready(bot, "U0ALICE", "idle-nb")
-    [name] = [n for n in bot.adapters.workbench.instances() if n.endswith("/idle-nb")]
-    bot.adapters.workbench.set_state(name, "STOPPED")
+    [name] = [n for n in bot.workbench.instances() if n.endswith("/idle-nb")]
+    bot.workbench.set_state(name, "STOPPED")
     bot.clock.advance(HOUR)
     assert sweep(bot).notes == 1
     assert "idle shutdown" in dms(bot, "U0ALICE")[0].text
@@ -144,7 +144,7 @@ def test_unanswered_reminders_escalate_to_admins_and_stop_the_notebook(make_bot)
     admin = bot.slack.wait_for(lambda: dms(bot, "U0ADMIN"))
     assert "hasn't answered 2 reminders about `gpu-nb`" in admin[0].text
     assert "admins were told" in dms(bot, "U0ALICE")[-1].text
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "gpu-nb")["state"] == "STOPPED", step=5)
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "gpu-nb")["state"] == "STOPPED", step=5)
     bot.clock.advance(HOUR)
     assert sweep(bot).escalations == 0
 
@@ -153,10 +153,10 @@ def test_no_automatic_deletion_unless_the_policy_turns_it_on(make_bot) -> None:
     bot = make_bot("respect_working_hours = false\n")
     launch_ready(bot, "U0ALICE", "kept")
     bot.driver.command("U0ALICE", "stop kept")
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "kept")["state"] == "STOPPED", step=5)
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "kept")["state"] == "STOPPED", step=5)
     bot.clock.advance(400 * DAY)
     report = sweep(bot)
-    assert report.auto_deletes == 0 and bot.adapters.workbench.count("delete") == 0
+    assert report.auto_deletes == 0 and bot.workbench.count("delete") == 0
 
 
 def test_opt_in_auto_delete_is_announced_then_done(make_bot) -> None:
@@ -166,15 +166,15 @@ def test_opt_in_auto_delete_is_announced_then_done(make_bot) -> None:
     )
     launch_ready(bot, "U0ALICE", "old")
     bot.driver.command("U0ALICE", "stop old")
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "old")["state"] == "STOPPED", step=5)
-    stopped_at = bot.adapters.store.get("notebooks", "old")["state_since"]
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "old")["state"] == "STOPPED", step=5)
+    stopped_at = bot.store.get("notebooks", "old")["state_since"]
     bot.clock.now = stopped_at + 8 * DAY
     assert sweep(bot).auto_deletes == 0
     assert "will be *deleted on" in dms(bot, "U0ALICE")[-1].text
     bot.clock.now = stopped_at + 10 * DAY + 60
     assert sweep(bot).auto_deletes == 1
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "old") is None, step=5)
-    assert bot.adapters.workbench.count("delete") == 1
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "old") is None, step=5)
+    assert bot.workbench.count("delete") == 1
 
 
 def test_reminders_wait_for_the_owners_working_hours(make_bot) -> None:
@@ -203,11 +203,11 @@ def test_two_concurrent_sweeps_send_each_reminder_once(make_bot) -> None:
 def test_a_notebook_deleted_elsewhere_gets_no_reminder(make_bot) -> None:
     bot = make_bot('running_cpu_after = "1h"\n')
     launch_ready(bot, "U0ALICE", "vanished")
-    [name] = [n for n in bot.adapters.workbench.instances() if n.endswith("/vanished")]
-    bot.adapters.workbench.remove(name)
+    [name] = [n for n in bot.workbench.instances() if n.endswith("/vanished")]
+    bot.workbench.remove(name)
     bot.clock.advance(2 * HOUR)
     assert sweep(bot).reminders == 0
-    assert bot.adapters.store.get("notebooks", "vanished")["state"] == "GONE"
+    assert bot.store.get("notebooks", "vanished")["state"] == "GONE"
 
 
 def test_a_sweep_waits_out_slacks_rate_limit_and_still_delivers(make_bot) -> None:

@@ -25,7 +25,7 @@ def bot(firestore_host, firestore_project, monkeypatch, tmp_path):
 
 def launch_ready(bot: Bot, user: str, name: str) -> None:
     bot.driver.command(user, f"new name={name}")
-    bot.reconcile_until(lambda: (bot.adapters.store.get("notebooks", name) or {}).get("state") == "ACTIVE")
+    bot.reconcile_until(lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE")
 
 
 def replies(bot: Bot, user: str) -> list[str]:
@@ -37,7 +37,7 @@ def last_reply(bot: Bot, user: str, count_before: int) -> str:
 
 
 def instance(bot: Bot, name: str) -> dict | None:
-    return next((i for full, i in bot.adapters.workbench.instances().items() if full.endswith(f"/{name}")), None)
+    return next((i for full, i in bot.workbench.instances().items() if full.endswith(f"/{name}")), None)
 
 
 def test_list_shows_my_notebooks_with_state_cost_and_link(bot: Bot) -> None:
@@ -60,42 +60,42 @@ def test_stop_and_start_are_followed_to_the_end_and_posted(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
     bot.driver.command("U0ALICE", "stop nb-alice")
     bot.reconcile_until(lambda: any("⏹ Stopped `nb-alice`" in m.text for m in bot.channel_messages()))
-    assert bot.adapters.store.get("notebooks", "nb-alice")["state"] == "STOPPED"
+    assert bot.store.get("notebooks", "nb-alice")["state"] == "STOPPED"
     assert instance(bot, "nb-alice")["state"] == "STOPPED"
 
     bot.driver.command("U0ALICE", "start nb")  # completes from the caller's own notebooks
     bot.reconcile_until(lambda: any("Started `nb-alice`" in m.text for m in bot.channel_messages()))
-    assert bot.adapters.store.get("notebooks", "nb-alice")["state"] == "ACTIVE"
+    assert bot.store.get("notebooks", "nb-alice")["state"] == "ACTIVE"
 
 
 def test_a_stranger_is_refused_naming_the_owner_and_nothing_changes(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
-    stops_before = bot.adapters.workbench.count("stop")
+    stops_before = bot.workbench.count("stop")
     for verb in ("stop", "delete"):
         before = len(replies(bot, "U0BOB"))
         response = bot.driver.command("U0BOB", f"{verb} nb-alice")
         text = response.json().get("text") or last_reply(bot, "U0BOB", before)
         assert "belongs to <@U0ALICE>" in text
-    assert bot.adapters.workbench.count("stop") == stops_before and bot.adapters.workbench.count("delete") == 0
-    assert bot.adapters.store.get("notebooks", "nb-alice")["state"] == "ACTIVE"
-    refused = [e["action"] for e in audit.events(bot.adapters.store, actor="U0BOB")]
+    assert bot.workbench.count("stop") == stops_before and bot.workbench.count("delete") == 0
+    assert bot.store.get("notebooks", "nb-alice")["state"] == "ACTIVE"
+    refused = [e["action"] for e in audit.events(bot.store, actor="U0BOB")]
     assert refused == ["notebook.stop.refused", "notebook.delete.refused"]
 
 
 def test_an_admin_may_stop_anyones_notebook(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
     bot.driver.command("U0ADMIN", "stop nb-alice")
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
 
 
 def test_delete_asks_first_and_then_removes_the_instance_and_record(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
     reply = bot.driver.command("U0ALICE", "delete nb-alice").json()
-    assert "disks" in reply["text"] and bot.adapters.workbench.count("delete") == 0
+    assert "disks" in reply["text"] and bot.workbench.count("delete") == 0
     confirmation = ephemeral(reply, user="U0ALICE", channel="C0GENERAL")
     bot.driver.click("U0ALICE", confirmation, "notebook_delete_confirm")
     bot.reconcile_until(lambda: any("Deleted `nb-alice`" in m.text for m in bot.channel_messages()))
-    assert bot.adapters.store.get("notebooks", "nb-alice") is None and instance(bot, "nb-alice") is None
+    assert bot.store.get("notebooks", "nb-alice") is None and instance(bot, "nb-alice") is None
 
 
 def test_unknown_names_list_the_callers_notebooks(bot: Bot) -> None:
@@ -111,7 +111,7 @@ def test_transfer_hands_over_the_record_and_label_and_tells_both(bot: Bot) -> No
     before = len(replies(bot, "U0ALICE"))
     bot.driver.command("U0ALICE", "transfer nb-alice <@U0BOB|bob>")
     assert "now belongs to <@U0BOB>" in last_reply(bot, "U0ALICE", before)
-    assert bot.adapters.store.get("notebooks", "nb-alice")["owner"] == "U0BOB"
+    assert bot.store.get("notebooks", "nb-alice")["owner"] == "U0BOB"
     assert instance(bot, "nb-alice")["labels"]["owner"] == "u0bob"
     dm = bot.slack.wait_for(lambda: bot.slack.messages("DU0BOB"))
     assert "handed the notebook `nb-alice` to you" in dm[0].text
@@ -123,27 +123,27 @@ def test_transfer_hands_over_the_record_and_label_and_tells_both(bot: Bot) -> No
 def test_records_follow_changes_made_outside_the_bot(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-gone")
     launch_ready(bot, "U0ALICE", "nb-idle")
-    names = {n.split("/")[-1]: n for n in bot.adapters.workbench.instances()}
-    bot.adapters.workbench.remove(names["nb-gone"])
-    bot.adapters.workbench.set_state(names["nb-idle"], "STOPPED")
+    names = {n.split("/")[-1]: n for n in bot.workbench.instances()}
+    bot.workbench.remove(names["nb-gone"])
+    bot.workbench.set_state(names["nb-idle"], "STOPPED")
     bot.clock.advance(11)  # past the 10 s in which a list reuses the last look at the cloud
-    lists_before, gets_before = bot.adapters.workbench.count("list"), bot.adapters.workbench.count("get")
+    lists_before, gets_before = bot.workbench.count("list"), bot.workbench.count("get")
     before = len(replies(bot, "U0ALICE"))
     bot.driver.command("U0ALICE", "list")
     text = last_reply(bot, "U0ALICE", before)
     assert "nb-gone* · ⚠️ deleted outside the bot" in text and "nb-idle* · ⏹ stopped" in text
-    assert bot.adapters.workbench.count("list") - lists_before == 1, "one list call for the zone, not one per notebook"
-    assert bot.adapters.workbench.count("get") == gets_before
+    assert bot.workbench.count("list") - lists_before == 1, "one list call for the zone, not one per notebook"
+    assert bot.workbench.count("get") == gets_before
 
 
 def test_admins_see_unmanaged_instances_and_adopt_one(bot: Bot) -> None:
-    bot.adapters.workbench.add_instance("us-central1-a", "console-made", project="test-project")
+    bot.workbench.add_instance("us-central1-a", "console-made", project="test-project")
     before = len(replies(bot, "U0ADMIN"))
     bot.driver.command("U0ADMIN", "list all")
     assert "console-made" in last_reply(bot, "U0ADMIN", before)
     bot.driver.command("U0ADMIN", "adopt console-made <@U0BOB>")
     assert "owned by <@U0BOB>" in last_reply(bot, "U0ADMIN", before + 1)
-    assert bot.adapters.store.get("notebooks", "console-made")["owner"] == "U0BOB"
+    assert bot.store.get("notebooks", "console-made")["owner"] == "U0BOB"
     assert instance(bot, "console-made")["labels"]["managed-by"] == "notebook-bot"
 
     reply = bot.driver.command("U0BOB", "list all")
@@ -175,7 +175,7 @@ def test_home_buttons_stop_a_notebook_and_refresh_the_home(bot: Bot) -> None:
     bot.driver.event({"type": "app_home_opened", "user": "U0ALICE", "tab": "home"})
     bot.slack.wait_for(lambda: bot.slack.home("U0ALICE"))
     bot.driver.click_home("U0ALICE", "notebook_stop", value="nb-alice")
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
     home = bot.slack.wait_for(lambda: (h := bot.slack.home("U0ALICE")) and "notebook_start" in str(h) and h)
     assert "notebook_stop" not in str(home)
 
@@ -189,31 +189,31 @@ def test_the_quota_counts_running_notebooks_and_start_respects_it(firestore_proj
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
         launch_ready(bot, "U0ALICE", "first")
         bot.driver.command("U0ALICE", "stop first")
-        bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "first")["state"] == "STOPPED")
+        bot.reconcile_until(lambda: bot.store.get("notebooks", "first")["state"] == "STOPPED")
         launch_ready(bot, "U0ALICE", "second")  # a stopped notebook doesn't count
         before = len(replies(bot, "U0ALICE"))
         bot.driver.command("U0ALICE", "start first")
         assert "You have 1 running notebook(s) and the limit is 1" in last_reply(bot, "U0ALICE", before)
-        assert bot.adapters.workbench.count("start") == 0
+        assert bot.workbench.count("start") == 0
 
 
 def test_a_second_operation_on_a_busy_notebook_is_refused(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
     bot.driver.command("U0ALICE", "stop nb-alice")
-    bot.slack.wait_for(lambda: bot.adapters.store.query("operations", open=True))
+    bot.slack.wait_for(lambda: bot.store.query("operations", open=True))
     before = len(replies(bot, "U0ADMIN"))
     bot.driver.command("U0ADMIN", "stop nb-alice")
     assert "already stopping (asked by <@U0ALICE>)" in last_reply(bot, "U0ADMIN", before)
-    bot.reconcile_until(lambda: bot.adapters.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
-    assert bot.adapters.workbench.count("stop") == 1
+    bot.reconcile_until(lambda: bot.store.get("notebooks", "nb-alice")["state"] == "STOPPED")
+    assert bot.workbench.count("stop") == 1
 
 
 def test_an_adopted_instance_keeps_its_gpus_for_cost_quota_and_reminders(bot: Bot) -> None:
     body = {"gceSetup": {"machineType": "n1-standard-8", "acceleratorConfigs": [{"type": 5, "coreCount": "2"}]}}
-    bot.adapters.workbench.add_instance("us-central1-a", "t4-box", body, project="test-project")
+    bot.workbench.add_instance("us-central1-a", "t4-box", body, project="test-project")
     before = len(replies(bot, "U0ADMIN"))
     bot.driver.command("U0ADMIN", "adopt t4-box <@U0BOB>")
     assert "owned by <@U0BOB>" in last_reply(bot, "U0ADMIN", before)
-    spec = bot.adapters.store.get("notebooks", "t4-box")["spec"]
+    spec = bot.store.get("notebooks", "t4-box")["spec"]
     assert (spec["gpu"], spec["gpu_count"]) == ("t4", 2)
     assert spec["usd_per_hour"] == pytest.approx(0.38 + 2 * 0.35)
