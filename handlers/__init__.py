@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, Respond
+from slack_bolt import App, BoltContext, Respond
 
 from bot.adapters.notify import web_client
 from bot.run.logs import ContextPropagatingExecutor, log_context
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def build_app(services: Services, *, process_before_response: bool = False) -> App:
-    from handlers import actions, commands, events, manage, reminders, views
+    from handlers import actions, commands, events, views
 
     settings = services.settings
     app = App(
@@ -29,7 +29,8 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
     )
 
     @app.middleware
-    def with_user_in_logs(body: dict[str, Any], next: Callable[[], Any]) -> Any:
+    def with_services_and_user_in_logs(body: dict[str, Any], context: BoltContext, next: Callable[[], Any]) -> Any:
+        context["services"] = services  # listeners take `services` as an argument, like `ack` or `body`
         with log_context(user=acting_user(body)):
             return next()
 
@@ -42,6 +43,6 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
         except Exception:
             log.exception("could not tell the user about the failure either")
 
-    for module in (commands, actions, views, manage, events, reminders):
-        module.register(app, services)
+    for module in (commands, actions, views, events):
+        module.register(app)
     return app

@@ -1,16 +1,19 @@
-"""Button clicks: launch offers, the launch form's live choices, and approvers' decisions."""
+"""Button clicks and menu choices. Every one-click offer acts at most once: its key is the offer
+(the message or Home view it was shown in), so a second click, by anyone, finds what the first did."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.errors import UserError
+from bot.domain.operations import describe
 from bot.run.services import Services
+from bot.ui.blocks import error_reply
 from bot.ui.forms import (
     LAUNCH_CALLBACK,
     REVIEW_CALLBACK,
@@ -22,96 +25,184 @@ from bot.ui.forms import (
     view_meta,
     view_values,
 )
-from handlers.commands import start_launch
-from handlers.replies import dedupe_key, tell
+from handlers.replies import channel_of, from_home, message_of, offer_key, offered_key, tell
 
 log = logging.getLogger(__name__)
 
 
-def channel_of(body: dict[str, Any]) -> str:
-    return (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id") or ""
-
-
-def refuse(services: Services, body: dict[str, Any], respond: Respond, error: UserError) -> None:
-    tell(services, body, respond, f"⚠️ {error.message}")
-
-
-def from_home(body: dict[str, Any]) -> bool:
-    return (body.get("view") or {}).get("type") == "home"
-
-
-def register(app: App, services: Services) -> None:
-    @app.action("launch_offer")
-    def launch_offer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-        """'Launch with L4 instead': the corrected command, launched as the person who clicked."""
-        ack()
-        start_launch(
-            services,
-            respond,
-            user=body["user"]["id"],
-            channel=channel_of(body),
-            text=action["value"],
-            dedupe_key=dedupe_key(body),
+# --- launching ------------------------------------------------------------------------------------
+def launch_offer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
+    """'Launch with L4 instead': the corrected command, launched once, as the person who clicked."""
+    ack()
+    offer, _, text = (action.get("value") or "").partition(" ")
+    try:
+        launch, created = services.launcher.request(
+            requester=body["user"]["id"], channel=channel_of(body), request=text, dedupe_key=offered_key(offer)
         )
+    except UserError as error:
+        reply, blocks = error_reply(error)
+        respond(text=reply, blocks=blocks, response_type="ephemeral", replace_original=False)
+        return
+    if not created:
+        respond(
+            text=f"This offer was already used: <@{launch.requester}> launched `{launch.instance_id}` "
+            f"({services.launcher.messages.state_words(launch)}). Nothing new was started.",
+            response_type="ephemeral",
+            replace_original=False,
+        )
+        return
+    respond(text=f"✅ Launching `{launch.instance_id}` as offered (`{text}`).", replace_original=True)
+    services.kick_launch(launch.id)
 
-    @app.action("customize_launch")
-    def customize(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        """The launch form, prefilled with what was typed (empty from the App Home)."""
-        ack()
-        form = form_for_text(services.launcher, action.get("value") or "")
-        client.views_open(trigger_id=body["trigger_id"], view=launch_modal(services.launcher, form, channel_of(body)))
 
-    @app.action("open_notebook")
-    def open_notebook(ack: Ack) -> None:
-        ack()  # a link button: Slack opens the URL; the click still has to be acknowledged
+def customize_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, services: Services):
+    """The launch form, prefilled with what was typed (empty from the App Home)."""
+    ack()
+    form = form_for_text(services.launcher, action.get("value") or "")
+    client.views_open(trigger_id=body["trigger_id"], view=launch_modal(services.launcher, form, channel_of(body)))
 
-    @app.action("value")
-    def form_changed(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        """A live input changed in a form: rebuild the choices and the price (views.update)."""
-        ack()
-        view = body.get("view") or {}
-        meta = view_meta(view)
-        launcher = services.launcher
-        if view.get("callback_id") == LAUNCH_CALLBACK:
-            defaults = LaunchForm.from_meta(meta.get("form"), default_form(launcher))
-            new = launch_modal(launcher, LaunchForm.from_view(view, defaults), meta.get("channel", ""))
-        elif view.get("callback_id") == REVIEW_CALLBACK:
-            launch = launcher.get(meta.get("launch", ""))
-            if launch is None:
-                return
-            form = LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec))
-            new = review_modal(launcher, launch, form, deny=view_values(view).get("decision") == "deny")
-        else:
+
+def open_notebook(ack: Ack) -> None:
+    ack()  # a link button: Slack opens the URL; the click still has to be acknowledged
+
+
+def form_changed(ack: Ack, body: dict[str, Any], client: WebClient, services: Services) -> None:
+    """A live input changed in a form: rebuild the choices and the price (views.update)."""
+    ack()
+    view = body.get("view") or {}
+    meta = view_meta(view)
+    launcher = services.launcher
+    if view.get("callback_id") == LAUNCH_CALLBACK:
+        defaults = LaunchForm.from_meta(meta.get("form"), default_form(launcher))
+        new = launch_modal(launcher, LaunchForm.from_view(view, defaults), meta.get("channel", ""))
+    elif view.get("callback_id") == REVIEW_CALLBACK:
+        launch = launcher.get(meta.get("launch", ""))
+        if launch is None:
             return
-        try:
-            client.views_update(view_id=view["id"], hash=view["hash"], view=new)
-        except SlackApiError as exc:
-            if exc.response.get("error") != "hash_conflict":
-                raise
-            log.info("the form changed again meanwhile; the newer change redraws it")
+        form = LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec))
+        new = review_modal(launcher, launch, form, deny=view_values(view).get("decision") == "deny")
+    else:
+        return
+    try:
+        client.views_update(view_id=view["id"], hash=view["hash"], view=new)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "hash_conflict":
+            raise
+        log.info("the form changed again meanwhile; the newer change redraws it")
 
-    @app.action("approve_launch")
-    def approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-        ack()
-        try:
-            services.approvals.decide(action["value"], body["user"]["id"], approve=True)
-        except UserError as error:
-            refuse(services, body, respond, error)
-        if from_home(body):
-            services.publish_homes({body["user"]["id"]})
 
-    @app.action("deny_launch")
-    @app.action("review_launch")
-    def review(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        """Deny needs a reason and Review may lower the spec: both open the review form."""
+def cancel_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
+    """Cancel on a launch message or in the App Home: the requester (or an admin) withdraws it."""
+    ack()
+    user = body["user"]["id"]
+    launch = services.launcher.get(action.get("value") or "")
+    try:
+        if launch is None:
+            raise UserError("That launch no longer exists.")
+        services.launcher.cancel(user, launch)
+    except UserError as error:
+        tell(services, body, respond, f"⚠️ {error.message}")
+        return
+    services.kick_launch(launch.id)
+    if from_home(body):
+        services.publish_homes({user})
+
+
+# --- approvers --------------------------------------------------------------------------------------
+def approve_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
+    ack()
+    user, launch_id = body["user"]["id"], action.get("value") or ""
+    try:
+        services.approvals.decide(launch_id, user, approve=True)
+    except UserError as error:
+        tell(services, body, respond, f"⚠️ {error.message}")
+    services.kick_launch(launch_id)  # applies the decision, or expires a request whose time ran out
+    if from_home(body):
+        services.publish_homes({user})
+
+
+def review_launch(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient, services: Services
+) -> None:
+    """Deny needs a reason and Review may lower the spec: both open the review form."""
+    ack()
+    launch = services.launcher.get(action.get("value") or "")
+    try:
+        if launch is None:
+            raise UserError("That launch request no longer exists.")
+        services.approvals.check_can_decide(launch, body["user"]["id"])
+    except UserError as error:
+        tell(services, body, respond, f"⚠️ {error.message}")
+        return
+    view = review_modal(services.launcher, launch, deny=action["action_id"] == "deny_launch")
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+# --- stop, start, delete: from the App Home, a delete confirmation, or a reminder -------------------
+def operate(action_name: str, *, replace: bool = False, answers_reminder: bool = False):
+    """A listener that records `action_name` on the notebook named by the button, once per offer.
+
+    `replace`: the ephemeral message clicked (a delete confirmation) gives way to the outcome.
+    `answers_reminder`: the reminder DM is updated with the outcome, and the owner has answered."""
+
+    def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
         ack()
-        launch = services.launcher.get(action["value"])
+        user = body["user"]["id"]
+        key = offer_key(body, action)
+        earlier = services.operations.get(services.operations.op_id(key))
         try:
-            if launch is None:
-                raise UserError("That launch request no longer exists.")
-            services.approvals.check_can_decide(launch, body["user"]["id"])
+            op = services.notebooks.request(
+                user,
+                action.get("value") or "",
+                action_name,
+                channel=None if answers_reminder else (channel_of(body) if replace else user),
+                message=message_of(body) if answers_reminder else None,
+                dedupe_key=key,
+            )
         except UserError as error:
-            refuse(services, body, respond, error)
+            tell(services, body, respond, f"⚠️ {error.message}")
             return
-        view = review_modal(services.launcher, launch, deny=action["action_id"] == "deny_launch")
-        client.views_open(trigger_id=body["trigger_id"], view=view)
+        if earlier is not None:
+            tell(services, body, respond, f"ℹ️ Already asked from this message: {describe(op)}")
+            return
+        if replace and body.get("response_url"):
+            respond(delete_original=True)
+        if answers_reminder:
+            services.lifecycle.answered(op["notebook"])
+        services.kick_operation(op["id"])
+
+    listener.__name__ = f"{action_name}_notebook"
+    return listener
+
+
+def delete_cancelled(ack: Ack, respond: Respond) -> None:
+    ack()
+    respond(delete_original=True)
+
+
+def lifecycle_snooze(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
+    ack()
+    notebook, _, seconds = ((action.get("selected_option") or {}).get("value") or "").partition("|")
+    try:
+        services.lifecycle.snooze(body["user"]["id"], notebook, int(seconds), message_of(body))
+    except (UserError, ValueError) as error:
+        tell(services, body, respond, f"⚠️ {error}")
+
+
+def register(app: Any) -> None:
+    app.action("launch_offer")(launch_offer)
+    app.action("customize_launch")(customize_launch)
+    app.action("open_notebook")(open_notebook)
+    app.action("value")(form_changed)
+    app.action("cancel_launch")(cancel_launch)
+    app.action("approve_launch")(approve_launch)
+    app.action("deny_launch")(review_launch)
+    app.action("review_launch")(review_launch)
+    app.action("notebook_stop")(operate("stop"))
+    app.action("notebook_start")(operate("start"))
+    app.action("notebook_delete")(operate("delete"))
+    app.action("notebook_delete_confirm")(operate("delete", replace=True))
+    app.action("notebook_delete_cancel")(delete_cancelled)
+    app.action("lifecycle_stop")(operate("stop", answers_reminder=True))
+    app.action("lifecycle_delete")(operate("delete", answers_reminder=True))
+    app.action("lifecycle_snooze")(lifecycle_snooze)

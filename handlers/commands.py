@@ -1,72 +1,171 @@
-"""`/notebook ...`: parse the verb, answer the caller, hand the work to bot/."""
+"""`/notebook …`: parse the verb, do the request's one recorded step, answer the caller.
+
+Each verb is a function of its own; the work a verb records (a launch, an operation) is taken on
+after the acknowledgement (`services.kick_…`), never before it.
+"""
 
 from __future__ import annotations
 
-import html
+import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
-from bot.domain.errors import UserError, did_you_mean
+from bot.adapters.workbench import WorkbenchError
+from bot.domain import verbs
+from bot.domain.errors import UserError
+from bot.domain.verbs import Command
 from bot.run.services import Services
 from bot.ui.blocks import error_reply, help_reply, notices_reply
 from bot.ui.forms import default_form, launch_modal
-from handlers import manage
+from bot.ui.listing import catalog_listing, delete_confirmation, notebook_list
 from handlers.replies import dedupe_key
 
 log = logging.getLogger(__name__)
-MANAGE_VERBS = ("list", "envs", "stop", "start", "delete", "transfer", "adopt")
-VERBS = ("new", "help", *MANAGE_VERBS)
 
 
-def register(app: App, services: Services) -> None:
-    @app.command("/notebook")
-    def notebook(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
-        # Slack escapes &, < and > in what people type; mentions (<@U…>) arrive unescaped.
-        verb, _, rest = html.unescape(command.get("text") or "").strip().partition(" ")
-        verb = verb.lower()
-        if verb in ("", "help"):
-            text, blocks = help_reply()
-            ack(text=text, blocks=blocks)
-        elif verb == "new" and not rest.strip():
-            ack()
-            view = launch_modal(services.launcher, default_form(services.launcher), command["channel_id"])
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-        elif verb == "new":
-            launch(ack, respond, services, command, rest.strip())
-        elif verb in MANAGE_VERBS:
-            manage.run_command(verb, rest, ack, respond, services, command)
+class Caller:
+    """One slash command: who, where, and how to answer (ack once, then respond)."""
+
+    def __init__(self, ack: Ack, respond: Respond, client: WebClient, command: dict[str, Any], services: Services):
+        self._ack, self.respond, self.client, self.services = ack, respond, client, services
+        self.user, self.channel = command["user_id"], command["channel_id"]
+        self.command = command
+        self.acked = False
+
+    def ack(self, text: str = "", blocks: list | None = None) -> None:
+        self.acked = True
+        if blocks:
+            self._ack(text=text, blocks=blocks)
         else:
-            text, blocks = error_reply(
-                UserError(f"I don't know `/notebook {verb}`.{did_you_mean(verb, VERBS)} Try `/notebook help`.")
-            )
-            ack(text=text, blocks=blocks)
+            self._ack(text=text)
+
+    def answer(self, text: str, blocks: list | None = None) -> None:
+        """Before the acknowledgement, in it; after, through the response URL (only to the caller)."""
+        if not self.acked:
+            self.ack(text, blocks)
+        else:
+            self.respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+
+    @property
+    def key(self) -> str:
+        return dedupe_key(self.command)
 
 
-def launch(ack: Ack, respond: Respond, services: Services, command: dict[str, Any], text: str) -> None:
-    """Check the spec before acknowledging (pure and fast), then record and start the launch."""
+def notebook_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient, services: Services):
+    caller = Caller(ack, respond, client, command, services)
+    customize = None  # a refused launch offers the form, prefilled with what was typed
     try:
-        spec = services.launcher.check(text)
-    except UserError as error:
-        reply, blocks = error_reply(error, customize=text)
-        ack(text=reply, blocks=blocks)
+        parsed = verbs.parse_command(command.get("text"))
+        customize = parsed.rest if parsed.verb == "new" else None
+        VERBS[parsed.verb](caller, parsed)
+    except (UserError, WorkbenchError) as error:
+        refusal = error if isinstance(error, UserError) else UserError(str(error))
+        caller.answer(*error_reply(refusal, customize=customize, offer_id=offer_id(caller.key)))
+
+
+def offer_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def help_verb(caller: Caller, command: Command) -> None:
+    caller.ack(*help_reply())
+
+
+def new_verb(caller: Caller, command: Command) -> None:
+    services = caller.services
+    if not command.rest:  # the form; trigger_id is good for 3 s, so it opens before anything slow
+        caller.ack()
+        view = launch_modal(services.launcher, default_form(services.launcher), caller.channel)
+        caller.client.views_open(trigger_id=caller.command["trigger_id"], view=view)
         return
-    ack(text=notices_reply(spec))  # "" acknowledges silently
-    start_launch(
-        services,
-        respond,
-        user=command["user_id"],
-        channel=command["channel_id"],
-        text=text,
-        dedupe_key=dedupe_key(command),
+    launch, created = services.launcher.request(
+        requester=caller.user, channel=caller.channel, request=command.rest, dedupe_key=caller.key
     )
+    caller.ack(notices_reply(launch.notebook_spec))  # "" acknowledges silently; the launch message follows
+    if created:
+        services.kick_launch(launch.id)
 
 
-def start_launch(services: Services, respond: Respond, *, user: str, channel: str, text: str, dedupe_key: str) -> None:
+def list_verb(caller: Caller, command: Command) -> None:
+    services = caller.services
+    everyone = verbs.list_everyone(command)
+    if everyone:
+        services.rules.check_admin(
+            caller.user, "Only admins can list everyone's notebooks; `/notebook list` shows yours."
+        )
+    caller.ack()
     try:
-        services.launcher.begin(requester=user, channel=channel, text=text, dedupe_key=dedupe_key)
-    except UserError as error:
-        reply, blocks = error_reply(error)
-        respond(text=reply, blocks=blocks, response_type="ephemeral", replace_original=False)
+        unmanaged = services.notebooks.sync(fresher_than=10)  # fresh, but not a list call per keystroke
+    except WorkbenchError as exc:
+        log.warning("listing without a fresh look at the cloud: %s", exc)
+        unmanaged = []
+    notebooks = services.notebooks.everyone() if everyone else services.notebooks.owned_by(caller.user)
+    text, blocks = notebook_list(
+        notebooks, services.config.catalog, services.clock(), everyone=everyone, unmanaged=unmanaged
+    )
+    caller.respond(text=text, blocks=blocks, response_type="ephemeral")
+
+
+def envs_verb(caller: Caller, command: Command) -> None:
+    caller.ack(*catalog_listing(caller.services.config.catalog, caller.services.launcher.today()))
+
+
+def operation_verb(caller: Caller, command: Command) -> None:
+    """stop / start NAME: recorded, acknowledged, then carried out."""
+    services = caller.services
+    op = services.notebooks.request(
+        caller.user, verbs.one_name(command), command.verb, channel=caller.channel, dedupe_key=caller.key
+    )
+    caller.ack()
+    services.kick_operation(op["id"])
+
+
+def delete_verb(caller: Caller, command: Command) -> None:
+    notebooks = caller.services.notebooks
+    notebook = notebooks.find(caller.user, verbs.one_name(command))
+    notebooks.authorize(caller.user, notebook, "delete")
+    caller.ack(*delete_confirmation(notebook))
+
+
+def cancel_verb(caller: Caller, command: Command) -> None:
+    services = caller.services
+    launch = services.launcher.find_waiting(caller.user, verbs.one_name(command))
+    services.launcher.cancel(caller.user, launch)
+    caller.ack(f"↩️ Cancelling the launch of `{launch.instance_id}`…")
+    services.kick_launch(launch.id)
+
+
+def transfer_verb(caller: Caller, command: Command) -> None:
+    name, new_owner = verbs.transfer_args(command)
+    caller.ack()
+    notebook = caller.services.notebooks.hand_over(caller.user, name, new_owner)
+    caller.answer(f"✅ `{notebook.id}` now belongs to <@{new_owner}>.")
+
+
+def adopt_verb(caller: Caller, command: Command) -> None:
+    name, owner, zone = verbs.adopt_args(command)
+    caller.ack()
+    notebook = caller.services.notebooks.adopt(caller.user, name, owner, zone)
+    caller.answer(f"✅ `{notebook.id}` is now managed by the bot and owned by <@{notebook.owner}>.")
+
+
+VERBS: dict[str, Callable[[Caller, Command], None]] = {
+    "help": help_verb,
+    "new": new_verb,
+    "list": list_verb,
+    "envs": envs_verb,
+    "stop": operation_verb,
+    "start": operation_verb,
+    "delete": delete_verb,
+    "cancel": cancel_verb,
+    "transfer": transfer_verb,
+    "adopt": adopt_verb,
+}
+
+
+def register(app: Any) -> None:
+    app.command("/notebook")(notebook_command)

@@ -1,7 +1,8 @@
-"""Answering the one person a request came from."""
+"""Answering the one person a request came from, and naming what a request is about."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from slack_bolt import Respond
@@ -34,8 +35,43 @@ def tell(services: Services, body: dict[str, Any], respond: Respond | None, text
         services.slack.dm(user, text)
 
 
-def dedupe_key(body: dict[str, Any]) -> str:
-    """One key per click or command: Slack resends a delivery with the same trigger_id, so a retried
-    request maps to the launch or operation the first one recorded."""
+def team_of(body: dict[str, Any]) -> str:
     team = (body.get("team") or {}).get("id") or body.get("team_id") or (body.get("user") or {}).get("team_id")
-    return f"{team or ''}:{body['trigger_id']}"
+    return team or ""
+
+
+def dedupe_key(body: dict[str, Any]) -> str:
+    """One key per command or form: Slack resends a delivery with the same trigger_id, so a retried
+    request maps to the launch or operation the first one recorded."""
+    return f"{team_of(body)}:{body['trigger_id']}"
+
+
+def offer_key(body: dict[str, Any], action: dict[str, Any]) -> str:
+    """One key per offer: the button on the message (or Home view) it was shown in, whoever clicks
+    and however often, so a second click finds what the first one did."""
+    container = body.get("container") or {}
+    where = container.get("message_ts") or (body.get("view") or {}).get("hash") or body.get("trigger_id")
+    place = container.get("channel_id") or container.get("view_id") or ""
+    raw = f"{place}:{where}:{action.get('action_id')}:{action.get('value') or ''}"
+    return f"{team_of(body)}:offer:{hashlib.sha256(raw.encode()).hexdigest()[:32]}"
+
+
+def offered_key(offer_id: str) -> str:
+    """The key of a launch offered by the bot under `offer_id` (embedded in the offer's button)."""
+    return f"offer:{offer_id}"
+
+
+def message_of(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The message a click came from, when it is one the bot can update (not ephemeral)."""
+    container = body.get("container") or {}
+    if container.get("channel_id") and container.get("message_ts") and not container.get("is_ephemeral"):
+        return container["channel_id"], container["message_ts"]
+    return None
+
+
+def channel_of(body: dict[str, Any]) -> str:
+    return (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id") or ""
+
+
+def from_home(body: dict[str, Any]) -> bool:
+    return (body.get("view") or {}).get("type") == "home"

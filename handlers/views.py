@@ -1,11 +1,11 @@
-"""Form submissions: the launch modal and the approver's review modal."""
+"""Form submissions: the launch modal and the approver's review modal. Problems show on their field."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot.domain.errors import UserError
 from bot.run.services import Services
@@ -16,6 +16,7 @@ from bot.ui.forms import (
     LaunchForm,
     default_form,
     errors_for,
+    lowered_form,
     view_meta,
     view_values,
 )
@@ -23,60 +24,63 @@ from bot.ui.forms import (
 log = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services) -> None:
-    @app.view(LAUNCH_CALLBACK)
-    def launch_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        """Same path as the slash command; problems are shown on the field at fault."""
-        launcher = services.launcher
-        user = body["user"]["id"]
-        meta = view_meta(view)
-        form = LaunchForm.from_view(view, LaunchForm.from_meta(meta.get("form"), default_form(launcher)))
-        channel = meta.get("channel") or user  # opened from the App Home: the launch is followed in a DM
-        try:
-            launch, created = launcher.request(
-                requester=user,
-                channel=channel,
-                text=form.command(),
-                dedupe_key=f"{body['team']['id']}:{view['id']}",
-            )
-        except UserError as error:
-            ack(response_action="errors", errors=errors_for(error, view))
-            return
-        ack()
-        if not created:
-            return
-        launcher.start(launch)
-        notices = notices_reply(launch.notebook_spec)
-        if notices:
-            services.slack.ephemeral(channel, user, notices)
+def launch_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], services: Services) -> None:
+    """The same path as the slash command, from the form's typed request (not through command text)."""
+    launcher = services.launcher
+    user = body["user"]["id"]
+    meta = view_meta(view)
+    form = LaunchForm.from_view(view, LaunchForm.from_meta(meta.get("form"), default_form(launcher)))
+    channel = meta.get("channel") or user  # opened from the App Home: the launch is followed in a DM
+    try:
+        launch, created = launcher.request(
+            requester=user,
+            channel=channel,
+            request=form.request(),
+            dedupe_key=f"{(body.get('team') or {}).get('id', '')}:{view['id']}",
+        )
+    except UserError as error:
+        ack(response_action="errors", errors=errors_for(error, view))
+        return
+    ack()
+    if not created:
+        return
+    services.kick_launch(launch.id)
+    notices = notices_reply(launch.notebook_spec)
+    if notices:
+        services.slack.ephemeral(channel, user, notices)
 
-    @app.view(REVIEW_CALLBACK)
-    def review_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        """The decision is recorded before the acknowledgement (so problems show on the form);
-        Slack is updated and the launch started after it."""
-        values = view_values(view)
-        launch = services.launcher.get(view_meta(view).get("launch", ""))
-        try:
-            if launch is None:
-                raise UserError("That launch request no longer exists.")
-            decision = services.approvals.decide_from_form(
-                launch.id,
-                body["user"]["id"],
-                approve=values.get("decision") != "deny",
-                reason=values.get("reason"),
-                form=LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec)),
-                announce=False,
-            )
-        except UserError as error:
-            ack(response_action="errors", errors=errors_for(error, view))
-            return
-        ack()
-        services.approvals.announce(decision)
 
-    def closed(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        """Cancel: nothing was asked for and nothing is decided; a request stays open for others."""
-        ack()
-        log.info("form closed unsubmitted", extra={"form": view.get("callback_id"), "user": body["user"]["id"]})
+def review_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], services: Services) -> None:
+    """The decision is recorded before the acknowledgement (so problems show on the form); the
+    launch's next step, taken right after, applies it."""
+    values = view_values(view)
+    launch = services.launcher.get(view_meta(view).get("launch", ""))
+    try:
+        if launch is None:
+            raise UserError("That launch request no longer exists.")
+        form = LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec))
+        decision = services.approvals.decide_lowered(
+            launch.id,
+            body["user"]["id"],
+            approve=values.get("decision") != "deny",
+            reason=values.get("reason"),
+            request=lowered_form(launch, form).request(),
+        )
+    except UserError as error:
+        ack(response_action="errors", errors=errors_for(error, view))
+        return
+    ack()
+    services.kick_launch(decision.launch.id)
 
-    app.view_closed(LAUNCH_CALLBACK)(closed)
-    app.view_closed(REVIEW_CALLBACK)(closed)
+
+def form_closed(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    """Cancel: nothing was asked for and nothing is decided; a request stays open for others."""
+    ack()
+    log.info("form closed unsubmitted", extra={"form": view.get("callback_id"), "user": body["user"]["id"]})
+
+
+def register(app: Any) -> None:
+    app.view(LAUNCH_CALLBACK)(launch_submitted)
+    app.view(REVIEW_CALLBACK)(review_submitted)
+    app.view_closed(LAUNCH_CALLBACK)(form_closed)
+    app.view_closed(REVIEW_CALLBACK)(form_closed)

@@ -55,9 +55,9 @@ def nothing_recorded(bot: Bot) -> None:
     assert bot.slack.calls("chat.postMessage") == []
 
 
-def refusal(bot: Bot) -> str:
-    [message] = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral])
-    return message.text
+def refusal(response) -> str:
+    """The refusal the person sees: the slash command's own (ephemeral) answer."""
+    return response.json()["text"]
 
 
 def script_at(gcs: storage.Client, uri: str) -> str:
@@ -117,8 +117,7 @@ def test_several_buckets_in_a_container_environment_share_one_script_object(
 def test_a_missing_bucket_is_refused_before_anything_is_recorded(store, monkeypatch, gcs, scripts_bucket) -> None:
     missing = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
     with Bot(store, monkeypatch, scripts_bucket=scripts_bucket) as bot:
-        bot.driver.command("U0ALICE", f"new gpu=l4 bucket={missing}/training")
-        text = refusal(bot)
+        text = refusal(bot.driver.command("U0ALICE", f"new gpu=l4 bucket={missing}/training"))
         assert f"The bucket `{missing}` doesn't exist" in text
         nothing_recorded(bot)
     assert list(gcs.list_blobs(scripts_bucket)) == []
@@ -127,8 +126,8 @@ def test_a_missing_bucket_is_refused_before_anything_is_recorded(store, monkeypa
 def test_one_missing_bucket_among_several_is_named(store, monkeypatch, gcs, scripts_bucket) -> None:
     existing_bucket(gcs, "my-data")
     with Bot(store, monkeypatch, scripts_bucket=scripts_bucket) as bot:
-        bot.driver.command("U0ALICE", "new bucket=my-data bucket=not-there-either-zz9")
-        assert "`not-there-either-zz9` doesn't exist" in refusal(bot)
+        response = bot.driver.command("U0ALICE", "new bucket=my-data bucket=not-there-either-zz9")
+        assert "`not-there-either-zz9` doesn't exist" in refusal(response)
         nothing_recorded(bot)
 
 
@@ -152,8 +151,7 @@ def test_a_bad_bucket_name_is_answered_at_once(store, monkeypatch, scripts_bucke
 def test_without_a_scripts_bucket_bucket_launches_are_refused_with_words_for_admins(store, monkeypatch, gcs) -> None:
     existing_bucket(gcs, "my-data")
     with Bot(store, monkeypatch) as bot:
-        bot.driver.command("U0ALICE", "new bucket=my-data")
-        text = refusal(bot)
+        text = refusal(bot.driver.command("U0ALICE", "new bucket=my-data"))
         assert "NOTEBOOK_SCRIPTS_BUCKET" in text and "An admin must set" in text
         nothing_recorded(bot)
 

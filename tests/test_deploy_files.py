@@ -37,6 +37,9 @@ SCOPES_FOR_METHOD: dict[str, set[str]] = {
     "chat.update": {"chat:write"},
     "chat.delete": {"chat:write"},
     "conversations.open": {"im:write"},
+    # the bot reads its own recent messages only to recover a post whose reply was lost (bot/domain/outbox.py)
+    "conversations.history": {"channels:history", "groups:history", "im:history"},
+    "conversations.replies": {"channels:history", "groups:history", "im:history"},
     # users:read.email: the bot reads profile.email (Workbench's instance_owners needs it).
     "users.info": {"users:read", "users:read.email"},
     "users.lookupByEmail": {"users:read.email"},

@@ -156,11 +156,11 @@ def test_a_missing_scope_fails_and_says_how_to_fix_it(sim: Simulated) -> None:
 
 
 def test_an_extra_scope_is_only_a_warning(sim: Simulated) -> None:
-    sim.use_slack(scopes=[*MANIFEST_SCOPES, "channels:history"])
+    sim.use_slack(scopes=[*MANIFEST_SCOPES, "channels:read"])
     code, output = sim.check()
     assert code == 0, output
     assert status_of(output, "Slack scopes") == ["ok", "warn"]
-    assert "channels:history, which the bot does not use" in output
+    assert "channels:read, which the bot does not use" in output
 
 
 def test_a_bad_token_fails(sim: Simulated, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -205,7 +205,7 @@ def test_a_name_in_use_and_a_quota_are_flagged_in_the_form(bot: Bot) -> None:
     bot.slack.wait_for(lambda: len(bot.channel_messages()) == 2)
     reply = submit(bot, view, {"name": "third"})
     [(where, text)] = reply["errors"].items()
-    assert where == "environment" and "You have 2 running notebook(s) and the limit is 2" in text
+    assert where == "environment" and "You have 2 notebook(s) that count towards the limit of 2 per person" in text
     assert len(bot.launches()) == 2
 
 

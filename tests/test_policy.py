@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 
 import pytest
 
@@ -123,16 +124,25 @@ def test_what_needs_an_approver(policy: Policy, text: str, reason: str | None) -
     assert (found is None) if reason is None else (reason in (found or ""))
 
 
-def test_quotas_are_refused_with_the_numbers() -> None:
+def test_quotas_are_refused_with_the_numbers_and_what_each_counted_notebook_is_doing() -> None:
     rules = Rules(Access(), Policy(max_notebooks_per_user=2, max_gpus_per_user=3))
-    rules.check_quota("U0ALICE", spec("gpu=l4"), [spec("gpu=l4x2 machine=g2-standard-24")])
+    rules.check_quota("U0ALICE", spec("gpu=l4"), [counted("gpu=l4x2 machine=g2-standard-24", "ACTIVE")])
     with pytest.raises(NotAllowed) as count:
-        rules.check_quota("U0ALICE", spec("base"), [spec("base"), spec("base")])
-    assert "You have 2 running notebook(s) and the limit is 2" in count.value.message
+        rules.check_quota("U0ALICE", spec("base"), [counted("base", "ACTIVE"), counted("base", "PENDING_APPROVAL")])
+    assert (
+        "You have 2 notebook(s) that count towards the limit of 2 per person (1 running, 1 waiting for approval; "
+        "stopped ones don't count)" in count.value.message
+    )
     with pytest.raises(NotAllowed) as gpus:
-        rules.check_quota("U0ALICE", spec("gpu=l4x2 machine=g2-standard-24"), [spec("gpu=l4x2 machine=g2-standard-24")])
-    assert "needs 2 GPU(s); your running notebooks use 2 and the limit is 3" in gpus.value.message
+        rules.check_quota(
+            "U0ALICE", spec("gpu=l4x2 machine=g2-standard-24"), [counted("gpu=l4x2 machine=g2-standard-24", "CREATING")]
+        )
+    assert "needs 2 GPU(s); your notebooks that are not stopped use 2 and the limit is 3" in gpus.value.message
     assert gpus.value.field == "gpu", "shown on the form's GPU field"
+
+
+def counted(text: str, state: str) -> SimpleNamespace:
+    return SimpleNamespace(spec=spec(text), state=state)
 
 
 def test_bad_reminder_settings_are_refused_at_load_with_their_lines(tmp_path) -> None:

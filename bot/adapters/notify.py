@@ -18,15 +18,18 @@ DEFAULT_API_URL = "https://slack.com/api/"
 UNREACHABLE_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
 
 
-def web_client(token: str | None) -> WebClient:
-    return WebClient(
-        token=token,
-        base_url=os.environ.get("SLACK_API_URL", DEFAULT_API_URL),
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+MARKER_EVENT = "notebook_bot_post"
+
+
+def web_client(token: str | None, *, retry_connection_errors: bool = True) -> WebClient:
+    """A WebClient on SLACK_API_URL that honours 429 Retry-After.
+
+    Posting must not retry connection errors: a post whose reply was lost may have been made, and
+    a blind retry posts it twice (bot/domain/outbox.py recovers such posts instead)."""
+    handlers: list = [RateLimitErrorRetryHandler(max_retry_count=3)]
+    if retry_connection_errors:
+        handlers.insert(0, ConnectionErrorRetryHandler(max_retry_count=2))
+    return WebClient(token=token, base_url=os.environ.get("SLACK_API_URL", DEFAULT_API_URL), retry_handlers=handlers)
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,46 @@ class Posted:
 
 
 class Slack:
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, post_client: WebClient | None = None) -> None:
         self.client = client
+        self.post_client = post_client or client  # without connection-error retries (see web_client)
         self._dm_channels: dict[str, str] = {}  # user -> DM channel; conversations.open once per user
 
-    def post(self, channel: str, text: str, blocks: list[dict] | None = None, thread_ts: str | None = None) -> Posted:
-        response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict] | None = None,
+        thread_ts: str | None = None,
+        *,
+        marker: str | None = None,
+    ) -> Posted:
+        """chat.postMessage; `marker` goes into the message's metadata so `find_post` can find it."""
+        metadata = {"event_type": MARKER_EVENT, "event_payload": {"marker": marker}} if marker else None
+        response = self.post_client.chat_postMessage(
+            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, metadata=metadata
+        )
         return Posted(channel=response["channel"], ts=response["ts"])
+
+    def find_post(self, channel: str, marker: str, thread_ts: str | None = None) -> Posted | None:
+        """The bot's recent message carrying `marker`, if Slack has it (a post whose reply was lost)."""
+        if thread_ts:
+            response = self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=200, include_all_metadata=True
+            )
+        else:
+            response = self.client.conversations_history(channel=channel, limit=200, include_all_metadata=True)
+        for message in response.get("messages") or []:
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("marker") == marker:
+                return Posted(channel=channel, ts=message["ts"])
+        return None
+
+    def dm_channel(self, user: str) -> str:
+        channel = self._dm_channels.get(user)
+        if channel is None:
+            channel = self._dm_channels[user] = self.client.conversations_open(users=user)["channel"]["id"]
+        return channel
 
     def post_or_dm(self, channel: str, user: str, text: str, blocks: list[dict] | None = None) -> Posted:
         """Post in the channel; if the bot can't (private channel it isn't in), DM the user instead."""
@@ -66,11 +102,8 @@ class Slack:
     def update(self, channel: str, ts: str, text: str, blocks: list[dict] | None = None) -> None:
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
-    def dm(self, user: str, text: str, blocks: list[dict] | None = None) -> Posted:
-        channel = self._dm_channels.get(user)
-        if channel is None:
-            channel = self._dm_channels[user] = self.client.conversations_open(users=user)["channel"]["id"]
-        return self.post(channel, text, blocks)
+    def dm(self, user: str, text: str, blocks: list[dict] | None = None, *, marker: str | None = None) -> Posted:
+        return self.post(self.dm_channel(user), text, blocks, marker=marker)
 
     def ephemeral(self, channel: str, user: str, text: str, blocks: list[dict] | None = None) -> None:
         try:

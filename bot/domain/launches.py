@@ -1,15 +1,25 @@
-"""The launch state machine and its reconciler: the store is the queue.
+"""The launch state machine, top to bottom: the store is the queue, every side effect a leased step.
 
-    PENDING_APPROVAL ──approve──► APPROVED ──create──► CREATING ──operation done──► READY
-           │ deny / expire                    │ error            │ error / timeout
-           ▼                                  ▼                  ▼
-     DENIED / EXPIRED                       FAILED             FAILED
+    REQUESTED ──reserve──► PENDING_APPROVAL ──decision──► APPROVED ──create──► CREATING ──ACTIVE──► READY
+        │ name taken,           │ deny / expire / cancel     │ cancel             │ error, timeout
+        ▼ over quota            ▼                            ▼                    ▼ (cancel: deleted once created)
+      FAILED            DENIED / EXPIRED / CANCELLED      CANCELLED        FAILED / CANCELLED
 
-Every step runs under a lease taken in a store transaction, so any number of bot processes
-(Cloud Run replicas, a Scheduler tick, a restarted laptop) can run passes at once and each
-launch advances in exactly one of them. Cloud calls are idempotent: the instance name is
-derived from the launch id and the launch id is the create request's `request_id`.
-Slack messages are updated in place with chat.update, which is safe to repeat.
+The request path only checks and writes the REQUESTED record; everything else is a step taken
+under a lease (bot/domain/leases.py), so any number of workers, replicas and Scheduler ticks can
+run passes and each step runs in one of them. A step does at most one side effect:
+
+- reserve the name and the quota (one locked step, bot/domain/records.py);
+- post the launch's one message, ask the approvers, note the decision, ping the outcome: each a
+  named post made at most once and recovered if Slack's reply is lost (bot/domain/outbox.py);
+- apply a decision or a cancel that was recorded on the launch (approvers and requesters write
+  only those fields; the state machine makes the transition);
+- call Workbench: create with request_id = launch id and a name derived from it, so a retried or
+  lost create is the same create; look at its operation with backoff.
+
+Transient errors back off and retry for as long as creation may take (CREATE_TIMEOUT), counted
+apart from how many times a step looked; a launch that gives up after a create may have gone
+out hands the record to the cloud sync instead of forgetting an instance that may exist.
 """
 
 from __future__ import annotations
@@ -23,32 +33,41 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.adapters.notify import Slack
+from bot.adapters.notify import Posted, Slack
 from bot.adapters.store import Store
 from bot.adapters.workbench import Workbench, WorkbenchError, label_value
-from bot.domain import audit, leases
+from bot.domain import audit, leases, outbox
 from bot.domain.catalog import Catalog
-from bot.domain.errors import UserError
+from bot.domain.errors import NotAllowed, UserError
 from bot.domain.policy import Rules
-from bot.domain.spec import NotebookSpec, SpecBounds, parse_request, resolve
+from bot.domain.records import NotebookState, Records
+from bot.domain.spec import NotebookRequest, NotebookSpec, SpecBounds, parse_request, resolve
 from bot.run.logs import log_context
-from bot.ui.blocks import approval_message, launch_message
 
 log = logging.getLogger(__name__)
 LAUNCH_NAMESPACE = uuid.UUID("6f0d1c1e-8a4b-4c55-9d59-2b1f3c6a7e10")
+COLLECTION = "launches"
 
 
 class State(StrEnum):
+    REQUESTED = "REQUESTED"
     PENDING_APPROVAL = "PENDING_APPROVAL"
-    APPROVED = "APPROVED"
+    APPROVED = "APPROVED"  # queued: the create call goes out next
     CREATING = "CREATING"
     READY = "READY"
     FAILED = "FAILED"
     DENIED = "DENIED"
     EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
 
 
-TERMINAL = {State.READY, State.FAILED, State.DENIED, State.EXPIRED}
+TERMINAL = frozenset({State.READY, State.FAILED, State.DENIED, State.EXPIRED, State.CANCELLED})
+WAITING = (State.REQUESTED, State.PENDING_APPROVAL, State.APPROVED, State.CREATING)
+PHASE = {
+    State.PENDING_APPROVAL: NotebookState.PENDING_APPROVAL,
+    State.APPROVED: NotebookState.QUEUED,
+    State.CREATING: NotebookState.CREATING,
+}
 
 
 @dataclass
@@ -70,15 +89,23 @@ class Launch:
     owner_email: str | None = None
     approval_reason: str | None = None
     approval_posts: list[dict[str, str]] = field(default_factory=list)  # where approvers were asked
+    approvers_asked: bool = False
     approval_closed: bool = False  # the approval request shows its outcome and has no buttons
-    approval_asked: bool = False
-    creating_since: float | None = None  # when the create call went out (approval wait excluded)
-    decision: dict[str, Any] | None = None
-    attempts: int = 0
+    decision: dict[str, Any] | None = None  # written by an approver; applied by a step
+    cancel: dict[str, Any] | None = None  # {by, at}: written by the requester or an admin; applied by a step
+    approved_at: float | None = None
+    create_sent_at: float | None = None  # a create call went out: an instance may exist from here on
+    creating_since: float | None = None
+    polls: int = 0  # looks at the operation (they pace the backoff, never fail a launch)
+    errors: int = 0  # transient errors in a row (they pace the retries; CREATE_TIMEOUT ends them)
     next_at: float = 0.0
+    shown: str | None = None  # the state the launch message last showed
     last_shown: float = 0.0
+    effects: dict[str, Any] = field(default_factory=dict)
+    kick: int = 0
     lease_owner: str | None = None
     lease_until: float = 0.0
+    lease_kick: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -93,12 +120,16 @@ class Launch:
     def notebook_spec(self) -> NotebookSpec:
         return NotebookSpec.from_dict(self.spec)
 
+    @property
+    def waiting(self) -> bool:
+        return self.state in WAITING
+
 
 class Launcher:
     LEASE_SECONDS = 30  # a step is one or two API calls; a crashed worker delays its job this long
-    MAX_ATTEMPTS = 6
     CREATE_TIMEOUT = 45 * 60
     SHOW_EVERY = 10.0  # seconds between "creating…" message refreshes
+    MAX_STEPS_AT_ONCE = 12  # `advance` runs a launch's due steps back to back, up to this many
 
     def __init__(
         self,
@@ -114,8 +145,7 @@ class Launcher:
         prepare_metadata: Callable[[NotebookSpec], dict[str, str]] | None = None,
         check_buckets: Callable[[NotebookSpec], None] | None = None,
         poll_seconds: float = 2.0,
-        on_pending: Callable[[Launch], None] | None = None,
-        on_finished: Callable[[Launch], None] | None = None,
+        messages: Any = None,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -128,160 +158,281 @@ class Launcher:
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
         self.check_buckets = check_buckets or (lambda spec: None)  # UserError if a bucket= can't be mounted
         self.poll_seconds = poll_seconds
-        self.on_pending = on_pending  # asks approvers (bot/domain/approvals.py)
-        self.on_finished = on_finished  # e.g. refreshes the requester's App Home
+        self.records = Records(store, clock)
+        self.outbox = outbox.Outbox(store, slack, clock)
+        self.messages = messages  # bot/ui/launch_views.py LaunchViews: what each message says
+        self.ask_approvers: Callable[[Launch], bool] | None = None  # bot/domain/approvals.py; False: nobody
+        self.delete_instance: Callable[[Launch], None] | None = None  # a cancelled launch's instance
+        self.on_finished: Callable[[Launch], None] | None = None  # e.g. refreshes the requester's App Home
 
-    # --- requests -------------------------------------------------------------------------------
-    def check(self, text: str) -> NotebookSpec:
-        """Parse and resolve a `/notebook new` text; raises UserError. Touches nothing."""
-        return resolve(parse_request(text), self.catalog, self.bounds, self.today())
+    # --- the request path: check, write one record ---------------------------------------------------
+    def check(self, request: str | NotebookRequest) -> NotebookSpec:
+        """Resolve a typed command or a form's request into a checked spec; raises UserError. Touches nothing."""
+        parsed = parse_request(request) if isinstance(request, str) else request
+        return resolve(parsed, self.catalog, self.bounds, self.today())
 
-    def request(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> tuple[Launch | None, bool]:
-        """Record a launch; returns (launch, created). A repeated dedupe_key returns the first launch
-        (None while a concurrent delivery of the same request is still recording it).
+    def request(
+        self, *, requester: str, channel: str, request: str | NotebookRequest, dedupe_key: str
+    ) -> tuple[Launch, bool]:
+        """Record a launch; returns (launch, created). The same dedupe_key returns the first launch.
 
-        Raises UserError (bad spec, name taken) or NotAllowed (quota) with nothing recorded.
+        Raises UserError (bad spec, name taken, a bucket that can't be mounted) or NotAllowed (quota)
+        with nothing recorded. The quota and name checks here only read; the reserve step takes them.
         """
         launch_id = str(uuid.uuid5(LAUNCH_NAMESPACE, dedupe_key))
         with log_context(launch_id=launch_id, user=requester):
-            return self._request(launch_id, requester, channel, text)
+            existing = self.get(launch_id)
+            if existing is not None:
+                return existing, False
+            spec = self.check(request)
+            self.check_buckets(spec)  # asks Cloud Storage, so here and not in the pure check()
+            instance_id = spec.name or default_instance_id(spec, launch_id)
+            if self.records.get(instance_id) is not None:
+                raise UserError(
+                    f"A notebook named `{instance_id}` already exists; choose another `name=`.", field="name"
+                )
+            self.rules.check_quota(requester, spec, self.records.counted(requester))
+            now = self.clock()
+            launch = Launch(
+                id=launch_id,
+                requester=requester,
+                channel=channel,
+                spec=spec.to_dict(),
+                instance_id=instance_id,
+                state=State.REQUESTED,
+                created_at=now,
+                updated_at=now,
+                approval_reason=self.rules.approval_reason(spec),
+                history=[{"state": State.REQUESTED, "at": now, "by": requester}],
+            )
+            if not self.store.create(COLLECTION, launch_id, launch.to_doc()):
+                return self.get(launch_id) or launch, False
+            audit.record(
+                self.store, now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec
+            )
+            return launch, True
 
-    def _request(self, launch_id: str, requester: str, channel: str, text: str) -> tuple[Launch | None, bool]:
-        existing = self.get(launch_id)
-        if existing is not None:
-            return existing, False
-        spec = self.check(text)
-        self.check_buckets(spec)  # asks Cloud Storage, so here and not in the pure check()
-        self.rules.check_quota(requester, spec, running_specs(self.store, requester))
-        instance_id = spec.name or default_instance_id(spec, launch_id)
+    def cancel(self, user: str, launch: Launch) -> Launch:
+        """Withdraw a launch that is waiting, queued or being created (the requester or an admin)."""
+        if user != launch.requester and not self.rules.is_admin(user):
+            raise NotAllowed(
+                f"Only <@{launch.requester}>, who asked for `{launch.instance_id}`, or an admin can cancel it."
+            )
         now = self.clock()
-        reason = self.rules.approval_reason(spec)
-        state = State.PENDING_APPROVAL if reason else State.APPROVED
-        notebook = {
-            "id": instance_id,
-            "zone": spec.zone,
-            "owner": requester,
-            "channel": channel,
-            "spec": spec.to_dict(),
-            "launch_id": launch_id,
-            "state": "REQUESTED",
-            "created_at": now,
-            "managed": True,
-        }
-        if not self.store.create("notebooks", instance_id, notebook):
-            taken = self.store.get("notebooks", instance_id) or {}
-            if taken.get("launch_id") == launch_id:  # a concurrent retry of this same request
-                return self.get(launch_id), False
-            raise UserError(f"A notebook named `{instance_id}` already exists; choose another `name=`.", field="name")
-        launch = Launch(
-            id=launch_id,
-            requester=requester,
-            channel=channel,
-            spec=spec.to_dict(),
-            instance_id=instance_id,
-            state=state,
-            created_at=now,
-            updated_at=now,
-            approval_reason=reason,
-            history=[{"state": state, "at": now, "by": requester}],
-        )
-        if not self.store.create("launches", launch_id, launch.to_doc()):
-            return self.get(launch_id), False
-        audit.record(self.store, now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec)
-        return launch, True
+        won: list[bool] = []
 
-    def begin(self, *, requester: str, channel: str, text: str, dedupe_key: str) -> Launch | None:
-        """Request a launch and start it (see `start`)."""
-        launch, created = self.request(requester=requester, channel=channel, text=text, dedupe_key=dedupe_key)
-        return self.start(launch) if created and launch else launch
+        def withdraw(doc: dict[str, Any]) -> dict[str, Any] | None:
+            won.clear()
+            if doc["state"] in TERMINAL or doc.get("cancel"):
+                return None
+            won.append(True)
+            return {**doc, "cancel": {"by": user, "at": now}}
 
-    def start(self, launch: Launch) -> Launch:
-        """Show a new launch in its channel, then create it now or ask approvers."""
-        launch = self.post(launch)
-        self.step(launch.id)  # creates it, or asks approvers (a step, so a crash here is retried)
-        return launch
+        current = Launch.from_doc(leases.kick(self.store, COLLECTION, launch.id, withdraw) or launch.to_doc())
+        if won:
+            audit.record(self.store, now, user, "launch.cancel", launch.instance_id, launch=launch.id)
+            return current
+        if current.cancel:
+            raise UserError(f"`{launch.instance_id}` is already being cancelled (by <@{current.cancel['by']}>).")
+        raise UserError(f"`{launch.instance_id}` can't be cancelled any more: {self.messages.outcome(current)}")
 
+    def record_decision(self, launch_id: str, decision: dict[str, Any]) -> Launch | None:
+        """Write an approver's decision on a waiting launch; None when it was not waiting for one
+        (decided already, withdrawn, expired or gone): the step applies it, exactly once."""
+        won: list[bool] = []
+        expires_after = self.rules.policy.approval_expires_after
+        now = self.clock()
+
+        def decide(doc: dict[str, Any]) -> dict[str, Any] | None:
+            won.clear()
+            if doc["state"] not in (State.REQUESTED, State.PENDING_APPROVAL) or doc.get("decision"):
+                return None
+            if doc.get("cancel") or now - doc["created_at"] > expires_after:
+                return None
+            won.append(True)
+            return {**doc, "decision": decision}
+
+        doc = leases.kick(self.store, COLLECTION, launch_id, decide)
+        return Launch.from_doc(doc) if won and doc else None
+
+    # --- reading ------------------------------------------------------------------------------------
     def today(self) -> date:
         return datetime.fromtimestamp(self.clock(), UTC).date()
 
     def get(self, launch_id: str) -> Launch | None:
-        doc = self.store.get("launches", launch_id)
+        doc = self.store.get(COLLECTION, launch_id)
         return Launch.from_doc(doc) if doc else None
 
     def pending_of(self, user: str) -> list[Launch]:
-        """The user's launches still waiting for approval or being created."""
-        docs = self.store.query("launches", requester=user, open=True)
-        waiting = (State.PENDING_APPROVAL, State.APPROVED, State.CREATING)
-        return [Launch.from_doc(d) for d in docs if d["state"] in waiting]
+        """The user's launches still waiting for approval, queued or being created."""
+        docs = self.store.query(COLLECTION, requester=user, open=True)
+        return sorted((Launch.from_doc(d) for d in docs if d["state"] in WAITING), key=lambda launch: launch.created_at)
 
-    # --- the reconciler -------------------------------------------------------------------------
+    def waiting_for(self, name: str) -> Launch | None:
+        """The open launch of the notebook called `name`, if one is under way."""
+        docs = self.store.query(COLLECTION, instance_id=name.strip().lower(), open=True)
+        found = [Launch.from_doc(d) for d in docs if d["state"] in WAITING]
+        return found[0] if found else None
+
+    def find_waiting(self, user: str, name: str) -> Launch:
+        """The launch under way that `name` names: its notebook's name, else the only one of the
+        user's own launches whose name starts with it."""
+        exact = self.waiting_for(name)
+        if exact is not None:
+            return exact
+        wanted = name.strip().lower()
+        mine = self.pending_of(user)
+        matches = [launch for launch in mine if wanted and launch.instance_id.startswith(wanted)]
+        if len(matches) == 1:
+            return matches[0]
+        names = ", ".join(f"`{launch.instance_id}`" for launch in mine)
+        listing = f"Yours under way: {names}." if names else "You have no launches under way."
+        raise UserError(f"No launch of `{name}` is under way. {listing}")
+
+    # --- the reconciler -------------------------------------------------------------------------------
     def reconcile(self) -> int:
         """One pass: advance every launch that is due. Returns how many were advanced."""
-        return leases.work_due(self.store, "launches", self.clock(), self.step)
+        return leases.work_due(self.store, COLLECTION, self.clock(), self.advance)
 
-    def step(self, launch_id: str) -> bool:
-        """Advance one launch by one step if no other worker holds it. Returns whether it ran."""
-        doc = leases.claim(self.store, "launches", launch_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
-        if doc is None:
-            return False
-        launch = Launch.from_doc(doc)
-        with log_context(launch_id=launch.id, user=launch.requester):
-            return self._step(launch)
-
-    def _step(self, launch: Launch) -> bool:
-        launch_id = launch.id
-        try:
-            changes = self._advance(launch)
-        except WorkbenchError as exc:  # transient trouble talking to Workbench: back off and retry
-            changes = self._retry_or_fail(launch, exc)
-        except Exception:
-            log.exception("launch step failed", extra={"launch_id": launch.id})
-            changes = self._retry_or_fail(launch, WorkbenchError("unknown", "an internal error", retriable=True))
-        try:
-            launch = Launch.from_doc(
-                leases.release(self.store, "launches", launch.id, self.worker_id, self.clock(), changes)
-            )
-        except leases.LeaseLost:
-            log.warning("lease lost; another worker carries on", extra={"launch_id": launch_id})
-            return True
-        self.show(launch)
+    def advance(self, launch_id: str) -> bool:
+        """Run the launch's steps that are due now, one lease each; False if another worker holds it."""
+        ran = False
+        for _ in range(self.MAX_STEPS_AT_ONCE):
+            launch = self.step(launch_id)
+            if launch is None:
+                return ran
+            ran = True
+            if not launch.open or launch.next_at > self.clock():
+                return True
         return True
 
-    def _advance(self, launch: Launch) -> dict[str, Any]:
-        now = self.clock()
-        if launch.state == State.PENDING_APPROVAL:
-            if now - launch.created_at > self.rules.policy.approval_expires_after:
-                return self._finish(launch, State.EXPIRED, error="No approver decided in time.")
-            if self.on_pending is not None and leases.first(self.store, "launches", launch.id, "approval_asked"):
-                try:
-                    self.on_pending(launch)
-                except Exception:  # nobody was asked: let the next step try again
-                    self.store.update("launches", launch.id, lambda d: {**d, "approval_asked": False} if d else None)
-                    raise
-            return {"next_at": launch.created_at + self.rules.policy.approval_expires_after}
-        if launch.state == State.APPROVED:
+    def step(self, launch_id: str) -> Launch | None:
+        """One step, if no other worker holds the launch; returns it as the step left it."""
+        doc = leases.claim(self.store, COLLECTION, launch_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
+        if doc is None:
+            return None
+        launch = Launch.from_doc(doc)
+        with log_context(launch_id=launch.id, user=launch.requester):
+            changes = self._guarded(launch)
+            closing = changes.pop("closed", False)
+            try:
+                released = leases.release(self.store, COLLECTION, launch.id, self.worker_id, self.clock(), changes)
+            except leases.LeaseLost:
+                log.warning("lease lost; another worker carries on")
+                return None
+            launch = Launch.from_doc(released)
+            self._refresh(launch)
+            if closing:
+                self._closed(launch)
+            return launch
+
+    def _guarded(self, launch: Launch) -> dict[str, Any]:
+        """The step's changes; trouble backs off and is retried, and only a deadline gives up."""
+        try:
+            return self._step(launch)
+        except WorkbenchError as exc:
+            if not exc.retriable:
+                return self._fail(launch, exc.message)
+            trouble: Exception = exc
+        except UserError as exc:
+            return self._fail(launch, exc.message)
+        except Exception as exc:  # Slack or the store: the same step is tried again later
+            log.warning("launch step failed; retrying: %s", exc, exc_info=not isinstance(exc, OSError))
+            trouble = exc
+        deadline = (launch.create_sent_at or launch.approved_at or launch.created_at) + self.CREATE_TIMEOUT
+        if launch.state in (State.APPROVED, State.CREATING) and self.clock() > deadline:
+            return self._give_up(launch, f"Google kept failing: {trouble}")
+        return {"errors": launch.errors + 1, "next_at": self._later(launch.errors + 1)}
+
+    def _step(self, launch: Launch) -> dict[str, Any]:
+        state = State(launch.state)
+        if state == State.REQUESTED:
+            return self._reserve(launch)
+        if not outbox.done(launch.to_doc(), "message"):
+            return self._post_message(launch)
+        if state in TERMINAL:
+            return self._wrap_up(launch)
+        if launch.approval_posts and state != State.PENDING_APPROVAL and not launch.approval_closed:
+            return self._close_approval_request(launch)
+        if launch.cancel and state in (State.PENDING_APPROVAL, State.APPROVED):
+            return self._finish(launch, State.CANCELLED, error=f"Withdrawn by <@{launch.cancel['by']}>.")
+        if state == State.PENDING_APPROVAL:
+            return self._await_decision(launch)
+        if state == State.APPROVED:
+            if launch.decision and launch.decision.get("approved") and not outbox.done(launch.to_doc(), "approved"):
+                return self._note_approval(launch)
             return self._create(launch)
-        if launch.state == State.CREATING:
-            if now - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT:
-                # The instance may yet appear: keep its record so the cloud sync follows it.
-                self.store.update(
-                    "notebooks", launch.instance_id, lambda d: {**d, "state": "PROVISIONING"} if d else None
-                )
-                return {
-                    **self._finish(launch, State.FAILED, keep_record=True),
-                    "error": "Creation took too long; the instance may still appear in `/notebook list`.",
-                }
-            return self._poll(launch)
-        return {}  # a terminal state: only its final message is left to show
+        return self._follow(launch)
+
+    # --- the steps ----------------------------------------------------------------------------------
+    def _reserve(self, launch: Launch) -> dict[str, Any]:
+        spec = launch.notebook_spec
+        state = State.PENDING_APPROVAL if launch.approval_reason else State.APPROVED
+        self.records.reserve(
+            instance_id=launch.instance_id,
+            owner=launch.requester,
+            channel=launch.channel,
+            spec=spec,
+            launch_id=launch.id,
+            state=PHASE[state],
+            check_quota=lambda counted: self.rules.check_quota(launch.requester, spec, counted),
+        )  # UserError / NotAllowed: the launch fails with that message, nothing reserved
+        changes = self._to(launch, state)
+        if state == State.APPROVED:
+            changes["approved_at"] = self.clock()
+        return changes
+
+    def _post_message(self, launch: Launch) -> dict[str, Any]:
+        text, blocks = self.messages.launch(launch, self.clock())
+        posted = self.outbox.post(
+            COLLECTION, launch.id, "message", launch.channel, text, blocks, dm_instead=launch.requester
+        )
+        where = {"message_channel": posted.channel, "message_ts": posted.ts} if posted else {}
+        return {**where, "shown": launch.state, "last_shown": self.clock(), "errors": 0, "next_at": 0.0}
+
+    def _await_decision(self, launch: Launch) -> dict[str, Any]:
+        expires_at = launch.created_at + self.rules.policy.approval_expires_after
+        if launch.decision:
+            return self._apply_decision(launch)
+        if self.clock() > expires_at:
+            return self._finish(launch, State.EXPIRED, error="No approver decided in time.")
+        if not launch.approvers_asked and self.ask_approvers is not None:
+            reached = self.ask_approvers(launch)  # each post at most once; raises to be retried
+            posts = [
+                {"channel": e["channel"], "ts": e["ts"]}
+                for name, e in launch_effects(self.store, launch.id).items()
+                if name.startswith("approval:") and e.get("state") == outbox.DONE
+            ]
+            if not reached:
+                self._thread_note(launch, "no-approvers", self.messages.no_approvers(launch))
+            return {"approvers_asked": True, "approval_posts": posts, "errors": 0, "next_at": 0.0}
+        return {"next_at": expires_at, "errors": 0}
+
+    def _apply_decision(self, launch: Launch) -> dict[str, Any]:
+        decision = launch.decision or {}
+        by = decision["by"]
+        if not decision.get("approved"):
+            return self._finish(launch, State.DENIED, by=by, error=f"Denied by <@{by}>: {decision.get('reason')}")
+        changes = self._to(launch, State.APPROVED, by=by)
+        lowered = decision.get("spec")
+        if lowered:
+            changes["spec"] = lowered
+        self.records.set_phase(
+            launch.instance_id, launch.id, NotebookState.QUEUED, NotebookSpec.from_dict(lowered) if lowered else None
+        )
+        return {**changes, "approved_at": self.clock()}
+
+    def _note_approval(self, launch: Launch) -> dict[str, Any]:
+        self._thread_note(launch, "approved", self.messages.approved(launch))
+        return {"errors": 0, "next_at": 0.0}
 
     def _create(self, launch: Launch) -> dict[str, Any]:
         email = launch.owner_email or self.slack.user(launch.requester).email
         if not email:
-            return self._finish(
+            return self._fail(
                 launch,
-                State.FAILED,
-                error="Slack did not give me your email address, which Workbench needs to make you the "
-                "notebook's owner. An admin must grant the app the users:read.email scope.",
+                "Slack did not give me your email address, which Workbench needs to make you the notebook's "
+                "owner. An admin must grant the app the users:read.email scope.",
             )
         spec = launch.notebook_spec
         labels = {
@@ -290,6 +441,10 @@ class Launcher:
             "launch-id": launch.id,
             "created-by": "notebook-bot",
         }
+        metadata = self.prepare_metadata(spec)
+        sent_at = launch.create_sent_at or self.clock()
+        if launch.create_sent_at is None:  # written before the call: from here an instance may exist
+            self.store.update(COLLECTION, launch.id, lambda d: {**d, "create_sent_at": sent_at} if d else None)
         try:
             operation = self.workbench.create(
                 spec,
@@ -298,148 +453,153 @@ class Launcher:
                 owner_email=email,
                 labels=labels,
                 request_id=launch.id,
-                metadata=self.prepare_metadata(spec),
+                metadata=metadata,
             )
         except WorkbenchError as exc:
             if exc.kind != "exists":
                 raise
             existing = self.workbench.get(spec.zone, launch.instance_id)
             if existing is None or existing.labels.get("launch-id") != launch.id:
-                return self._finish(launch, State.FAILED, error=exc.message)
+                return self._fail(launch, exc.message)
             operation = None  # ours, from an earlier attempt whose reply was lost: follow the instance
+        self.records.set_phase(launch.instance_id, launch.id, NotebookState.CREATING)
         return {
-            "state": State.CREATING,
+            **self._to(launch, State.CREATING),
             "creating_since": self.clock(),
+            "create_sent_at": sent_at,
             "operation": operation,
             "owner_email": email,
-            "attempts": 0,
+            "polls": 0,
+            "errors": 0,
             "next_at": self._next_look(0),
         }
 
-    def _poll(self, launch: Launch) -> dict[str, Any]:
+    def _follow(self, launch: Launch) -> dict[str, Any]:
+        """CREATING: look at the operation, then the instance, until it is ACTIVE."""
+        if self.clock() - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT:
+            return self._give_up(launch, "Creation took too long; the instance may still appear in `/notebook list`.")
         spec = launch.notebook_spec
         if launch.operation:
             status = self.workbench.operation(launch.operation)
             if not status.done:
-                return {
-                    "attempts": launch.attempts + 1,
-                    "next_at": self._next_look(launch.attempts + 1),
-                }
+                return self._looked(launch)
             if status.error is not None:
-                return self._finish(launch, State.FAILED, error=status.error.message)
+                return self._fail(launch, status.error.message)
         info = self.workbench.get(spec.zone, launch.instance_id)
         if info is None:
-            return self._finish(launch, State.FAILED, error="The instance disappeared while it was being created.")
+            return self._fail(launch, "The instance disappeared while it was being created.")
         if info.state != "ACTIVE" or not info.url:
-            return {
-                "operation": None,
-                "attempts": launch.attempts + 1,
-                "next_at": self._next_look(launch.attempts + 1),
-            }
-        now = self.clock()
-
-        def ready(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-            if doc is None:  # deleted meanwhile (say by an admin); don't resurrect half a record
-                return None
-            return {**doc, "state": "ACTIVE", "url": info.url, "ready_at": now, "state_since": now}
-
-        self.store.update("notebooks", launch.instance_id, ready)
-        audit.record(self.store, now, "bot", "launch.ready", launch.instance_id, launch=launch.id)
+            return {**self._looked(launch), "operation": None}
+        self.records.mark_ready(launch.instance_id, launch.id, info.url)
+        audit.record(self.store, self.clock(), "bot", "launch.ready", launch.instance_id, launch=launch.id)
+        if launch.cancel and self.delete_instance is not None:
+            self.delete_instance(launch)  # a delete operation of its own, followed and reported like any
+            return self._finish(
+                launch,
+                State.CANCELLED,
+                keep_record=True,
+                error=f"Withdrawn by <@{launch.cancel['by']}> while it was being created: deleting the instance.",
+            )
         return self._finish(launch, State.READY, url=info.url)
 
-    def _finish(self, launch: Launch, state: State, *, keep_record: bool = False, **changes: Any) -> dict[str, Any]:
-        if state != State.READY:
-            if not keep_record:
-                self.store.delete("notebooks", launch.instance_id)  # frees the name and the quota
+    def _close_approval_request(self, launch: Launch) -> dict[str, Any]:
+        """Replace the approvers' buttons with the outcome (who decided, or who withdrew it)."""
+        text, blocks = self.messages.approval(launch, self.clock())
+        for post in launch.approval_posts:
+            self.slack.update(post["channel"], post["ts"], text, blocks)
+        return {"approval_closed": True, "errors": 0, "next_at": 0.0}
+
+    def _wrap_up(self, launch: Launch) -> dict[str, Any]:
+        """A terminal launch: close the approvers' request, ping the outcome once, and close."""
+        if launch.approval_posts and not launch.approval_closed:
+            return self._close_approval_request(launch)
+        if launch.message_ts:
+            self._thread_note(launch, "ping", self.messages.ping(launch))
+        return {"open": False, "closed": True, "next_at": 0.0}
+
+    # --- transitions --------------------------------------------------------------------------------
+    def _to(self, launch: Launch, state: State, *, by: str = "bot") -> dict[str, Any]:
+        history = [*launch.history, {"state": state, "at": self.clock(), "by": by}]
+        return {"state": state, "history": history, "errors": 0, "next_at": 0.0}
+
+    def _finish(
+        self, launch: Launch, state: State, *, keep_record: bool = False, by: str = "bot", **changes: Any
+    ) -> dict[str, Any]:
+        if state != State.READY and not keep_record:
+            self.records.free(launch.instance_id, launch_id=launch.id)  # the name and the quota are free again
+        if state not in (State.READY, State.DENIED):  # a denial is audited when it is recorded
             audit.record(
                 self.store,
                 self.clock(),
-                "bot",
+                by,
                 f"launch.{state.lower()}",
                 launch.instance_id,
                 launch=launch.id,
                 error=changes.get("error"),
             )
-        return {"state": state, "operation": None, "next_at": 0.0, **changes}
+        return {**self._to(launch, state, by=by), "operation": None, **changes}
 
-    def _retry_or_fail(self, launch: Launch, exc: WorkbenchError) -> dict[str, Any]:
-        attempts = launch.attempts + 1
-        if not exc.retriable or attempts >= self.MAX_ATTEMPTS:
-            return self._finish(launch, State.FAILED, error=exc.message)
-        return {"attempts": attempts, "next_at": self._next_look(attempts)}
+    def _fail(self, launch: Launch, error: str) -> dict[str, Any]:
+        """Failed: the record is freed unless an instance may exist (the cloud sync follows it then)."""
+        if launch.state == State.CREATING or (launch.state == State.APPROVED and launch.create_sent_at):
+            exists = self._instance_exists(launch)
+            if exists is not False:
+                return self._give_up(launch, error)
+        return self._finish(launch, State.FAILED, error=error)
 
-    def _close_approval_request(self, launch: Launch) -> None:
-        """Replace the approvers' buttons with the outcome (who decided and when), once."""
-        text, blocks = approval_message(launch, self.catalog, self.clock())
-        for post in launch.approval_posts:
-            try:
-                self.slack.update(post["channel"], post["ts"], text, blocks)
-            except Exception:
-                log.exception("could not update the approval request", extra={"launch_id": launch.id})
-                return
-        self.store.update("launches", launch.id, lambda d: {**d, "approval_closed": True} if d else None)
+    def _give_up(self, launch: Launch, error: str) -> dict[str, Any]:
+        self.records.hand_to_sync(launch.instance_id, launch.id)
+        return self._finish(launch, State.FAILED, keep_record=True, error=error)
 
-    def _next_look(self, attempt: int) -> float:
-        """When to look at an operation again, after `attempt` looks."""
-        return self.clock() + leases.backoff(self.poll_seconds, attempt)
+    def _instance_exists(self, launch: Launch) -> bool | None:
+        try:
+            return self.workbench.get(launch.notebook_spec.zone, launch.instance_id) is not None
+        except WorkbenchError:
+            return None  # can't tell: keep the record
 
-    # --- Slack ----------------------------------------------------------------------------------
-    def post(self, launch: Launch) -> Launch:
-        """Post the launch's message where it was asked for (or DM the requester) and remember it."""
-        text, blocks = launch_message(launch, self.catalog, self.clock())
-        posted = self.slack.post_or_dm(launch.channel, launch.requester, text, blocks)
-        doc = self.store.update(
-            "launches",
-            launch.id,
-            lambda d: {**d, "message_channel": posted.channel, "message_ts": posted.ts} if d else None,
-        )
-        return Launch.from_doc(doc) if doc else launch
+    def _looked(self, launch: Launch) -> dict[str, Any]:
+        return {"polls": launch.polls + 1, "errors": 0, "next_at": self._next_look(launch.polls + 1)}
 
-    def show(self, launch: Launch) -> None:
-        """Bring the launch's messages up to date; announce the outcome once in its thread."""
+    def _next_look(self, polls: int) -> float:
+        return self.clock() + leases.backoff(self.poll_seconds, polls)
+
+    def _later(self, errors: int) -> float:
+        return self.clock() + min(self.poll_seconds * 2**errors, 60.0)
+
+    # --- Slack ----------------------------------------------------------------------------------------
+    def _thread_note(self, launch: Launch, name: str, text: str) -> Posted | None:
+        """A reply in the thread of the launch's message, at most once per name."""
+        if not launch.message_channel or not launch.message_ts:
+            return None
+        return self.outbox.post(COLLECTION, launch.id, name, launch.message_channel, text, thread_ts=launch.message_ts)
+
+    def _refresh(self, launch: Launch) -> None:
+        """Bring the launch's message up to date (chat.update is safe to repeat)."""
+        if not launch.message_ts or not launch.message_channel:
+            return
         now = self.clock()
-        final = launch.state in TERMINAL
-        if launch.approval_posts and launch.state != State.PENDING_APPROVAL and not launch.approval_closed:
-            self._close_approval_request(launch)
+        progress = launch.state == State.CREATING and now - launch.last_shown >= self.SHOW_EVERY
+        if launch.shown == launch.state and not progress:
+            return
+        text, blocks = self.messages.launch(launch, now)
         try:
-            if launch.message_ts is None or launch.message_channel is None:
-                launch = self.post(launch)
-            elif final or now - launch.last_shown >= self.SHOW_EVERY:
-                text, blocks = launch_message(launch, self.catalog, now)
-                self.slack.update(launch.message_channel, launch.message_ts, text, blocks)
-            else:
-                return
+            self.slack.update(launch.message_channel, launch.message_ts, text, blocks)
         except Exception:
-            log.exception("could not show the launch in Slack", extra={"launch_id": launch.id})
+            log.warning("could not update the launch message; the next step tries again", exc_info=True)
             return
-        if not final:
-            self.store.update("launches", launch.id, lambda d: {**d, "last_shown": now} if d else None)
-            return
-        if not leases.close(self.store, "launches", launch.id):  # only the closer pings: at most once
-            return
+        state = launch.state
+        self.store.update(COLLECTION, launch.id, lambda d: {**d, "shown": state, "last_shown": now} if d else None)
+
+    def _closed(self, launch: Launch) -> None:
         if self.on_finished is not None:
-            self.on_finished(launch)
-        who, name = f"<@{launch.requester}>", f"`{launch.instance_id}`"
-        ping = {
-            State.READY: f"{who} your notebook {name} is ready.",
-            State.FAILED: f"{who} your notebook {name} could not be created.",
-            State.EXPIRED: f"{who} your request for {name} expired unapproved.",
-            State.DENIED: f"{who} your request for {name} was denied. {launch.error}",
-        }[State(launch.state)]
-        try:
-            self.slack.post(launch.message_channel, ping, thread_ts=launch.message_ts)
-        except Exception:
-            log.exception("could not announce the outcome", extra={"launch_id": launch.id})
+            try:
+                self.on_finished(launch)
+            except Exception:
+                log.exception("after-launch hook failed")
 
 
-def running_specs(store: Store, user: str, *, besides: str | None = None) -> list[NotebookSpec]:
-    """Specs of the user's notebooks that run or are being launched: what quotas count."""
-    docs = store.query("notebooks", owner=user)
-    return [
-        NotebookSpec.from_dict(d["spec"])
-        for d in docs
-        if d.get("state") not in ("STOPPED", "GONE") and d["id"] != besides
-    ]
+def launch_effects(store: Store, launch_id: str) -> dict[str, Any]:
+    return (store.get(COLLECTION, launch_id) or {}).get("effects") or {}
 
 
 def default_instance_id(spec: NotebookSpec, launch_id: str) -> str:

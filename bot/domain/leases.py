@@ -31,7 +31,7 @@ def claim(store: Store, collection: str, key: str, worker: str, now: float, seco
         if doc is None or not doc.get("open") or doc.get("lease_until", 0) > now:
             return None
         won.append(True)
-        return {**doc, "lease_owner": worker, "lease_until": now + seconds}
+        return {**doc, "lease_owner": worker, "lease_until": now + seconds, "lease_kick": doc.get("kick", 0)}
 
     doc = store.update(collection, key, take)
     return doc if won else None
@@ -44,13 +44,29 @@ def release(store: Store, collection: str, key: str, worker: str, now: float, ch
         if doc is None or doc.get("lease_owner") != worker:
             raise LeaseLost(key)
         new = {**doc, **changes, "lease_owner": None, "lease_until": 0.0, "updated_at": now}
-        if changes.get("state") and changes["state"] != doc.get("state"):
-            new["history"] = [*doc.get("history", []), {"state": changes["state"], "at": now, "by": "bot"}]
+        if doc.get("kick", 0) != doc.get("lease_kick", 0):
+            new["next_at"] = 0.0  # nudged while we worked (a decision, a cancel): look again at once
         return new
 
     doc = store.update(collection, key, apply)
     assert doc is not None
     return doc
+
+
+def kick(store: Store, collection: str, key: str, change: Callable[[Doc], Doc | None]) -> Doc | None:
+    """Apply `change` to an open record and make it due now, even if a worker holds it meanwhile.
+
+    `change` returns None to refuse (nothing is written; the current doc is returned)."""
+
+    def nudge(doc: Doc | None) -> Doc | None:
+        if doc is None:
+            return None
+        new = change(doc)
+        if new is None:
+            return None
+        return {**new, "kick": doc.get("kick", 0) + 1, "next_at": 0.0}
+
+    return store.update(collection, key, nudge)
 
 
 def close(store: Store, collection: str, key: str) -> bool:

@@ -21,8 +21,9 @@ from bot.adapters.notify import Slack
 from bot.adapters.store import Store
 from bot.domain import audit, leases
 from bot.domain.catalog import Catalog
-from bot.domain.notebooks import Notebook, Notebooks
+from bot.domain.notebooks import Notebooks
 from bot.domain.policy import Rules
+from bot.domain.records import Notebook, NotebookState, Records
 from bot.domain.reminder_policy import Reminders
 from bot.domain.spec import format_duration
 from bot.ui.blocks import Blocks, actions, button, section
@@ -63,6 +64,7 @@ class Lifecycle:
         self.rules = rules
         self.policy = reminders
         self.clock = clock
+        self.records = Records(store, clock)
 
     # --- the sweep ---------------------------------------------------------------------------------
     def sweep_if_due(self, every: float = 300.0) -> SweepReport | None:
@@ -85,7 +87,7 @@ class Lifecycle:
         return report
 
     def _look_at(self, nb: Notebook, now: float, report: SweepReport) -> None:
-        if nb.doc.get("stopped_outside") and nb.state == "STOPPED":
+        if nb.stopped_outside and nb.state == NotebookState.STOPPED:
             with self._once(nb, "idle-stop", 0) as mine:
                 if mine:
                     self._dm(
@@ -95,10 +97,10 @@ class Lifecycle:
                         "brings it back.",
                     )
                     report.notes += 1
-            self.store.update("notebooks", nb.id, lambda d: {**d, "stopped_outside": False} if d else None)
-        if nb.state not in ("ACTIVE", "STOPPED") or nb.doc.get("snoozed_until", 0) > now:
+            self.records.told_stopped_outside(nb.id)
+        if nb.state not in (NotebookState.ACTIVE, NotebookState.STOPPED) or nb.snoozed_until > now:
             return
-        kind = "running" if nb.state == "ACTIVE" else "stopped"
+        kind = "running" if nb.state == NotebookState.ACTIVE else "stopped"
         since = now - nb.state_since
         threshold = self._threshold(nb)
         if kind == "stopped" and self.policy.auto_delete_stopped_after:
@@ -106,7 +108,7 @@ class Lifecycle:
         if since < threshold:
             return
         period = int((since - threshold) // self.policy.repeat_every)
-        unanswered = nb.doc.get("unanswered", 0) if nb.doc.get("unanswered_run") == nb.state_since else 0
+        unanswered = nb.unanswered if nb.unanswered_run == nb.state_since else 0
         if unanswered >= self.policy.escalate_after:
             self._escalate(nb, kind, since, report)
             return
@@ -118,26 +120,12 @@ class Lifecycle:
                 return
             text, blocks = self.reminder(nb, kind, since, now)
             posted = self._dm(nb.owner, text, blocks)
-        run = nb.state_since
-        self.store.update(
-            "notebooks",
-            nb.id,
-            lambda d: (
-                {
-                    **d,
-                    "unanswered": (d.get("unanswered", 0) if d.get("unanswered_run") == run else 0) + 1,
-                    "unanswered_run": run,
-                    "last_reminder": posted,
-                }
-                if d
-                else None
-            ),
-        )
+        self.records.note_reminder(nb.id, nb.state_since, posted)
         audit.record(self.store, now, "bot", f"reminder.{kind}", nb.id, owner=nb.owner, period=period)
         report.reminders += 1
 
     def _threshold(self, nb: Notebook) -> float:
-        if nb.state == "STOPPED":
+        if nb.state == NotebookState.STOPPED:
             return self.policy.stopped_after
         return self.policy.running_gpu_after if nb.spec.gpu_count else self.policy.running_cpu_after
 
@@ -201,9 +189,7 @@ class Lifecycle:
         if seconds not in self.policy.snooze_choices:
             raise ValueError(f"not an offered snooze: {seconds}")
         until = self.clock() + seconds
-        self.store.update(
-            "notebooks", notebook.id, lambda d: {**d, "snoozed_until": until, "unanswered": 0} if d else None
-        )
+        self.records.snooze(notebook.id, until)
         audit.record(self.store, self.clock(), user, "reminder.snoozed", notebook.id, until=until)
         if message:
             when = datetime.fromtimestamp(until, self._tz(notebook.owner)).strftime("%a %d %b %H:%M")
@@ -212,7 +198,7 @@ class Lifecycle:
 
     def answered(self, nb_id: str) -> None:
         """The owner acted on a reminder (stop or delete): unanswered reminders start again from zero."""
-        self.store.update("notebooks", nb_id, lambda d: {**d, "unanswered": 0} if d else None)
+        self.records.answered(nb_id)
 
     # --- escalation and automatic actions ------------------------------------------------------------
     def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport) -> None:

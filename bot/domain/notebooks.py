@@ -1,17 +1,15 @@
-"""Living with notebooks: ownership checks, stop/start/delete as leased jobs, hand-over, adoption,
-and keeping the bot's records true to what the cloud says.
+"""Living with notebooks: who may act on one, stop/start/delete requests, hand-over, adoption,
+and keeping the records true to what the cloud says (one list call per zone).
 
-Notebook records live in the `notebooks` collection keyed by instance id; stop, start and delete
-are `operations` records advanced by the same leased reconciler pattern as launches.
+Records are read and changed through bot/domain/records.py, their only writer; stop, start and
+delete are jobs of bot/domain/operations.py.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bot.adapters.notify import Slack
@@ -19,129 +17,55 @@ from bot.adapters.store import Store
 from bot.adapters.workbench import InstanceInfo, Workbench, WorkbenchError, label_value
 from bot.domain import audit, leases
 from bot.domain.catalog import Catalog
-from bot.domain.errors import NotAllowed, UserError, one_of
-from bot.domain.launches import running_specs
+from bot.domain.errors import NotAllowed, UserError
+from bot.domain.operations import Action, Operations
 from bot.domain.policy import Rules
+from bot.domain.records import LAUNCH_PHASES, Notebook, NotebookState, Records
 from bot.domain.spec import NotebookSpec
-from bot.run.logs import log_context
-from bot.ui.blocks import section
 
 log = logging.getLogger(__name__)
-OPERATION_NAMESPACE = uuid.UUID("0b7a4f5e-2c1d-4e8f-9a3b-5d6c7e8f9a01")
-GONE = "GONE"  # deleted outside the bot
-LIVE = ("ACTIVE", "STOPPED", "STARTING", "STOPPING", "PROVISIONING", "SUSPENDED", "UPGRADING", "INITIALIZING")
-ACTIONS = {
-    "stop": ("Stopping", "⏹ Stopped", "STOPPED"),
-    "start": ("Starting", "▶️ Started", "ACTIVE"),
-    "delete": ("Deleting", "🗑 Deleted", None),
-}
-
-
-@dataclass(frozen=True)
-class Notebook:
-    id: str
-    zone: str
-    owner: str
-    state: str
-    spec: NotebookSpec
-    created_at: float
-    state_since: float
-    running_seconds: float
-    url: str | None
-    channel: str | None
-    doc: dict[str, Any]
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> Notebook:
-        return cls(
-            id=doc["id"],
-            zone=doc.get("zone", ""),
-            owner=doc.get("owner", ""),
-            state=doc.get("state", "REQUESTED"),
-            spec=NotebookSpec.from_dict(doc["spec"]),
-            created_at=doc.get("created_at", 0.0),
-            state_since=doc.get("state_since") or doc.get("created_at", 0.0),
-            running_seconds=doc.get("running_seconds", 0.0),
-            url=doc.get("url"),
-            channel=doc.get("channel"),
-            doc=doc,
-        )
-
-    def uptime(self, now: float) -> float:
-        """Seconds this notebook has been running in all, including the current run."""
-        return self.running_seconds + (now - self.state_since if self.state == "ACTIVE" else 0.0)
-
-    def cost_so_far(self, now: float) -> float:
-        return self.uptime(now) / 3600 * self.spec.usd_per_hour
-
-
-def with_state(doc: dict[str, Any], state: str, now: float) -> dict[str, Any]:
-    """The doc moved to `state`, with running time accounted (it is what the cost estimate uses)."""
-    if doc.get("state") == state:
-        return doc
-    new = {**doc, "state": state, "state_since": now}
-    if doc.get("state") == "ACTIVE":
-        since = doc.get("state_since") or doc.get("created_at", now)
-        new["running_seconds"] = doc.get("running_seconds", 0.0) + max(0.0, now - since)
-    return new
+GONE = NotebookState.GONE
 
 
 class Notebooks:
-    LEASE_SECONDS = 30  # a step is one or two API calls; a crashed worker delays its job this long
     SYNC_EVERY = 60.0
-    MAX_ATTEMPTS = 6
+    ABANDONED_AFTER = 15 * 60
 
     def __init__(
         self,
         *,
         store: Store,
         workbench: Workbench,
+        operations: Operations,
         slack: Slack,
         catalog: Catalog,
         rules: Rules,
         default_zone: str,
         clock: Callable[[], float] = time.time,
-        worker_id: str | None = None,
-        poll_seconds: float = 2.0,
     ) -> None:
         self.store = store
         self.workbench = workbench
+        self.operations = operations
         self.slack = slack
         self.catalog = catalog
         self.rules = rules
         self.default_zone = default_zone
         self.clock = clock
-        self.worker_id = worker_id or uuid.uuid4().hex[:12]
-        self.poll_seconds = poll_seconds
+        self.records = Records(store, clock)
         self.on_change: Callable[[set[str]], None] | None = None  # refreshes App Homes of these users
 
     # --- reading ------------------------------------------------------------------------------------
     def get(self, instance_id: str) -> Notebook | None:
-        doc = self.store.get("notebooks", instance_id)
-        return Notebook.from_doc(doc) if doc else None
+        return self.records.get(instance_id)
 
     def owned_by(self, user: str) -> list[Notebook]:
-        docs = self.store.query("notebooks", owner=user)
-        return sorted((Notebook.from_doc(d) for d in docs), key=lambda n: n.created_at)
+        return self.records.owned_by(user)
 
     def everyone(self) -> list[Notebook]:
-        return sorted((Notebook.from_doc(d) for d in self.store.query("notebooks")), key=lambda n: (n.owner, n.id))
+        return self.records.everyone()
 
     def find(self, user: str, name: str) -> Notebook:
-        """The notebook `name` names: exact, else the caller's only notebook starting with it."""
-        wanted = name.strip().lower()
-        exact = self.get(wanted) if wanted else None
-        if exact is not None:
-            return exact
-        mine = self.owned_by(user)
-        matches = [n for n in mine if n.id.startswith(wanted)] if wanted else []
-        if len(matches) == 1:
-            return matches[0]
-        names = [n.id for n in mine]
-        if len(matches) > 1:
-            raise UserError(f"`{name}` matches several of your notebooks: {one_of(m.id for m in matches)}.")
-        listing = f"Yours: {one_of(names)}." if names else "You have no notebooks (`/notebook new` makes one)."
-        raise UserError(f"I don't know a notebook called `{name}`. {listing}")
+        return self.records.find(user, name)
 
     def authorize(self, user: str, notebook: Notebook, action: str) -> None:
         """Owners and admins act on a notebook; anyone else is refused, and the attempt is audited."""
@@ -162,150 +86,18 @@ class Notebooks:
         message: tuple[str, str] | None = None,
         as_admin: bool = False,
     ) -> dict[str, Any]:
-        """Check and record a stop/start/delete; the reconciler (or `advance`) carries it out.
+        """Check who asks and record a stop/start/delete; a worker (or `operations.advance`) does it.
 
-        `message` (channel, ts) is updated with the outcome; otherwise one is posted in `channel`.
-        `as_admin` is for the bot's own policy actions (auto-stop, auto-delete).
-        """
+        `as_admin` is for the bot's own policy actions (auto-stop, auto-delete, a cancelled launch)."""
+        earlier = self.operations.get(self.operations.op_id(dedupe_key))
+        if earlier is not None:  # a retried delivery, or a second click on the same offer
+            return earlier
         notebook = self.find(user, name)
         if not as_admin:
             self.authorize(user, notebook, action)
-        if notebook.state == "REQUESTED":
-            raise UserError(f"`{notebook.id}` is still being launched; try again when it is ready.")
-        if notebook.state == GONE and action != "delete":
-            raise UserError(
-                f"`{notebook.id}` was deleted outside the bot; `/notebook delete {notebook.id}` forgets it."
-            )
-        if action == "stop" and notebook.state == "STOPPED":
-            raise UserError(f"`{notebook.id}` is already stopped.")
-        if action == "start" and notebook.state == "ACTIVE":
-            raise UserError(f"`{notebook.id}` is already running: {notebook.url or ''}".rstrip(": "))
-        if action == "start" and not as_admin:
-            self.rules.check_quota(notebook.owner, notebook.spec, running_specs(self.store, notebook.owner))
-        now = self.clock()
-        op_id = str(uuid.uuid5(OPERATION_NAMESPACE, dedupe_key))
-        earlier = self.store.get("operations", op_id)
-        if earlier is not None:  # a retried delivery of the same click or command
-            return earlier
-        for other in self.store.query("operations", notebook=notebook.id, open=True):
-            doing = ACTIONS[other["action"]][0].lower()
-            raise UserError(
-                f"`{notebook.id}` is already {doing} (asked by <@{other['requester']}>); try again when that is done."
-            )
-        record = {
-            "id": op_id,
-            "action": action,
-            "notebook": notebook.id,
-            "zone": notebook.zone,
-            "owner": notebook.owner,
-            "requester": user,
-            "channel": channel,
-            "message_channel": message[0] if message else None,
-            "message_ts": message[1] if message else None,
-            "state": "REQUESTED",
-            "operation": None,
-            "error": None,
-            "open": True,
-            "attempts": 0,
-            "next_at": 0.0,
-            "created_at": now,
-        }
-        if not self.store.create("operations", op_id, record):
-            return self.store.get("operations", op_id) or record
-        audit.record(self.store, now, user, f"notebook.{action}", notebook.id, owner=notebook.owner)
-        self._show(record)
-        return record
-
-    def reconcile(self) -> int:
-        """One pass: advance every stop, start and delete that is due."""
-        return leases.work_due(self.store, "operations", self.clock(), self.advance)
-
-    def advance(self, op_id: str) -> bool:
-        doc = leases.claim(self.store, "operations", op_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
-        if doc is None:
-            return False
-        with log_context(user=doc.get("requester"), instance=doc.get("notebook")):
-            return self._advance(op_id, doc)
-
-    def _advance(self, op_id: str, doc: dict[str, Any]) -> bool:
-        try:
-            changes = self._step(doc)
-        except WorkbenchError as exc:
-            attempts = doc.get("attempts", 0) + 1
-            if exc.retriable and attempts < self.MAX_ATTEMPTS:
-                changes = {"attempts": attempts, "next_at": self._next_look(attempts)}
-            else:
-                changes = {"state": "FAILED", "error": exc.message}
-        try:
-            doc = leases.release(self.store, "operations", op_id, self.worker_id, self.clock(), changes)
-        except leases.LeaseLost:
-            return True
-        if doc["state"] in ("DONE", "FAILED"):
-            self._show(doc)
-            if leases.close(self.store, "operations", op_id) and self.on_change:
-                self.on_change({doc["owner"], doc["requester"]} - {"bot"})  # "bot": auto-stop and auto-delete
-        return True
-
-    def _step(self, op: dict[str, Any]) -> dict[str, Any]:
-        zone, instance = op["zone"], op["notebook"]
-        if op["state"] == "REQUESTED":
-            notebook = self.get(instance)
-            if op["action"] == "delete" and (notebook is None or notebook.state == GONE):
-                return self._finish(op)  # nothing left in the cloud: forget the record
-            call = {"stop": self.workbench.stop, "start": self.workbench.start}.get(op["action"])
-            try:
-                name = call(zone, instance) if call else self.workbench.delete(zone, instance, request_id=op["id"])
-            except WorkbenchError as exc:
-                if exc.kind == "not_found":
-                    self._mark_gone(instance)
-                    if op["action"] == "delete":
-                        return self._finish(op)
-                raise
-            return {"state": "RUNNING", "operation": name, "attempts": 0, "next_at": self._next_look(0)}
-        status = self.workbench.operation(op["operation"])
-        if not status.done:
-            attempts = op.get("attempts", 0) + 1
-            return {"attempts": attempts, "next_at": self._next_look(attempts)}
-        if status.error is not None:
-            return {"state": "FAILED", "error": status.error.message}
-        return self._finish(op)
-
-    def _finish(self, op: dict[str, Any]) -> dict[str, Any]:
-        now, instance = self.clock(), op["notebook"]
-        final_state = ACTIONS[op["action"]][2]
-        if final_state is None:
-            self.store.delete("notebooks", instance)
-        else:
-            self.store.update("notebooks", instance, lambda d: with_state(d, final_state, now) if d else None)
-        audit.record(self.store, now, op["requester"], f"notebook.{op['action']}.done", instance)
-        return {"state": "DONE"}
-
-    def _show(self, op: dict[str, Any]) -> None:
-        """Post or update the operation's message: in progress, then its outcome."""
-        doing, done, _ = ACTIONS[op["action"]]
-        name, who = f"`{op['notebook']}`", f"<@{op['requester']}>"
-        if op["state"] == "DONE":
-            text = f"{done} {name} (asked by {who})."
-        elif op["state"] == "FAILED":
-            text = f"❌ Couldn't {op['action']} {name}: {op.get('error')}"
-        else:
-            text = f"⏳ {doing} {name} for {who}…"
-        try:
-            if op.get("message_ts"):
-                self.slack.update(op["message_channel"], op["message_ts"], text, [section(text)])
-            elif op.get("channel"):
-                posted = self.slack.post_or_dm(op["channel"], op["requester"], text, [section(text)])
-                self.store.update(
-                    "operations",
-                    op["id"],
-                    lambda d: {**d, "message_channel": posted.channel, "message_ts": posted.ts} if d else None,
-                )
-        except Exception:
-            log.exception("could not show the operation in Slack", extra={"instance": op["notebook"]})
-
-    def _next_look(self, attempt: int) -> float:
-        """When to look at an operation again, after `attempt` looks."""
-        return self.clock() + leases.backoff(self.poll_seconds, attempt)
+        return self.operations.request(
+            user, notebook, Action(action), channel=channel, dedupe_key=dedupe_key, message=message
+        )
 
     # --- hand-over and adoption --------------------------------------------------------------------
     def transfer(self, user: str, name: str, new_owner: str) -> Notebook:
@@ -314,12 +106,23 @@ class Notebooks:
         if new_owner == notebook.owner:
             raise UserError(f"<@{new_owner}> already owns `{notebook.id}`.")
         now = self.clock()
-        doc = self.store.update("notebooks", notebook.id, lambda d: {**d, "owner": new_owner} if d else None)
+        moved = self.records.transfer(notebook.id, new_owner)
         self._relabel(notebook.zone, notebook.id, {"owner": label_value(new_owner)})
         audit.record(self.store, now, user, "notebook.transfer", notebook.id, old=notebook.owner, new=new_owner)
         if self.on_change:
             self.on_change({notebook.owner, new_owner})
-        return Notebook.from_doc(doc or {})
+        return moved or notebook
+
+    def hand_over(self, user: str, name: str, new_owner: str) -> Notebook:
+        """Transfer, and tell the new owner what they got (and what Workbench can't move)."""
+        notebook = self.transfer(user, name, new_owner)
+        self.slack.dm(
+            new_owner,
+            f"<@{user}> handed the notebook `{notebook.id}` to you: it is yours to stop, start and delete "
+            "(`/notebook list`). Opening JupyterLab stays with the Google account it was created for, "
+            "as Workbench can't change an instance's owner; ask an admin if you need access.",
+        )
+        return notebook
 
     def _relabel(self, zone: str, instance_id: str, changes: dict[str, str]) -> None:
         """Update the instance's labels; the record is the source of truth, a label only a convenience,
@@ -342,7 +145,7 @@ class Notebooks:
             raise UserError(f"There is no instance `{name}` in {zone}.")
         now = self.clock()
         doc = self._record_for(info, owner, now)
-        if not self.store.create("notebooks", info.instance_id, doc):
+        if not self.records.adopt(doc):
             raise UserError(f"`{name}` is already managed by the bot.")
         self._relabel(zone, name, {"managed-by": "notebook-bot", "owner": label_value(owner)})
         audit.record(self.store, now, admin, "notebook.adopt", name, owner=owner)
@@ -400,68 +203,39 @@ class Notebooks:
         every = self.SYNC_EVERY if fresher_than is None else fresher_than
         if not force and not leases.throttle(self.store, "sync", now, every):
             return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
-        records = self.store.query("notebooks")
+        records = self.records.everyone()
         self._forget_abandoned_launches(records, now)
         busy = {d["notebook"] for d in self.store.query("operations", open=True)}  # the bot's own stop/start
-        zones = {d.get("zone") for d in records if d.get("zone")} | {self.default_zone}
+        zones = {n.zone for n in records if n.zone} | {self.default_zone}
         unmanaged: list[InstanceInfo] = []
         changed: set[str] = set()
+        managed_ids = {n.id for n in records}
         for zone in sorted(zones):
             found = {i.instance_id: i for i in self.workbench.list(zone)}
-            for doc in (d for d in records if d.get("zone") == zone and d.get("state") not in ("REQUESTED", GONE)):
-                info = found.pop(doc["id"], None)
-                if doc["id"] in busy:
+            for notebook in (n for n in records if n.zone == zone and not n.launching and n.state != GONE):
+                info = found.pop(notebook.id, None)
+                if notebook.id in busy:
                     continue
                 # written only if the record still says what it said before the list call: a state the
                 # bot wrote meanwhile is newer than what the list saw
-                seen = doc.get("state")
                 if info is None:
-                    self.store.update(
-                        "notebooks",
-                        doc["id"],
-                        lambda d, s=seen: with_state(d, GONE, now) if d and d.get("state") == s else None,
-                    )
-                    audit.record(self.store, now, "bot", "notebook.gone", doc["id"])
-                    changed.add(doc["owner"])
-                elif info.state != seen or (info.url and info.url != doc.get("url")):
-                    self.store.update(
-                        "notebooks",
-                        doc["id"],
-                        lambda d, i=info, s=seen: _observed(d, i, now) if d and d.get("state") == s else None,
-                    )
-                    changed.add(doc["owner"])
-            managed_ids = {d["id"] for d in records}
+                    self.records.mark_gone(notebook.id, seen=notebook.state)
+                    changed.add(notebook.owner)
+                elif self.records.observed(notebook.id, info.state, info.url, seen=notebook.state):
+                    changed.add(notebook.owner)
             unmanaged += [i for i in found.values() if i.instance_id not in managed_ids]
         self.store.put("meta", "unmanaged", {"at": now, "instances": [i.__dict__ for i in unmanaged]})
         if changed and self.on_change:
             self.on_change(changed)
         return unmanaged
 
-    ABANDONED_AFTER = 15 * 60
-
-    def _forget_abandoned_launches(self, records: list[dict[str, Any]], now: float) -> None:
+    def _forget_abandoned_launches(self, records: list[Notebook], now: float) -> None:
         """A name reserved by a launch that ended without creating anything (a crash between two
         writes, say) would hold the name and the quota for ever: free it."""
-        for doc in records:
-            if doc.get("state") != "REQUESTED" or now - doc.get("created_at", now) < self.ABANDONED_AFTER:
+        for notebook in records:
+            if notebook.state not in LAUNCH_PHASES or now - notebook.created_at < self.ABANDONED_AFTER:
                 continue
-            launch = self.store.get("launches", doc.get("launch_id") or "")
-            if launch is None or launch.get("state") in ("FAILED", "DENIED", "EXPIRED"):
-                self.store.delete("notebooks", doc["id"])
-                log.warning("freed the name %s, reserved by a launch that never finished", doc["id"])
-
-    def _mark_gone(self, instance_id: str) -> None:
-        now = self.clock()
-        self.store.update("notebooks", instance_id, lambda d: with_state(d, GONE, now) if d else None)
-        audit.record(self.store, now, "bot", "notebook.gone", instance_id)
-
-
-def _observed(doc: dict[str, Any] | None, info: InstanceInfo, now: float) -> dict[str, Any] | None:
-    if doc is None:
-        return None
-    new = with_state(doc, info.state, now)
-    if info.state == "STOPPED" and doc.get("state") in ("ACTIVE", "STOPPING"):
-        new["stopped_outside"] = True  # idle shutdown or the console; lifecycle tells the owner once
-    if info.url:
-        new["url"] = info.url
-    return new
+            launch = self.store.get("launches", notebook.launch_id or "")
+            if launch is None or not launch.get("open"):
+                self.records.free(notebook.id, launch_id=notebook.launch_id)
+                log.warning("freed the name %s, reserved by a launch that never finished", notebook.id)

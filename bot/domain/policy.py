@@ -11,9 +11,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -186,6 +186,10 @@ class Rules:
                 found.setdefault(user, None)
         return list(found)
 
+    def check_admin(self, user: str, refusal: str) -> None:
+        if not self.is_admin(user):
+            raise NotAllowed(refusal)
+
     def is_admin(self, user: str) -> bool:
         return self._in(user, self.access.admins)
 
@@ -206,23 +210,51 @@ class Rules:
             )
         return None
 
-    def check_quota(self, user: str, spec: NotebookSpec, running: list[NotebookSpec]) -> None:
+    def check_quota(self, user: str, spec: NotebookSpec, counted: Sequence[Counted]) -> None:
         """Refuse, with the numbers, a launch or start that would take the user over a quota.
 
-        `running` is the user's notebooks that run or are being launched; stopped ones don't
-        count (the reminders take care of those), so stopping one makes room."""
+        `counted` is the user's notebooks that count (bot/domain/records.py states the rule: all
+        but stopped ones), so stopping one makes room."""
         p = self.policy
-        if len(running) + 1 > p.max_notebooks_per_user:
+        if len(counted) + 1 > p.max_notebooks_per_user:
             raise NotAllowed(
-                f"You have {len(running)} running notebook(s) and the limit is {p.max_notebooks_per_user} per "
-                "person. Stop or delete one first (`/notebook list`, then `/notebook stop NAME`).",
+                f"You have {len(counted)} notebook(s) that count towards the limit of {p.max_notebooks_per_user} "
+                f"per person ({quota_breakdown(counted)}; stopped ones don't count). Stop, delete or cancel one "
+                "first (`/notebook list`).",
                 field="quota",
             )
         if p.max_gpus_per_user is not None and spec.gpu_count:
-            used = sum(s.gpu_count for s in running)
+            used = sum(n.spec.gpu_count for n in counted)
             if used + spec.gpu_count > p.max_gpus_per_user:
                 raise NotAllowed(
-                    f"This needs {spec.gpu_count} GPU(s); your running notebooks use {used} and the limit is "
-                    f"{p.max_gpus_per_user} per person. Stop a GPU notebook first, or ask for fewer GPUs.",
+                    f"This needs {spec.gpu_count} GPU(s); your notebooks that are not stopped use {used} and the "
+                    f"limit is {p.max_gpus_per_user} per person. Stop a GPU notebook first, or ask for fewer GPUs.",
                     field="gpu",
                 )
+
+
+class Counted(Protocol):
+    """A notebook as quotas see it (bot/domain/records.py Notebook)."""
+
+    @property
+    def spec(self) -> NotebookSpec: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+STATE_NAMES = {
+    "PENDING_APPROVAL": "waiting for approval",
+    "QUEUED": "queued",
+    "CREATING": "being created",
+    "ACTIVE": "running",
+}
+
+
+def quota_breakdown(counted: Sequence[Counted]) -> str:
+    """'2 running, 1 waiting for approval': what the counted notebooks are doing, in plain words."""
+    tally: dict[str, int] = {}
+    for notebook in counted:
+        word = STATE_NAMES.get(str(notebook.state), str(notebook.state).lower().replace("_", " "))
+        tally[word] = tally.get(word, 0) + 1
+    return ", ".join(f"{n} {word}" for word, n in tally.items()) or "none"

@@ -21,6 +21,18 @@ INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
 DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
 
+
+
+def instance_name_problem(name: str) -> str | None:
+    """Why `name` can't name an instance (and so can't be a store key or an API path), or None."""
+    if INSTANCE_NAME.match(name):
+        return None
+    return (
+        "a notebook name is 1–63 characters: lowercase letters, digits and hyphens, starting with a letter "
+        "and not ending with a hyphen"
+    )
+
+
 KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket")
 KEY_ALIASES = {"data-disk": "disk", "disk-size": "disk", "gpus": "gpu", "machine-type": "machine"}
 REPEATABLE = {"bucket"}
@@ -186,6 +198,13 @@ EXAMPLES = {
     "idle": "`idle=2h` or `idle=90m`",
     "bucket": "`bucket=my-bucket` or `bucket=my-bucket/data`",
 }
+
+
+def parse_option(key: str, raw: str) -> dict[str, Any]:
+    """One `key=value` option's value as NotebookRequest fields (a form field is one option)."""
+    if key in REPEATABLE:
+        return {"buckets": bucket_names.normalize([raw])}
+    return _parse_value(key, raw)
 
 
 def _parse_value(key: str, raw: str) -> dict[str, Any]:

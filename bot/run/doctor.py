@@ -32,6 +32,9 @@ MANIFEST_SCOPES = (
     "users:read",
     "users:read.email",
     "usergroups:read",
+    "channels:history",
+    "groups:history",
+    "im:history",
 )
 
 NOTEBOOKS_PERMISSIONS = (

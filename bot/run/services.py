@@ -17,11 +17,13 @@ from bot.adapters.store import Store, open_store
 from bot.adapters.workbench import Workbench, WorkbenchError
 from bot.domain.approvals import Approvals
 from bot.domain.buckets import BucketChecker, Storage
-from bot.domain.launches import Launcher
+from bot.domain.launches import Launch, Launcher
 from bot.domain.lifecycle import Lifecycle
 from bot.domain.notebooks import Notebooks
+from bot.domain.operations import Operations
 from bot.domain.policy import GroupMembers, Rules
 from bot.run.config import DEFAULT_ZONE, Config, Settings, load_config
+from bot.ui.launch_views import LaunchViews
 from bot.ui.listing import home_view
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,8 @@ class Services:
 
     @cached_property
     def slack(self) -> Slack:
-        return Slack(web_client(self.settings.slack_bot_token))
+        token = self.settings.slack_bot_token
+        return Slack(web_client(token), web_client(token, retry_connection_errors=False))
 
     @cached_property
     def rules(self) -> Rules:
@@ -76,7 +79,7 @@ class Services:
     @cached_property
     def launcher(self) -> Launcher:
         zone = self.zone
-        return Launcher(
+        launcher = Launcher(
             store=self.store,
             workbench=self.workbench,
             slack=self.slack,
@@ -85,11 +88,27 @@ class Services:
             bounds=self.config.policy.bounds(zone),
             clock=self.clock,
             poll_seconds=self.settings.poll_seconds,
-            on_pending=lambda launch: self.approvals.ask(launch),
-            on_finished=lambda launch: self.publish_homes({launch.requester}),
             prepare_metadata=StartupScripts(self.storage, self.settings.scripts_bucket, self.config.catalog).metadata,
             check_buckets=BucketChecker(self.storage, self.settings.scripts_bucket),
+            messages=LaunchViews(self.config.catalog, self.config.policy.approval_expires_after),
         )
+        launcher.ask_approvers = lambda launch: self.approvals.ask(launch)
+        launcher.delete_instance = self._delete_cancelled
+        launcher.on_finished = lambda launch: self.publish_homes({launch.requester})
+        return launcher
+
+    def _delete_cancelled(self, launch: Launch) -> None:
+        """A launch withdrawn while it was being created: delete its instance as a job of its own."""
+        op = self.notebooks.request(
+            "bot",
+            launch.instance_id,
+            "delete",
+            channel=None,
+            message=(launch.message_channel, launch.message_ts) if launch.message_ts else None,
+            dedupe_key=f"cancel:{launch.id}",
+            as_admin=True,
+        )
+        self.kick_operation(op["id"])
 
     @cached_property
     def storage(self) -> Storage:
@@ -101,19 +120,40 @@ class Services:
         return Approvals(self.launcher)
 
     @cached_property
+    def operations(self) -> Operations:
+        operations = Operations(
+            store=self.store,
+            workbench=self.workbench,
+            slack=self.slack,
+            rules=self.rules,
+            clock=self.clock,
+            poll_seconds=self.settings.poll_seconds,
+        )
+        operations.on_change = self.publish_homes
+        return operations
+
+    @cached_property
     def notebooks(self) -> Notebooks:
         notebooks = Notebooks(
             store=self.store,
             workbench=self.workbench,
+            operations=self.operations,
             slack=self.slack,
             catalog=self.config.catalog,
             rules=self.rules,
             default_zone=self.zone,
             clock=self.clock,
-            poll_seconds=self.settings.poll_seconds,
         )
         notebooks.on_change = self.publish_homes
         return notebooks
+
+    # --- after the request path has recorded work: the rest runs off the request -----------------
+    def kick_launch(self, launch_id: str) -> None:
+        """Take a just-recorded launch's steps now instead of at the next pass (safe to repeat)."""
+        self.launcher.advance(launch_id)
+
+    def kick_operation(self, op_id: str) -> None:
+        self.operations.advance(op_id)
 
     def home(self, user: str) -> dict:
         """The App Home view for `user`: their notebooks, their requests, and decisions they owe."""
@@ -150,7 +190,7 @@ class Services:
         counts: dict[str, int] = {}
         stages: dict[str, Callable[[], int]] = {
             "launches": self.launcher.reconcile,
-            "operations": self.notebooks.reconcile,
+            "operations": self.operations.reconcile,
             "unmanaged": lambda: len(self.notebooks.sync()),
             "reminders": lambda: swept.reminders if (swept := self.lifecycle.sweep_if_due()) else 0,
         }

@@ -63,7 +63,17 @@ DEFAULT_USERS: dict[str, dict[str, Any]] = {
         "tz_offset": 0,
     },
 }
-DEFAULT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read")
+DEFAULT_SCOPES = (
+    "commands",
+    "chat:write",
+    "im:write",
+    "users:read",
+    "users:read.email",
+    "usergroups:read",
+    "channels:history",
+    "groups:history",
+    "im:history",
+)
 NEEDED_SCOPE = {
     "chat.postMessage": "chat:write",
     "chat.postEphemeral": "chat:write",
@@ -74,6 +84,7 @@ NEEDED_SCOPE = {
     "conversations.open": "im:write",
     "usergroups.users.list": "usergroups:read",
 }
+HISTORY_SCOPE = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
 
 
 @dataclass
@@ -94,6 +105,23 @@ class Message:
     user: str | None  # who sees it, for ephemeral messages
     ephemeral: bool
     updates: int  # how many times it was changed (chat.update or replace_original)
+    metadata: dict[str, Any] | None = None  # chat.postMessage's `metadata` (event_type, event_payload)
+
+
+class Gate:
+    """Holds calls of one method until released: lets a test interleave a call with other work."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self._open = threading.Event()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def pass_through(self) -> None:
+        self.arrived.set()
+        if not self._open.wait(30):
+            raise TimeoutError("a held Slack call was never released")
 
 
 class SlackApiFailure(Exception):
@@ -170,6 +198,8 @@ class SlackSimulator:
         self._triggers: dict[str, _Trigger] = {}
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._failures: dict[str, list[tuple[str, int]]] = {}  # method -> [(error, 0)] or [("", retry_after)]
+        self._lost_replies: dict[str, int] = {}  # method -> how many more calls take effect but get no reply
+        self._gates: dict[str, Gate] = {}
         self._ids = itertools.count(1)
         self._ts = itertools.count(1)
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -186,6 +216,8 @@ class SlackSimulator:
             "views.update": self._views_update,
             "views.publish": self._views_publish,
             "usergroups.users.list": self._usergroups_users_list,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
         }
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -273,6 +305,24 @@ class SlackSimulator:
             self._failures.setdefault(method, []).extend([("", retry_after)] * times)
 
     # --- what Slack hands to the app with each request (used by SlackDriver) ----------------------
+    def lose_next_reply(self, method: str, *, times: int = 1) -> None:
+        """The next `times` calls of `method` take effect, but the connection drops before the reply
+        (what a timeout or a reset looks like to the caller)."""
+        with self._lock:
+            self._lost_replies[method] = self._lost_replies.get(method, 0) + times
+
+    def take_lost_reply(self, method: str) -> bool:
+        with self._lock:
+            if self._lost_replies.get(method, 0) <= 0:
+                return False
+            self._lost_replies[method] -= 1
+            return True
+
+    def hold(self, method: str) -> Gate:
+        """Calls of `method` wait (before taking effect) until the returned gate is released."""
+        gate = self._gates[method] = Gate()
+        return gate
+
     def response_url(
         self,
         *,
@@ -332,6 +382,9 @@ class SlackSimulator:
         """One Web API call: (HTTP status, extra headers, JSON body)."""
         auth, form_token = headers.get("authorization", ""), args.pop("token", None)
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else form_token
+        gate = self._gates.pop(method, None)
+        if gate is not None:
+            gate.pass_through()
         with self._lock:
             call = Call(method=method, args=args, token=token)
             self._calls.append(call)
@@ -422,7 +475,46 @@ class SlackSimulator:
         channel = _dm_channel(_require(args, "channel"))
         text, blocks = _message_content(args)
         message = self._store(channel, text, blocks, args.get("thread_ts") or None, user=None, ephemeral=False)
+        message.metadata = args.get("metadata") or None
         return {"channel": channel, "ts": message.ts, "message": self.as_api_message(message)}
+
+    def _check_history_scope(self, channel: str) -> None:
+        needed = HISTORY_SCOPE.get(channel[:1], "channels:history")
+        if needed not in self.scopes:
+            raise SlackApiFailure("missing_scope", needed=needed, provided=",".join(self.scopes))
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, top-level messages only (replies live in conversations.replies)."""
+        channel = _dm_channel(_require(args, "channel"))
+        self._check_history_scope(channel)
+        found = [
+            m
+            for m in self._messages.values()
+            if m.channel == channel and not m.ephemeral and (m.thread_ts is None or m.thread_ts == m.ts)
+        ]
+        return self._page(found, args)
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = _dm_channel(_require(args, "channel")), _require(args, "ts")
+        self._check_history_scope(channel)
+        if (channel, ts) not in self._messages:
+            raise SlackApiFailure("thread_not_found")
+        found = [
+            m for m in self._messages.values() if m.channel == channel and not m.ephemeral and ts in (m.ts, m.thread_ts)
+        ]
+        return self._page(found, args)
+
+    def _page(self, found: list[Message], args: dict[str, Any]) -> dict[str, Any]:
+        found.sort(key=lambda m: float(m.ts), reverse=True)
+        limit = int(args.get("limit") or 100)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = []
+        for message in found[:limit]:
+            api = self.as_api_message(message)
+            if with_metadata and message.metadata:
+                api["metadata"] = copy.deepcopy(message.metadata)
+            messages.append(api)
+        return {"messages": messages, "has_more": len(found) > limit}
 
     def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, user = _require(args, "channel"), _require(args, "user")
@@ -702,7 +794,11 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         if url.path.startswith("/api/"):
             args = _parse_args(url.query, raw, headers.get("content-type", ""))
-            status, extra, body = sim.handle_api(url.path[len("/api/") :], headers, args)
+            method = url.path[len("/api/") :]
+            status, extra, body = sim.handle_api(method, headers, args)
+            if sim.take_lost_reply(method):
+                self.close_connection = True  # it happened, but the caller never hears so
+                return
             self._reply(status, json.dumps(body), "application/json; charset=utf-8", extra)
         elif url.path.startswith("/response/") and self.command == "POST":
             try:

@@ -16,9 +16,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bot.domain.approvals import same_spec
 from bot.domain.catalog import Catalog
 from bot.domain.errors import UserError
-from bot.domain.spec import EXAMPLES, NotebookSpec, format_duration, parse_request
+from bot.domain.spec import EXAMPLES, NotebookRequest, NotebookSpec, format_duration, parse_option, parse_request
 from bot.ui.blocks import Blocks, context, section
 
 LAUNCH_CALLBACK = "launch_modal"
@@ -59,12 +60,13 @@ class LaunchForm:
     bucket: str = ""
     zone: str = ""  # not shown: kept from a typed command that gave one
 
-    def command(self) -> str:
-        parts = [self.environment]
+    def request(self) -> NotebookRequest:
+        """What the form asks for, field by field; a bad field raises UserError naming that field."""
+        values: dict[str, Any] = {"environment": self.environment.lower()}
         if self.gpu != NO_GPU:
-            parts.append(f"gpu={self.gpu}x{self.gpu_count}")
+            values.update(parse_option("gpu", f"{self.gpu}x{self.gpu_count}"))
         if self.machine != AUTO:
-            parts.append(f"machine={self.machine}")
+            values["machine"] = self.machine
         for key, value in (
             ("disk", self.disk),
             ("boot-disk", self.boot_disk),
@@ -75,12 +77,13 @@ class LaunchForm:
         ):
             value = value.strip()
             if value and (" " in value or "=" in value):
-                # pasted into the command as it is, "100 gpu=a100" would ask for more than the form shows
                 raise UserError(f"Write one value here, without spaces or `=` (e.g. {EXAMPLES[key]}).", field=key)
             if value:
-                parts.append(f"{key}={value}")
-        parts.extend(f"bucket={b}" for b in self.bucket.replace(",", " ").split())
-        return " ".join(parts)
+                values.update(parse_option(key, value))
+        buckets: list[str] = []
+        for bucket in self.bucket.replace(",", " ").split():
+            buckets.extend(parse_option("bucket", bucket)["buckets"])
+        return NotebookRequest(buckets=tuple(buckets), **values)
 
     @classmethod
     def from_view(cls, view: dict[str, Any], defaults: LaunchForm) -> LaunchForm:
@@ -392,7 +395,7 @@ def retired_gpus(catalog: Catalog, today: Any) -> set[str]:
 def evaluate(check: Any, form: LaunchForm) -> tuple[NotebookSpec | None, str | None]:
     """(spec, None) when the form is a valid launch, else (None, what is wrong): for live prices."""
     try:
-        return check(form.command()), None
+        return check(form.request()), None
     except UserError as error:
         return None, error.message
 
@@ -499,6 +502,3 @@ def review_modal(launcher: Any, launch: Any, form: LaunchForm | None = None, *, 
     return review_view(launcher.catalog, launch, form, spec, problem, retired, deny=deny, note=note)
 
 
-def same_spec(a: NotebookSpec, b: NotebookSpec) -> bool:
-    """Equal as far as the notebook goes (notices are advice of the day, not part of it)."""
-    return dataclasses.replace(a, notices=()) == dataclasses.replace(b, notices=())

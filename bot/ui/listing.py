@@ -7,20 +7,30 @@ from typing import TYPE_CHECKING, Any
 
 from bot.adapters.workbench import InstanceInfo
 from bot.domain.catalog import Catalog
-from bot.domain.notebooks import GONE, Notebook
+from bot.domain.records import Notebook, NotebookState
 from bot.ui.blocks import Blocks, actions, button, context, elapsed, section
 
 if TYPE_CHECKING:
     from bot.domain.launches import Launch
 
 STATE_WORDS = {
-    "ACTIVE": "🟢 running",
-    "STOPPED": "⏹ stopped",
-    "REQUESTED": "🕐 launching",
-    "STARTING": "▶️ starting",
-    "STOPPING": "⏹ stopping",
-    "PROVISIONING": "🕐 provisioning",
-    GONE: "⚠️ deleted outside the bot",
+    NotebookState.PENDING_APPROVAL: "⏸ waiting for approval",
+    NotebookState.QUEUED: "🕐 queued",
+    NotebookState.CREATING: "⏳ creating",
+    NotebookState.ACTIVE: "🟢 running",
+    NotebookState.STOPPED: "⏹ stopped",
+    NotebookState.STARTING: "▶️ starting",
+    NotebookState.STOPPING: "⏹ stopping",
+    NotebookState.PROVISIONING: "🕐 provisioning",
+    NotebookState.GONE: "⚠️ deleted outside the bot",
+}
+
+
+STATE_OF_LAUNCH = {
+    "REQUESTED": "🕐 being recorded",
+    "PENDING_APPROVAL": "⏸ waiting for approval",
+    "APPROVED": "🕐 queued",
+    "CREATING": "⏳ creating",
 }
 
 
@@ -127,7 +137,7 @@ def notebook_buttons(nb: Notebook) -> list[dict[str, Any]]:
         buttons.append(button("Stop", "notebook_stop", nb.id))
     if nb.state == "STOPPED":
         buttons.append(button("Start", "notebook_start", nb.id))
-    if nb.state not in ("REQUESTED",):
+    if not nb.launching:  # a launch under way is cancelled from "Your launch requests"
         buttons.append({**button("Delete", "notebook_delete", nb.id, style="danger"), "confirm": confirm_dialog(nb.id)})
     return buttons
 
@@ -144,7 +154,8 @@ def home_view(
         {"type": "header", "text": {"type": "plain_text", "text": "Your notebooks"}},
         actions(button("New notebook", "customize_launch", "", style="primary")),
     ]
-    if not notebooks:
+    notebooks = [nb for nb in notebooks if not nb.launching]
+    if not notebooks and not pending:
         blocks.append(section("You have no notebooks. Press *New notebook* or type `/notebook new` anywhere."))
     for nb in notebooks:
         blocks.append(section(notebook_line(nb, catalog, now)))
@@ -154,13 +165,15 @@ def home_view(
     if pending:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your launch requests"}})
         for launch in pending:
-            state = launch.state.replace("_", " ").lower()
+            state = STATE_OF_LAUNCH.get(launch.state, launch.state.lower())
             blocks.append(
                 section(
                     f"`{launch.instance_id}` · {state}"
                     + (f" · needs approval: {launch.approval_reason}" if launch.approval_reason else "")
                 )
             )
+            if not launch.cancel:
+                blocks.append(actions(button("Cancel", "cancel_launch", launch.id), block_id=f"launch:{launch.id}"))
     if to_decide:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your decision"}})
         for launch in to_decide:

@@ -1,0 +1,360 @@
+"""The notebook record: one per instance the bot manages, and this module is its only writer.
+
+A record is created when a launch reserves its name (and its place in the owner's quota), moves
+through the launch's phases, then follows the instance in the cloud until it is deleted. Every
+change is a named transition in a store transaction; nothing else writes the `notebooks`
+collection (tests/test_record_ownership.py holds that).
+
+Quota rule (the README and config.example.toml say the same): every notebook a person owns
+counts, in any state, except stopped ones and ones deleted outside the bot. A stopped notebook
+only costs its disks, so stopping one makes room; starting it again is checked like a launch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.adapters.store import Doc, Store
+from bot.domain import audit
+from bot.domain.errors import UserError, one_of
+from bot.domain.spec import NotebookSpec, instance_name_problem
+
+COLLECTION = "notebooks"
+
+
+class NotebookState(StrEnum):
+    # the launch's phases: the name is reserved, no instance exists yet (or is being created)
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    QUEUED = "QUEUED"
+    CREATING = "CREATING"
+    # what Workbench says of the instance
+    PROVISIONING = "PROVISIONING"
+    STARTING = "STARTING"
+    INITIALIZING = "INITIALIZING"
+    ACTIVE = "ACTIVE"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    SUSPENDING = "SUSPENDING"
+    SUSPENDED = "SUSPENDED"
+    UPGRADING = "UPGRADING"
+    GONE = "GONE"  # deleted outside the bot
+
+    @classmethod
+    def of_cloud(cls, state: str) -> NotebookState:
+        """Workbench's word for an instance's state; anything new to us reads as provisioning."""
+        try:
+            found = cls(state)
+        except ValueError:
+            return cls.PROVISIONING
+        return cls.PROVISIONING if found in LAUNCH_PHASES or found == cls.GONE else found
+
+
+LAUNCH_PHASES = frozenset({NotebookState.PENDING_APPROVAL, NotebookState.QUEUED, NotebookState.CREATING})
+NOT_COUNTED = frozenset({NotebookState.STOPPED, NotebookState.GONE})  # the quota rule above
+
+
+@dataclass(frozen=True)
+class Notebook:
+    id: str
+    zone: str
+    owner: str
+    state: NotebookState
+    spec: NotebookSpec
+    created_at: float
+    state_since: float
+    running_seconds: float
+    url: str | None
+    channel: str | None
+    launch_id: str | None
+    adopted: bool
+    stopped_outside: bool
+    snoozed_until: float
+    unanswered: int
+    unanswered_run: float | None
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> Notebook:
+        return cls(
+            id=doc["id"],
+            zone=doc.get("zone", ""),
+            owner=doc.get("owner", ""),
+            state=NotebookState(doc.get("state", NotebookState.QUEUED)),
+            spec=NotebookSpec.from_dict(doc["spec"]),
+            created_at=doc.get("created_at", 0.0),
+            state_since=doc.get("state_since") or doc.get("created_at", 0.0),
+            running_seconds=doc.get("running_seconds", 0.0),
+            url=doc.get("url"),
+            channel=doc.get("channel"),
+            launch_id=doc.get("launch_id"),
+            adopted=bool(doc.get("adopted")),
+            stopped_outside=bool(doc.get("stopped_outside")),
+            snoozed_until=doc.get("snoozed_until", 0.0),
+            unanswered=doc.get("unanswered", 0),
+            unanswered_run=doc.get("unanswered_run"),
+        )
+
+    @property
+    def launching(self) -> bool:
+        return self.state in LAUNCH_PHASES
+
+    @property
+    def counts_towards_quota(self) -> bool:
+        return self.state not in NOT_COUNTED
+
+    def uptime(self, now: float) -> float:
+        """Seconds this notebook has been running in all, including the current run."""
+        return self.running_seconds + (now - self.state_since if self.state == NotebookState.ACTIVE else 0.0)
+
+    def cost_so_far(self, now: float) -> float:
+        return self.uptime(now) / 3600 * self.spec.usd_per_hour
+
+
+def _moved(doc: Doc, state: NotebookState, now: float) -> Doc:
+    """The doc moved to `state`, with running time accounted (it is what the cost estimate uses)."""
+    if doc.get("state") == state:
+        return doc
+    new = {**doc, "state": str(state), "state_since": now}
+    if doc.get("state") == NotebookState.ACTIVE:
+        since = doc.get("state_since") or doc.get("created_at", now)
+        new["running_seconds"] = doc.get("running_seconds", 0.0) + max(0.0, now - since)
+    return new
+
+
+class Records:
+    """Reads and named transitions of notebook records."""
+
+    OWNER_LOCK_SECONDS = 5.0  # a reservation is a query and a create; a crashed one frees the lock this fast
+    LOCK_WAIT_SECONDS = 3.0
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    # --- reading ------------------------------------------------------------------------------------
+    def get(self, instance_id: str) -> Notebook | None:
+        if instance_name_problem(instance_id):
+            return None  # not a name any record can have (and not a safe store key)
+        doc = self.store.get(COLLECTION, instance_id)
+        return Notebook.from_doc(doc) if doc else None
+
+    def owned_by(self, user: str) -> list[Notebook]:
+        docs = self.store.query(COLLECTION, owner=user)
+        return sorted((Notebook.from_doc(d) for d in docs), key=lambda n: n.created_at)
+
+    def everyone(self) -> list[Notebook]:
+        docs = self.store.query(COLLECTION)
+        return sorted((Notebook.from_doc(d) for d in docs), key=lambda n: (n.owner, n.id))
+
+    def counted(self, user: str, *, besides: str | None = None) -> list[Notebook]:
+        """The user's notebooks that count towards their quota (the rule in the module docstring)."""
+        return [n for n in self.owned_by(user) if n.counts_towards_quota and n.id != besides]
+
+    def find(self, user: str, name: str) -> Notebook:
+        """The notebook `name` names: exact, else the caller's only notebook starting with it."""
+        wanted = name.strip().lower()
+        exact = self.get(wanted) if wanted else None
+        if exact is not None:
+            return exact
+        mine = self.owned_by(user)
+        matches = [n for n in mine if n.id.startswith(wanted)] if wanted else []
+        if len(matches) == 1:
+            return matches[0]
+        names = [n.id for n in mine]
+        if len(matches) > 1:
+            raise UserError(f"`{name}` matches several of your notebooks: {one_of(m.id for m in matches)}.")
+        listing = f"Yours: {one_of(names)}." if names else "You have no notebooks (`/notebook new` makes one)."
+        raise UserError(f"I don't know a notebook called `{name}`. {listing}")
+
+    # --- the owner's lock: quota checks and the write they allow are one step -----------------------
+    @contextmanager
+    def owner_lock(self, owner: str) -> Iterator[None]:
+        """Serialise the quota-checked changes of one person's notebooks across workers and replicas.
+
+        Firestore transactions can't lock a query's absent results, so two reservations could both
+        see room; a short lease on the owner's document makes them take turns instead."""
+        token = f"{owner}:{time.monotonic_ns()}"
+        deadline = time.monotonic() + self.LOCK_WAIT_SECONDS
+        while not self._take_owner(owner, token):
+            if time.monotonic() > deadline:
+                raise UserError("Your notebooks are being changed right now; try again in a moment.")
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            self.store.update("owners", owner, lambda d: {**d, "lock": None} if d and d.get("lock") == token else None)
+
+    def _take_owner(self, owner: str, token: str) -> bool:
+        now = self.clock()
+        taken: list[bool] = []
+
+        def take(doc: Doc | None) -> Doc | None:
+            taken.clear()
+            doc = doc or {"id": owner}
+            if doc.get("lock") and doc.get("lock_until", 0) > now:
+                return None
+            taken.append(True)
+            return {**doc, "lock": token, "lock_until": now + self.OWNER_LOCK_SECONDS}
+
+        self.store.update("owners", owner, take)
+        return bool(taken)
+
+    # --- transitions: launches ----------------------------------------------------------------------
+    def reserve(
+        self,
+        *,
+        instance_id: str,
+        owner: str,
+        channel: str | None,
+        spec: NotebookSpec,
+        launch_id: str,
+        state: NotebookState,
+        check_quota: Callable[[list[Notebook]], None],
+    ) -> Notebook:
+        """Take the name and a place in the owner's quota for a launch, or raise with nothing taken.
+
+        Idempotent for its launch: a retried step finds its own reservation and returns it."""
+        with self.owner_lock(owner):
+            existing = self.get(instance_id)
+            if existing is not None:
+                if existing.launch_id == launch_id:
+                    return existing
+                raise UserError(
+                    f"A notebook named `{instance_id}` already exists; choose another `name=`.", field="name"
+                )
+            check_quota(self.counted(owner))
+            now = self.clock()
+            doc = {
+                "id": instance_id,
+                "zone": spec.zone,
+                "owner": owner,
+                "channel": channel,
+                "spec": spec.to_dict(),
+                "launch_id": launch_id,
+                "state": str(state),
+                "state_since": now,
+                "created_at": now,
+                "managed": True,
+            }
+            if not self.store.create(COLLECTION, instance_id, doc):
+                raise UserError(
+                    f"A notebook named `{instance_id}` already exists; choose another `name=`.", field="name"
+                )
+            return Notebook.from_doc(doc)
+
+    def set_phase(self, instance_id: str, launch_id: str, state: NotebookState, spec: NotebookSpec | None = None):
+        """A launch moved on (approved, creating); an approver's lowered spec replaces the asked one."""
+        now = self.clock()
+
+        def change(doc: Doc | None) -> Doc | None:
+            if doc is None or doc.get("launch_id") != launch_id or doc.get("state") not in LAUNCH_PHASES:
+                return None
+            new = _moved(doc, state, now)
+            return {**new, "spec": spec.to_dict()} if spec is not None else new
+
+        self.store.update(COLLECTION, instance_id, change)
+
+    def mark_ready(self, instance_id: str, launch_id: str, url: str) -> None:
+        now = self.clock()
+
+        def ready(doc: Doc | None) -> Doc | None:
+            if doc is None or doc.get("launch_id") != launch_id:
+                return None  # deleted meanwhile (say by an admin); don't resurrect half a record
+            return {**_moved(doc, NotebookState.ACTIVE, now), "url": url, "ready_at": now}
+
+        self.store.update(COLLECTION, instance_id, ready)
+
+    def hand_to_sync(self, instance_id: str, launch_id: str) -> None:
+        """A launch gave up but an instance may exist: the cloud sync follows the record from here."""
+        now = self.clock()
+        self.store.update(
+            COLLECTION,
+            instance_id,
+            lambda d: _moved(d, NotebookState.PROVISIONING, now) if d and d.get("launch_id") == launch_id else None,
+        )
+
+    def free(self, instance_id: str, *, launch_id: str | None = None) -> None:
+        """Forget a record: its name and its place in the quota are free again."""
+        if launch_id is not None:
+            doc = self.store.get(COLLECTION, instance_id)
+            if doc is None or doc.get("launch_id") != launch_id:
+                return  # the name was taken by another launch meanwhile: not ours to free
+        self.store.delete(COLLECTION, instance_id)
+
+    # --- transitions: what the cloud and the bot's operations say -----------------------------------
+    def observed(self, instance_id: str, state: str, url: str | None, *, seen: str | None = None) -> bool:
+        """Record what a list or get call saw. With `seen`, only if the record still says what it said
+        before the call: a state the bot wrote meanwhile is newer than what the call saw."""
+        now = self.clock()
+        cloud = NotebookState.of_cloud(state)
+
+        def change(doc: Doc | None) -> Doc | None:
+            if doc is None or (seen is not None and doc.get("state") != seen):
+                return None
+            new = _moved(doc, cloud, now)
+            if cloud == NotebookState.STOPPED and doc.get("state") in (NotebookState.ACTIVE, NotebookState.STOPPING):
+                new["stopped_outside"] = True  # idle shutdown or the console; the owner is told once
+            if url:
+                new["url"] = url
+            return new if new != doc else None
+
+        return self.store.update(COLLECTION, instance_id, change) is not None
+
+    def mark_gone(self, instance_id: str, *, seen: str | None = None) -> None:
+        now = self.clock()
+
+        def gone(doc: Doc | None) -> Doc | None:
+            if doc is None or (seen is not None and doc.get("state") != seen):
+                return None
+            return _moved(doc, NotebookState.GONE, now)
+
+        if self.store.update(COLLECTION, instance_id, gone) is not None:
+            audit.record(self.store, now, "bot", "notebook.gone", instance_id)
+
+    def operation_done(self, instance_id: str, state: NotebookState) -> None:
+        now = self.clock()
+        self.store.update(COLLECTION, instance_id, lambda d: _moved(d, state, now) if d else None)
+
+    def transfer(self, instance_id: str, new_owner: str) -> Notebook | None:
+        doc = self.store.update(COLLECTION, instance_id, lambda d: {**d, "owner": new_owner} if d else None)
+        return Notebook.from_doc(doc) if doc else None
+
+    def adopt(self, doc: Doc) -> bool:
+        """An instance made elsewhere becomes a managed notebook; False if the name is managed already."""
+        return self.store.create(COLLECTION, doc["id"], {**doc, "state": str(NotebookState.of_cloud(doc["state"]))})
+
+    def check_start_quota(self, notebook: Notebook, check_quota: Callable[[list[Notebook]], None]) -> None:
+        """Starting a stopped notebook is checked like a launch (stopped ones don't count)."""
+        with self.owner_lock(notebook.owner):
+            check_quota(self.counted(notebook.owner, besides=notebook.id))
+
+    # --- transitions: reminders -----------------------------------------------------------------------
+    def note_reminder(self, instance_id: str, run: float, posted: dict[str, str]) -> None:
+        """One more unanswered reminder for this run (a new run starts counting from zero)."""
+
+        def change(doc: Doc | None) -> Doc | None:
+            if doc is None:
+                return None
+            earlier = doc.get("unanswered", 0) if doc.get("unanswered_run") == run else 0
+            return {**doc, "unanswered": earlier + 1, "unanswered_run": run, "last_reminder": posted}
+
+        self.store.update(COLLECTION, instance_id, change)
+
+    def snooze(self, instance_id: str, until: float) -> None:
+        self.store.update(
+            COLLECTION, instance_id, lambda d: {**d, "snoozed_until": until, "unanswered": 0} if d else None
+        )
+
+    def answered(self, instance_id: str) -> None:
+        """The owner acted on a reminder: unanswered reminders start again from zero."""
+        self.store.update(COLLECTION, instance_id, lambda d: {**d, "unanswered": 0} if d else None)
+
+    def told_stopped_outside(self, instance_id: str) -> None:
+        self.store.update(
+            COLLECTION,
+            instance_id,
+            lambda d: {**d, "stopped_outside": False} if d and d.get("stopped_outside") else None,
+        )

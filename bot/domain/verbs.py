@@ -1,0 +1,63 @@
+"""The words of `/notebook VERB …`: which verb, and its arguments, checked before anything happens."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+from bot.domain.errors import UserError, did_you_mean
+
+MANAGE_VERBS = ("list", "envs", "stop", "start", "delete", "cancel", "transfer", "adopt")
+VERBS = ("new", "help", *MANAGE_VERBS)
+MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    rest: str
+
+    @property
+    def words(self) -> list[str]:
+        return self.rest.split()
+
+
+def parse_command(text: str | None) -> Command:
+    """Slack escapes &, < and > in what people type; mentions (<@U…>) arrive unescaped."""
+    verb, _, rest = html.unescape(text or "").strip().partition(" ")
+    verb = verb.lower() or "help"
+    if verb not in VERBS:
+        raise UserError(f"I don't know `/notebook {verb}`.{did_you_mean(verb, VERBS)} Try `/notebook help`.")
+    return Command(verb, rest.strip())
+
+
+def one_name(command: Command) -> str:
+    if len(command.words) != 1:
+        raise UserError(f"Usage: `/notebook {command.verb} NAME` (`/notebook list` shows your notebooks).")
+    return command.words[0]
+
+
+def mentioned_user(word: str) -> str:
+    match = MENTION.match(word.strip())
+    if match is None:
+        raise UserError(f"`{word}` is not a person: mention them with @ (e.g. `@alice`) so Slack sends who they are.")
+    return match.group(1)
+
+
+def transfer_args(command: Command) -> tuple[str, str]:
+    if len(command.words) != 2:
+        raise UserError("Usage: `/notebook transfer NAME @person`")
+    return command.words[0], mentioned_user(command.words[1])
+
+
+def adopt_args(command: Command) -> tuple[str, str, str | None]:
+    words = command.words
+    if len(words) < 2:
+        raise UserError("Usage: `/notebook adopt NAME @person [zone=ZONE]`")
+    zone = next((w.split("=", 1)[1] for w in words[2:] if w.startswith("zone=")), None)
+    return words[0], mentioned_user(words[1]), zone
+
+
+def list_everyone(command: Command) -> bool:
+    return command.words[:1] == ["all"]
