@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,8 @@ class TimedWorkbench(WorkbenchSimulator):
     """The Workbench simulator, but an operation finishes once `seconds[kind]` of the given clock
     have passed since it began, however often it is polled (a real create takes minutes).
 
+    `jitter` adds up to that many seconds to each operation, fixed per instance (a hash of its
+    name), so instances do not all turn ACTIVE exactly on a tick.
     `active_at[instance name]` is the simulated time a create finished: when the instance turned
     ACTIVE with its proxy URI. Call `advance()` after moving the clock; every request does too.
     INTERNAL: uses the simulator's _lock, _ops, _finish and _Operation fields (kind, created, done,
@@ -143,9 +146,12 @@ class TimedWorkbench(WorkbenchSimulator):
         "update": 0.0,
     }
 
-    def __init__(self, clock: Callable[[], float], seconds: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], float], seconds: dict[str, float] | None = None, jitter: float = 0.0
+    ) -> None:
         super().__init__(op_polls_until_done=10**9, clock=lambda: datetime.fromtimestamp(clock(), UTC))
         self.seconds = {**self.DEFAULT_SECONDS, **(seconds or {})}
+        self.jitter = jitter
         self._seconds_clock = clock
         self.active_at: dict[str, float] = {}
 
@@ -156,7 +162,8 @@ class TimedWorkbench(WorkbenchSimulator):
                 if op.done:
                     continue
                 began = datetime.strptime(op.created, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-                due = began + self.seconds.get(op.kind, 0.0)
+                spread = self.jitter * (zlib.crc32(op.target.encode()) % 1000) / 1000
+                due = began + self.seconds.get(op.kind, 0.0) + spread
                 if due <= now:
                     self._finish(op)
                     if op.kind == "create" and op.error is None:
@@ -526,24 +533,24 @@ def serve_in_process(services: Any, slack: SlackSimulator) -> InProcess:
 
 
 class LogCounter(logging.Handler):
-    """Counts the bot's log records by level (in-process benchmarks) and keeps them in a file."""
+    """Counts the bot's warnings and errors by level (in-process benchmarks), keeping the first few."""
 
-    def __init__(self, path: Path) -> None:
+    KEEP = 5
+
+    def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.path = path
         self.counts: Counter[str] = Counter()
-        self._file = path.open("a")
+        self.first: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.counts[record.levelname] += 1
-        with contextlib.suppress(Exception):
-            self._file.write(self.format(record) + "\n")
-            self._file.flush()
+        if len(self.first) < self.KEEP:
+            with contextlib.suppress(Exception):
+                self.first.append(f"{record.levelname} {record.name}: {record.getMessage()[:300]}")
 
     @classmethod
-    def install(cls, path: Path) -> LogCounter:
-        handler = cls(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    def install(cls) -> LogCounter:
+        handler = cls()
         root = logging.getLogger()
         root.handlers = [handler]
         root.setLevel(logging.WARNING)
@@ -552,7 +559,7 @@ class LogCounter(logging.Handler):
     def summary(self) -> str:
         if not self.counts:
             return "bot log: no warnings or errors"
-        return f"bot log: {fmt_counts(self.counts)} (see {self.path})"
+        return f"bot log: {fmt_counts(self.counts)}; first: " + " | ".join(self.first)
 
 
 def dumps(value: Any) -> str:
