@@ -212,13 +212,14 @@ class Backend:
         os.environ.update(env)
         return open_store(env["NOTEBOOK_BOT_STORE"], env["GOOGLE_CLOUD_PROJECT"])
 
-    def reset(self, env: dict[str, str]) -> None:
-        """Empty the store `env` names (Firestore: the emulator's project; SQLite: the file)."""
+    def empty(self, env: dict[str, str], store: Any) -> Any:
+        """The store `env` names, emptied: Firestore keeps its client (and warm connection) and
+        deletes the project's documents; SQLite starts a new file."""
         if self.kind == "firestore":
             reset_firestore(self.host, env["GOOGLE_CLOUD_PROJECT"])
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                Path(env["NOTEBOOK_BOT_STORE"].removeprefix("sqlite:")).unlink()
+            return store
+        env.update(self.fresh())
+        return self.open(env)
 
 
 @contextlib.contextmanager
