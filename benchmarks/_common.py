@@ -500,14 +500,19 @@ class Served:
         self.stop()
 
 
-def timed_command(driver: SlackDriver, user: str, text: str, channel: str = "C0GENERAL") -> tuple[float | None, int]:
-    """Seconds until the app answered a signed slash command (None: no answer), and the HTTP status."""
+def timed_reply(driver: SlackDriver, user: str, text: str, channel: str = "C0GENERAL") -> tuple[float | None, int, str]:
+    """Seconds until the app answered a signed slash command (None: no answer), the HTTP status and body."""
     started = time.perf_counter()
     try:
-        status = driver.command(user, text, channel=channel).status
+        response = driver.command(user, text, channel=channel)
     except OSError:  # refused, reset, or the driver's 10 s timeout
-        return None, 0
-    return time.perf_counter() - started, status
+        return None, 0, ""
+    return time.perf_counter() - started, response.status, response.body
+
+
+def timed_command(driver: SlackDriver, user: str, text: str, channel: str = "C0GENERAL") -> tuple[float | None, int]:
+    seconds, status, _ = timed_reply(driver, user, text, channel)
+    return seconds, status
 
 
 # --- in-process bot ------------------------------------------------------------------------------

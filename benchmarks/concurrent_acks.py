@@ -13,8 +13,9 @@ with no answer within the driver's 10 s counts as unanswered (and as 10 s in the
 "failed" counts requests Slack would show as failed: over 3 s, unanswered, or not HTTP 200 (Bolt
 itself answers 404 "unhandled request" when a listener has not called ack() within 3 s).
 Between bursts the run waits until the simulators have seen no call for 1 s (at most 10 s), so a
-burst does not land on the previous one's background work. For `list` it also counts the replies
-the bot posted to the users' response URLs by then (the list itself; bare Bolt posts none).
+burst does not land on the previous one's background work. For `list` it also counts the lists
+the bot delivered by then: in the acknowledgement itself, or posted to the users' response URLs
+(bare Bolt delivers none).
 
 Goal (issue 11): for the bot, p99 ack ≤ 0.5 s and none over 3 s, for `new` and for `list`.
 
@@ -39,7 +40,8 @@ BURSTS = {"new": "new base", "list": "list"}
 @dataclass
 class Burst:
     answers: list[tuple[float | None, int]]  # (seconds or None for no answer, HTTP status)
-    delivered: int | None = None  # replies through response_url (list)
+    in_ack: int = 0  # acknowledgements that carried a reply (text or blocks) themselves
+    delivered: int | None = None  # lists delivered: in the ack, or later through response_url
 
     @property
     def counted(self) -> list[float]:
@@ -62,13 +64,15 @@ class Burst:
 def burst(driver: c.SlackDriver, users: list[str], text: str) -> Burst:
     barrier = threading.Barrier(len(users))
     answers: list[tuple[float | None, int]] = [(None, 0)] * len(users)
+    bodies = [False] * len(users)
 
     def one(i: int, user: str) -> None:
         try:
             barrier.wait(timeout=10)
         except threading.BrokenBarrierError:
             return
-        answers[i] = c.timed_command(driver, user, text)
+        seconds, status, body = c.timed_reply(driver, user, text)
+        answers[i], bodies[i] = (seconds, status), status == 200 and bool(body.strip())
 
     threads = [threading.Thread(target=one, args=(i, u), daemon=True) for i, u in enumerate(users)]
     for t in threads:
@@ -76,7 +80,7 @@ def burst(driver: c.SlackDriver, users: list[str], text: str) -> Burst:
     deadline = time.monotonic() + NO_ANSWER + 15
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
-    return Burst(list(answers))
+    return Burst(list(answers), in_ack=sum(bodies))
 
 
 def replies_to(slack: c.SlackSimulator, users: set[str]) -> int:
@@ -137,7 +141,7 @@ def main() -> None:
                         b = burst(drivers[variant], group, text)
                         c.quiet(activity, still=1.0, limit=10)
                         if name == "list" and variant == "bot":
-                            b.delivered = replies_to(slack, set(group)) - before
+                            b.delivered = b.in_ack + replies_to(slack, set(group)) - before
                         results[variant, name].append(b)
                         print(row(f"round {n + 1} {c.LABELS[variant]:<4} {name}", b), flush=True)
                         served[variant].check_alive()

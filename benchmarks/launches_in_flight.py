@@ -324,14 +324,29 @@ def main() -> None:
             )
             return out
 
+        def settle(done: Any = lambda: True, limit: int = 60) -> int:
+            """Ticks until one passes with no Slack call and done() holds (a bot that paces its
+            messages may take a while); returns how many ran."""
+            for n in range(1, limit + 1):
+                before = len(slack.calls())
+                run_tick(clock, step, workbench, [bot], slack)
+                if len(slack.calls()) == before and done():
+                    return n
+            return limit
+
+        def asked() -> int:
+            return len([m for m in slack.messages(APPROVALS) if m.thread_ts is None])
+
         print(f"\nphase B: idle passes ({args.idle_ticks} ticks each)")
+        settled = settle()
         idle_empty = idle([bot], "no launch open")
         statuses = send_all(app.driver, sorted(users_b), "new tf-2-8")
         c.quiet(c.sim_activity(slack, workbench), still=1.0, limit=60)
-        for _ in range(3):  # let the bot post and ask approvers, whichever pass does it
-            run_tick(clock, step, workbench, [bot], slack)
-        asked = len([m for m in slack.messages(APPROVALS) if m.thread_ts is None])
-        print(f"  {pending} × `/notebook new tf-2-8` answered {dict(statuses)}; approval requests posted: {asked}")
+        settled_b = settle(lambda: asked() >= pending)
+        print(
+            f"  {pending} × `/notebook new tf-2-8` answered {dict(statuses)}; approval requests posted: {asked()} "
+            f"(settling ticks before each measurement: {settled}, {settled_b})"
+        )
         idle_pending = idle([bot], f"{pending} launches awaiting approval (not due)")
         replicas = [bot] + [
             Services(settings, config=config, clock=clock, store=store) for _ in range(args.replicas - 1)
