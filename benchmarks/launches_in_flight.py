@@ -27,7 +27,7 @@ O(open), and not multiplied by replicas.
 
     python benchmarks/launches_in_flight.py [--launches 100] [--create 120] [--tick S]
         [--spread TICKS] [--pending 100] [--replicas 3] [--store auto|firestore|sqlite] [--quick]
-        [--every-tick]
+        [--brief]
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument(
         "--spread", type=int, default=0, help="send the launches over this many ticks (default 0: all at t=0)"
     )
-    parser.add_argument("--every-tick", action="store_true", help="print every tick (default: the interesting ones)")
+    parser.add_argument("--brief", action="store_true", help="print only ticks whose calls differ from the tick before")
     parser.add_argument("--quick", action="store_true", help="30 launches, 60 s creation, 30 pending, 2 replicas")
     c.add_store_flag(parser)
     args = parser.parse_args()
@@ -290,13 +290,14 @@ def main() -> None:
             ticks.append(tick)
             previous = ticks[-2]
             interesting = (
-                tick.workbench.get("create")
+                tick.workbench != previous.workbench
+                or tick.slack != previous.slack
                 or tick.active != previous.active
                 or tick.linked != previous.linked
                 or index <= 3
                 or index % 10 == 0
             )
-            if args.every_tick or interesting:
+            if not args.brief or interesting:
                 print(tick_row(tick), flush=True)
             if tick.created >= launches and tick.linked >= tick.created:
                 after_last_link += 1
