@@ -539,7 +539,8 @@ def serve_in_process(services: Any, slack: SlackSimulator) -> InProcess:
 
 
 class LogCounter(logging.Handler):
-    """Counts the bot's warnings and errors by level (in-process benchmarks), keeping the first few."""
+    """Counts the bot's warnings and errors by level (in-process benchmarks), keeping the first few
+    distinct ones (their first line)."""
 
     KEEP = 5
 
@@ -550,9 +551,10 @@ class LogCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.counts[record.levelname] += 1
-        if len(self.first) < self.KEEP:
-            with contextlib.suppress(Exception):
-                self.first.append(f"{record.levelname} {record.name}: {record.getMessage()[:300]}")
+        with contextlib.suppress(Exception):
+            line = f"{record.levelname} {record.name}: {record.getMessage().strip().splitlines()[0][:200]}"
+            if len(self.first) < self.KEEP and line not in self.first:
+                self.first.append(line)
 
     @classmethod
     def install(cls) -> LogCounter:
