@@ -1,47 +1,64 @@
-"""A lifecycle sweep over 1,000 notebooks on the simulators: calls made and time taken.
+"""A lifecycle sweep over 1,000 notebooks on the Firestore emulator, against an honest floor.
 
-1,000 managed notebooks across three zones (running with and without GPUs, stopped, some past
-their reminder thresholds) live in the simulated Workbench and an embedded store. The sweep's
-Workbench and Slack calls are counted from the simulators' own logs. The baseline, measured in
-the same run, is what a sweep that asked Workbench about each notebook (get_instance) costs.
+1,000 managed notebooks across three zones (running with and without GPUs, stopped, from fresh to
+well past the reminder thresholds, owners in four timezones, all in working hours) live in the
+Workbench simulator and in the store: the Firestore emulator (default; `--store sqlite` for the
+embedded store). `Services.lifecycle.sweep()` runs on a fixed clock (a Monday, 14:00 UTC).
 
-    python benchmarks/sweep_1000.py [--notebooks 1000]
+The floor, measured in the same run with the same Services on the same warm connections, is what
+any sweep must do at least: one Workbench list per zone (3), one store query of the notebooks,
+and the same Slack messages the sweep sent (its chat.postMessage calls replayed: same channels,
+texts and blocks). Each round re-seeds the store (and builds a fresh Services, warmed with one
+call to each service, so no in-process cache carries over); rounds alternate which goes first.
+
+Printed: time, store calls by kind (get/query/update/create/put/delete) and documents read,
+Workbench calls, Slack calls, and the ratio sweep / floor. Goal (issue 11): ≤ 2× the floor.
+
+    python benchmarks/sweep_1000.py [--notebooks 1000] [--rounds 3] [--store auto|firestore|sqlite] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections import Counter
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common as c
 
-from bot.adapters.store import SqliteStore
 from bot.domain.spec import SpecBounds, parse_request, resolve
 from bot.run.config import Settings, load_config
 from bot.run.services import Services
-from bot.sim.slack_api import SlackSimulator
-from bot.sim.workbench_api import WorkbenchSimulator
 
 ZONES = ("us-central1-a", "us-central1-b", "europe-west4-a")
-OWNERS = ("U0ALICE", "U0BOB", "U0ADMIN", "U0APPROVER")
-NOW = 1_796_047_200.0  # Monday 2026-11-30, 14:00 UTC: working hours in Europe and New York
+OWNERS = ("U0ALICE", "U0BOB", "U0ADMIN", "U0APPROVER")  # Paris, New York, UTC, London
+NOW = 1_796_047_200.0  # Monday 2026-11-30, 14:00 UTC: working hours for all four owners
+GOAL = 2.0
 
 
-def populate(services: Services, workbench: WorkbenchSimulator, count: int) -> None:
-    catalog = services.config.catalog
-    for n in range(count):
+def seed(store: Any, workbench: c.WorkbenchSimulator | None, count: int, project: str) -> None:
+    """Write `count` notebook records (and, given a simulator, their instances).
+
+    INTERNAL: the notebook record's fields as bot/domain/notebooks.py reads them today (id, zone,
+    owner, channel, spec, state, created_at, state_since, running_seconds, url, managed). If the
+    rewrite changes the record, this function is the one place to change.
+    """
+    catalog = load_config(None).catalog
+    day = datetime.fromtimestamp(NOW, UTC).date()
+    specs = {
+        (zone, gpu): resolve(parse_request("gpu=l4" if gpu else ""), catalog, SpecBounds(zone=zone), day).to_dict()
+        for zone in ZONES
+        for gpu in (False, True)
+    }
+
+    def one(n: int) -> None:
         zone, owner = ZONES[n % len(ZONES)], OWNERS[n % len(OWNERS)]
-        text = "gpu=l4" if n % 3 == 0 else ""
-        spec = resolve(parse_request(text), catalog, SpecBounds(zone=zone), services.launcher.today())
         state = "STOPPED" if n % 5 == 0 else "ACTIVE"
         age = (n % 40) * 3600.0  # from fresh to well past every reminder threshold
         name = f"nb-{n:04d}"
-        workbench.add_instance(zone, name, {"state": state}, project="bench-project")
-        services.store.put(
+        store.put(
             "notebooks",
             name,
             {
@@ -49,7 +66,7 @@ def populate(services: Services, workbench: WorkbenchSimulator, count: int) -> N
                 "zone": zone,
                 "owner": owner,
                 "channel": "C0GENERAL",
-                "spec": spec.to_dict(),
+                "spec": specs[zone, n % 3 == 0],
                 "launch_id": None,
                 "state": state,
                 "created_at": NOW - age,
@@ -60,39 +77,127 @@ def populate(services: Services, workbench: WorkbenchSimulator, count: int) -> N
             },
         )
 
+    if workbench is not None:
+        for n in range(count):
+            state = "STOPPED" if n % 5 == 0 else "ACTIVE"
+            workbench.add_instance(ZONES[n % len(ZONES)], f"nb-{n:04d}", {"state": state}, project=project)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, range(count)))
+
+
+def warm(services: Services) -> None:
+    """Build every client and open its connection, so neither the sweep nor the floor pays for it."""
+    for zone in ZONES:
+        services.workbench.list(zone)
+    services.store.get("meta", "benchmark-warm-up")
+    slack_client(services).auth_test()
+
+
+def slack_client(services: Services) -> Any:
+    """The bot's Slack WebClient (Services.slack.client today; a fresh one like it otherwise)."""
+    client = getattr(services.slack, "client", None)
+    if client is None:
+        from bot.adapters.notify import web_client
+
+        client = web_client(services.settings.slack_bot_token)
+    return client
+
+
+def floor(services: Services, store: Any, messages: list[dict[str, Any]]) -> float:
+    started = time.perf_counter()
+    for zone in ZONES:
+        services.workbench.list(zone)
+    store.query("notebooks")
+    client = slack_client(services)
+    for args in messages:
+        client.chat_postMessage(**{k: args[k] for k in ("channel", "text", "blocks", "thread_ts") if args.get(k)})
+    return time.perf_counter() - started
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 round")
+    c.add_store_flag(parser)
     args = parser.parse_args()
-    with SlackSimulator() as slack, WorkbenchSimulator() as workbench:
-        os.environ["SLACK_API_URL"] = slack.base_url
-        os.environ["NOTEBOOKS_EMULATOR_HOST"] = workbench.host
-        settings = Settings(slack_bot_token=slack.bot_token, project="bench-project", store_url="memory")
-        services = Services(settings, config=load_config(None), clock=lambda: NOW, store=SqliteStore())
-        populate(services, workbench, args.notebooks)
-        wb_before, slack_before = len(workbench.calls()), len(slack.calls())
-
-        started = time.perf_counter()
-        report = services.lifecycle.sweep()
-        sweep_seconds = time.perf_counter() - started
-        wb_calls = Counter(c.kind for c in workbench.calls()[wb_before:])
-        slack_calls = Counter(c.method for c in slack.calls()[slack_before:])
-
-        started = time.perf_counter()
-        for doc in services.store.query("notebooks"):
-            services.workbench.get(doc["zone"], doc["id"])
-        baseline_seconds = time.perf_counter() - started
-
-    print(f"sweep over {report.notebooks} notebooks in {len(ZONES)} zones")
-    print(f"  time:            {sweep_seconds:8.2f} s")
-    print(f"  Workbench calls: {sum(wb_calls.values()):8d}  {dict(wb_calls)}")
-    print(f"  Slack calls:     {sum(slack_calls.values()):8d}  {dict(slack_calls)}")
-    print(f"  reminders sent:  {report.reminders:8d}  (deferred {report.deferred}, notes {report.notes})")
+    rounds = 1 if args.quick else max(1, min(args.rounds, 10))
+    count = max(1, min(args.notebooks, 5000))
+    sweeps: list[float] = []
+    floors: list[float] = []
+    first: dict[str, Any] = {}
+    messages: list[dict[str, Any]] = []
+    with c.store_backend(args.store) as backend, c.SlackSimulator() as slack, c.WorkbenchSimulator() as workbench:
+        env = backend.fresh()
+        env.update(
+            SLACK_API_URL=slack.base_url, NOTEBOOKS_EMULATOR_HOST=workbench.host, SLACK_BOT_TOKEN=slack.bot_token
+        )
+        settings = Settings.from_env(env)
+        inner = backend.open(env)
+        logs = c.LogCounter.install()
+        c.header(
+            f"lifecycle sweep over {count} notebooks in {len(ZONES)} zones",
+            rounds=rounds,
+            store=backend.describe(),
+        )
+        for n in range(rounds):
+            inner = backend.empty(env, inner)
+            started = time.perf_counter()
+            seed(inner, workbench if n == 0 else None, count, settings.project or "")
+            seeded = time.perf_counter() - started
+            store = c.CountingStore(inner)
+            services = Services(settings, config=load_config(None), clock=lambda: NOW, store=store)
+            warm(services)
+            for step in c.order(n, ("sweep", "floor")):
+                if step == "floor":
+                    floors.append(floor(services, inner, messages))
+                    continue
+                before, wb_seen, slack_seen = store.snapshot(), len(workbench.calls()), len(slack.calls())
+                started = time.perf_counter()
+                report = services.lifecycle.sweep()
+                sweeps.append(time.perf_counter() - started)
+                counted = c.diff(store.snapshot(), before)
+                sent = slack.calls()[slack_seen:]
+                messages = [dict(call.args) for call in sent if call.method == "chat.postMessage"]
+                found = {
+                    "store": c.by_method(counted["calls"]),
+                    "reads": sum(counted["reads"].values()),
+                    "reads by collection": counted["reads"],
+                    "writes": sum(counted["writes"].values()),
+                    "workbench": Counter(call.kind for call in workbench.calls()[wb_seen:]),
+                    "slack": Counter(call.method for call in sent),
+                    "report": {k: v for k, v in vars(report).items() if v},
+                }
+                if not first:
+                    first = found
+                elif found != first:
+                    print(f"  note: round {n + 1} made different calls than round 1: {found}")
+            print(
+                f"  round {n + 1}: sweep {sweeps[-1]:6.2f} s, floor {floors[-1]:5.2f} s, "
+                f"ratio {c.ratio(sweeps[-1], floors[-1]):5.2f}× "
+                f"(order {' then '.join(c.order(n, ('sweep', 'floor')))}; seeding took {seeded:.1f} s)",
+                flush=True,
+            )
+    sweep_s, floor_s = c.median(sweeps), c.median(floors)
+    paired = c.median([c.ratio(s, f) for s, f in zip(sweeps, floors, strict=True)])
+    store_calls = first["store"]
+    print()
+    print(f"sweep ({first['report']})")
+    print(f"  time:            {sweep_s:8.2f} s (median of {rounds}; min {min(sweeps):.2f}, max {max(sweeps):.2f})")
+    print(f"  store calls:     {sum(store_calls.values()):8d}  {c.fmt_counts(store_calls)}")
+    print(f"  documents read:  {first['reads']:8d}  {c.fmt_counts(first['reads by collection'])}")
+    print(f"  documents written: {first['writes']:6d}")
+    print(f"  Workbench calls: {sum(first['workbench'].values()):8d}  {c.fmt_counts(first['workbench'])}")
+    print(f"  Slack calls:     {sum(first['slack'].values()):8d}  {c.fmt_counts(first['slack'])}")
     print(
-        f"baseline: one get_instance per notebook, no reminders: {args.notebooks} Workbench calls, "
-        f"{baseline_seconds:.2f} s"
+        f"floor: {len(ZONES)} Workbench lists, 1 store query, the sweep's {len(messages)} chat.postMessage replayed: "
+        f"{floor_s:.2f} s (median; min {min(floors):.2f}, max {max(floors):.2f})"
     )
+    print(
+        f"ratio sweep / floor: {paired:.2f}× (median of the rounds' ratios; of the medians: "
+        f"{c.ratio(sweep_s, floor_s):.2f}×)  {c.verdict(paired, GOAL)}"
+    )
+    print(logs.summary())
 
 
 if __name__ == "__main__":
