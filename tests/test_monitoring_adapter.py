@@ -23,8 +23,10 @@ def sim() -> Iterator[MonitoringSimulator]:
 
 
 @pytest.fixture
-def reader(sim: MonitoringSimulator) -> Utilization:
-    return Utilization("test-project", emulator_host=sim.host, clock=lambda: NOW)
+def reader(sim: MonitoringSimulator) -> Iterator[Utilization]:
+    utilization = Utilization("test-project", emulator_host=sim.host, clock=lambda: NOW)
+    yield utilization
+    utilization.close()
 
 
 def test_one_query_per_metric_answers_for_every_vm_in_every_zone(sim, reader) -> None:

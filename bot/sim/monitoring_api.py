@@ -53,6 +53,7 @@ UNITS = {CPU: "10^2.%", GPU: "%"}
 METHOD = "ListTimeSeries"
 SERVICE = "google.monitoring.v3.MetricService"
 MAX_PAGE = 100_000
+SERIES, RESPONSE = m.TimeSeries.pb(), m.ListTimeSeriesResponse.pb()  # raw protobuf classes
 TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<op>!=|=)|(?P<punct>[(),])|(?P<word>[A-Za-z_][\w.\-/]*))')
 SELECTOR = re.compile(r"^(metric|resource)\.(?:type|labels?\.([\w\-]+))$")
 Aligner = m.Aggregation.Aligner
@@ -85,15 +86,20 @@ class _Series:
     metric_type: str
     metric_labels: dict[str, str]
     resource_labels: dict[str, str]
-    times: list[datetime] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)  # epoch seconds, sorted
     values: list[float] = field(default_factory=list)
 
     def add(self, at: datetime, value: float) -> None:
-        i = bisect.bisect_right(self.times, at)
-        self.times.insert(i, at)
+        second = int(at.timestamp())
+        if not self.times or second >= self.times[-1]:
+            self.times.append(second)
+            self.values.append(value)
+            return
+        i = bisect.bisect_right(self.times, second)
+        self.times.insert(i, second)
         self.values.insert(i, value)
 
-    def between(self, start: datetime, end: datetime) -> tuple[list[datetime], list[float]]:
+    def between(self, start: int, end: int) -> tuple[list[int], list[float]]:
         """Points in (start, end]; the instant `end` when start == end."""
         lo = bisect.bisect_left(self.times, end) if start == end else bisect.bisect_right(self.times, start)
         hi = bisect.bisect_right(self.times, end)
@@ -206,7 +212,7 @@ class MonitoringSimulator:
                 METHOD: grpc.unary_unary_rpc_method_handler(
                     self._serve,
                     request_deserializer=m.ListTimeSeriesRequest.deserialize,
-                    response_serializer=m.ListTimeSeriesResponse.serialize,
+                    response_serializer=lambda answer: answer.SerializeToString(),
                 )
             },
         )
@@ -298,7 +304,7 @@ class MonitoringSimulator:
             self._fail.extend([(code, message)] * times)
 
     # --- request handling ----------------------------------------------------------------------------
-    def _serve(self, request: m.ListTimeSeriesRequest, context: grpc.ServicerContext) -> m.ListTimeSeriesResponse:
+    def _serve(self, request: m.ListTimeSeriesRequest, context: grpc.ServicerContext) -> Any:
         try:
             return self.list_time_series(request)
         except FilterError as e:
@@ -307,7 +313,8 @@ class MonitoringSimulator:
             context.abort(e.code, e.message)
         raise AssertionError("unreachable")  # context.abort raises
 
-    def list_time_series(self, request: m.ListTimeSeriesRequest) -> m.ListTimeSeriesResponse:
+    def list_time_series(self, request: m.ListTimeSeriesRequest) -> Any:
+        """The answer as the raw protobuf ListTimeSeriesResponse (cheaper to build than proto-plus)."""
         agg = request.aggregation
         aligner, reducer = Aligner(agg.per_series_aligner), Reducer(agg.cross_series_reducer)
         end = request.interval.end_time
@@ -328,7 +335,8 @@ class MonitoringSimulator:
             self._calls[index] = Call(
                 **{**call.__dict__, "series": len(page), "points": sum(len(s.points) for s in page)}
             )
-        answer = m.ListTimeSeriesResponse(time_series=page, next_page_token=token)
+        answer = RESPONSE(next_page_token=token)
+        answer.time_series.extend(page)
         units = {s.unit for s in page}
         if len(units) == 1:
             answer.unit = units.pop()
@@ -341,7 +349,7 @@ class MonitoringSimulator:
         reducer: Reducer,
         start: datetime | None,
         end: datetime | None,
-    ) -> list[m.TimeSeries]:
+    ) -> list[Any]:
         match = re.fullmatch(r"projects/([^/]+)", request.name)
         if not match:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid resource name '{request.name}'")
@@ -365,13 +373,14 @@ class MonitoringSimulator:
             except FilterError as e:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
         seen_until = max(start, min(end, self.clock()))  # nothing has been written about the future yet
+        start_s, end_s, seen_s = (int(t.timestamp()) for t in (start, end, seen_until))
         project = match[1]
         chosen = [
             s
             for _, s in sorted(self._series.items())
             if s.resource_labels["project_id"] == project and all(test(s.field(sel)) != neg for sel, neg, test in terms)
         ]
-        aligned = [(s, self._align(s, start, end, seen_until, aligner, seconds)) for s in chosen]
+        aligned = [(s, self._align(s, start_s, end_s, seen_s, aligner, int(seconds))) for s in chosen]
         aligned = [(s, pts) for s, pts in aligned if pts]
         if reducer == Reducer.REDUCE_NONE:
             return [_time_series(s.metric_type, s.metric_labels, s.resource_labels, pts) for s, pts in aligned]
@@ -379,23 +388,23 @@ class MonitoringSimulator:
 
     @staticmethod
     def _align(
-        series: _Series, start: datetime, end: datetime, seen_until: datetime, aligner: Aligner, period: float
-    ) -> list[tuple[datetime, float]]:
+        series: _Series, start: int, end: int, seen_until: int, aligner: Aligner, period: int
+    ) -> list[tuple[int, float]]:
         """Windows count back from `end` (the query's), points are those written up to `seen_until`."""
         times, values = series.between(start, seen_until)
         if aligner == Aligner.ALIGN_NONE:
             return list(zip(reversed(times), reversed(values), strict=True))
         buckets: dict[int, list[float]] = {}
         for at, value in zip(times, values, strict=True):
-            buckets.setdefault(int((end - at).total_seconds() // period), []).append(value)
+            buckets.setdefault((end - at) // period, []).append(value)
         combine = {Aligner.ALIGN_MEAN: lambda v: sum(v) / len(v), Aligner.ALIGN_MAX: max, Aligner.ALIGN_MIN: min}
-        return [(end - timedelta(seconds=k * period), combine[aligner](buckets[k])) for k in sorted(buckets)]
+        return [(end - k * period, combine[aligner](buckets[k])) for k in sorted(buckets)]
 
     @staticmethod
     def _reduce(
-        aligned: list[tuple[_Series, list[tuple[datetime, float]]]], reducer: Reducer, group_by: list[str]
-    ) -> list[m.TimeSeries]:
-        groups: dict[tuple[str | None, ...], list[tuple[_Series, list[tuple[datetime, float]]]]] = {}
+        aligned: list[tuple[_Series, list[tuple[int, float]]]], reducer: Reducer, group_by: list[str]
+    ) -> list[Any]:
+        groups: dict[tuple[str | None, ...], list[tuple[_Series, list[tuple[int, float]]]]] = {}
         for series, points in aligned:
             groups.setdefault(tuple(series.field(g) for g in group_by), []).append((series, points))
         answer = []
@@ -406,7 +415,7 @@ class MonitoringSimulator:
                 kind, label = _selector(selector)
                 if label is not None and value is not None:
                     (metric_labels if kind == "metric" else resource_labels)[label] = value
-            by_time: dict[datetime, list[float]] = {}
+            by_time: dict[int, list[float]] = {}
             for _, points in members:
                 for at, value in points:
                     by_time.setdefault(at, []).append(value)
@@ -416,14 +425,14 @@ class MonitoringSimulator:
 
     @staticmethod
     def _page(
-        found: list[m.TimeSeries], page_size: int, token: str, view: m.ListTimeSeriesRequest.TimeSeriesView
-    ) -> tuple[list[m.TimeSeries], str]:
+        found: list[Any], page_size: int, token: str, view: m.ListTimeSeriesRequest.TimeSeriesView
+    ) -> tuple[list[Any], str]:
         try:
             offset = int(base64.urlsafe_b64decode(token).decode()) if token else 0
         except ValueError:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "Invalid page token") from None
         limit = min(page_size, MAX_PAGE) if page_size > 0 else MAX_PAGE
-        page: list[m.TimeSeries] = []
+        page: list[Any] = []
         used, i = 0, offset
         while i < len(found):
             cost = 1 if view == m.ListTimeSeriesRequest.TimeSeriesView.HEADERS else len(found[i].points)
@@ -453,19 +462,24 @@ class _Abort(Exception):
 
 
 def _time_series(
-    metric_type: str, metric_labels: dict[str, str], resource_labels: dict[str, str], points: Iterable[Any]
-) -> m.TimeSeries:
-    return m.TimeSeries(
-        metric={"type": metric_type, "labels": metric_labels},
-        resource={"type": "gce_instance", "labels": resource_labels},
-        metric_kind=metric_pb2.MetricDescriptor.MetricKind.GAUGE,
-        value_type=metric_pb2.MetricDescriptor.ValueType.DOUBLE,
-        points=[
-            m.Point(interval=m.TimeInterval(start_time=at, end_time=at), value=m.TypedValue(double_value=value))
-            for at, value in points
-        ],
-        unit=UNITS.get(metric_type, ""),
-    )
+    metric_type: str,
+    metric_labels: dict[str, str],
+    resource_labels: dict[str, str],
+    points: Iterable[tuple[int, float]],
+) -> Any:
+    """A raw protobuf TimeSeries; `points` are (epoch seconds, value), newest first."""
+    series = SERIES(unit=UNITS.get(metric_type, ""))
+    series.metric.type = metric_type
+    series.metric.labels.update(metric_labels)
+    series.resource.type = "gce_instance"
+    series.resource.labels.update(resource_labels)
+    series.metric_kind = metric_pb2.MetricDescriptor.MetricKind.GAUGE
+    series.value_type = metric_pb2.MetricDescriptor.ValueType.DOUBLE
+    for at, value in points:
+        point = series.points.add()
+        point.interval.start_time.seconds = point.interval.end_time.seconds = at
+        point.value.double_value = value
+    return series
 
 
 def main(argv: list[str] | None = None) -> None:
