@@ -22,7 +22,8 @@ What it relies on (from the client's proto docs, monitoring_v3/types/metric_serv
 points come newest first; in FULL view pageSize counts points (default and cap 100,000).
 Assumed, not verified against the live service: aligned windows are (end - (k+1)·P, end - k·P]
 counted back from the interval's end, an aligned point's interval is the instant at its window's
-end, a page holds whole series, and raw points are selected from (start, end].
+end, a page holds whole series, and raw points are selected from (start, end]. Times are kept to
+the second.
 
 The series it holds are written by the test: CPU utilization as Compute Engine reports it (a
 fraction, metric label instance_name) and GPU utilization as the Ops Agent reports it (percent,
