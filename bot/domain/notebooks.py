@@ -22,7 +22,7 @@ from bot.domain.catalog import Catalog
 from bot.domain.errors import NotAllowed, UserError, one_of
 from bot.domain.launches import running_specs
 from bot.domain.policy import Rules
-from bot.domain.spec import NotebookSpec
+from bot.domain.spec import NotebookSpec, instance_name, zone_name
 from bot.run.logs import log_context
 from bot.ui.blocks import section
 
@@ -129,8 +129,8 @@ class Notebooks:
 
     def find(self, user: str, name: str) -> Notebook:
         """The notebook `name` names: exact, else the caller's only notebook starting with it."""
-        wanted = name.strip().lower()
-        exact = self.get(wanted) if wanted else None
+        wanted = instance_name(name, partial=True)  # before it becomes a store key
+        exact = self.get(wanted)
         if exact is not None:
             return exact
         mine = self.owned_by(user)
@@ -334,7 +334,8 @@ class Notebooks:
         """An admin makes an instance the bot did not create a managed notebook of `owner`."""
         if not self.rules.is_admin(admin):
             raise NotAllowed("Only admins can adopt instances.")
-        zone = zone or self.default_zone
+        zone = zone_name(zone) if zone else self.default_zone
+        name = instance_name(name)  # both before they become a store key or part of an API path
         if self.get(name) is not None:
             raise UserError(f"`{name}` is already managed by the bot.")
         info = self.workbench.get(zone, name)
