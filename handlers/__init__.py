@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App, Respond
+from slack_bolt import App, BoltRequest, BoltResponse, Respond
+from slack_sdk.signature import SignatureVerifier
 
 from bot.adapters.notify import web_client
 from bot.run.logs import ContextPropagatingExecutor, log_context
@@ -33,10 +34,35 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
         with log_context(user=acting_user(body)):
             return next()
 
+    verifier = SignatureVerifier(settings.slack_signing_secret or "")
+
+    def verified(request: BoltRequest) -> bool:
+        """Socket Mode requests come over Slack's authenticated websocket; HTTP ones must be signed."""
+        if request.mode == "socket_mode":
+            return True
+        headers = {k: v[0] for k, v in request.headers.items() if v}
+        try:
+            return bool(settings.slack_signing_secret) and verifier.is_valid_request(request.raw_body, headers)
+        except ValueError:  # a timestamp that isn't a number
+            return False
+
     @app.error
-    def unexpected(error: Exception, body: dict[str, Any], respond: Respond | None = None) -> None:
-        """Whatever a listener did not expect is logged, and the person is told rather than left waiting."""
+    def unexpected(
+        error: Exception,
+        body: dict[str, Any],
+        request: BoltRequest,
+        response: BoltResponse | None,
+        respond: Respond | None = None,
+    ) -> None:
+        """Whatever a listener did not expect is logged; a verified request is still acknowledged
+        (Slack shows an error otherwise) and its person told rather than left waiting. An
+        unverified one gets nothing: no reply, no message, no call anywhere."""
         log.error("listener failed: %s", error, exc_info=error)
+        if not verified(request):
+            log.warning("the failed request was not verified: nobody is told")
+            return
+        if response is not None and response.status >= 500:  # not acknowledged yet: acknowledge now
+            response.status, response.body = 200, ""
         try:
             tell(services, body, respond, SORRY)
         except Exception:

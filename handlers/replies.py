@@ -6,6 +6,7 @@ from typing import Any
 
 from slack_bolt import Respond
 
+from bot.adapters.notify import is_slack_url
 from bot.run.services import Services
 
 SORRY = (
@@ -15,18 +16,26 @@ SORRY = (
 )
 
 
-def acting_user(body: dict[str, Any]) -> str | None:
-    """Who a Slack request comes from, whatever its kind (command, interaction, event)."""
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def acting_user(body: Any) -> str | None:
+    """Who a Slack request comes from, whatever its kind (command, interaction, event); None when
+    the body doesn't say (or says it in a shape Slack never sends)."""
+    if not isinstance(body, dict):
+        return None
     user = body.get("user")
     if isinstance(user, dict):
-        return user.get("id")
-    return body.get("user_id") or (body.get("event") or {}).get("user")
+        return _text(user.get("id"))
+    event = body.get("event")
+    return _text(body.get("user_id")) or (_text(event.get("user")) if isinstance(event, dict) else None)
 
 
 def tell(services: Services, body: dict[str, Any], respond: Respond | None, text: str) -> None:
     """Answer only that person: ephemerally where Slack allows it, else in a DM (App Home clicks
-    and events carry no response_url)."""
-    if body.get("response_url") and respond is not None:
+    and events carry no response_url). Only Slack's own response URLs are ever posted to."""
+    if respond is not None and is_slack_url(body.get("response_url")):
         respond(text=text, response_type="ephemeral", replace_original=False)
         return
     user = acting_user(body)

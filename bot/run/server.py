@@ -20,13 +20,14 @@ log = logging.getLogger(__name__)
 def build_web_app(services: Services) -> Callable[..., Any]:
     from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+    from bot.run.slack_gate import SlackGate
     from bot.run.tasks import task_authorizer
     from handlers import build_app
 
     handler = SlackRequestHandler(build_app(services))
-    return TraceMiddleware(
-        WebApp(handler, services.reconcile, task_authorizer(services.settings)), services.settings.project
-    )
+    gate = SlackGate(services.settings.slack_signing_secret)
+    app = WebApp(handler, services.reconcile, task_authorizer(services.settings), gate=gate)
+    return TraceMiddleware(app, services.settings.project)
 
 
 def serve_gunicorn(services: Services) -> None:
