@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse, Respond
+from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk.signature import SignatureVerifier
 
 from bot.adapters.notify import web_client
@@ -25,6 +26,7 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
         client=web_client(settings.slack_bot_token),
         signing_secret=settings.slack_signing_secret,
         process_before_response=process_before_response,
+        raise_error_for_unhandled_request=True,  # so the hook below acknowledges what no listener takes
         # listeners run after ack() in these threads; they keep the request's log context
         listener_executor=ContextPropagatingExecutor(max_workers=8),
     )
@@ -57,6 +59,11 @@ def build_app(services: Services, *, process_before_response: bool = False) -> A
         """Whatever a listener did not expect is logged; a verified request is still acknowledged
         (Slack shows an error otherwise) and its person told rather than left waiting. An
         unverified one gets nothing: no reply, no message, no call anywhere."""
+        if isinstance(error, BoltUnhandledRequestError):  # e.g. a click on a button no listener knows
+            if response is not None and verified(request):
+                log.warning("no listener for a %s request; acknowledged", str(body.get("type"))[:40])
+                response.status, response.body = 200, ""
+            return
         log.error("listener failed: %s", error, exc_info=error)
         if not verified(request):
             log.warning("the failed request was not verified: nobody is told")

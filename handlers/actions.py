@@ -69,14 +69,18 @@ def register(app: App, services: Services) -> None:
     def form_changed(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         """A live input changed in a form: rebuild the choices and the price (views.update)."""
         ack()
-        view = body.get("view") or {}
+        view = body.get("view")
+        if not isinstance(view, dict):
+            return
         meta = view_meta(view)
         launcher = services.launcher
         if view.get("callback_id") == LAUNCH_CALLBACK:
             defaults = LaunchForm.from_meta(meta.get("form"), default_form(launcher))
-            new = launch_modal(launcher, LaunchForm.from_view(view, defaults), meta.get("channel", ""))
+            channel = meta.get("channel") if isinstance(meta.get("channel"), str) else ""
+            new = launch_modal(launcher, LaunchForm.from_view(view, defaults), channel)
         elif view.get("callback_id") == REVIEW_CALLBACK:
-            launch = launcher.get(meta.get("launch", ""))
+            launch_id = meta.get("launch")
+            launch = launcher.get(launch_id) if isinstance(launch_id, str) and launch_id else None
             if launch is None:
                 return
             form = LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec))

@@ -15,6 +15,11 @@ SORRY = (
     "admin can find the details in the bot's logs."
 )
 
+UNREADABLE = (
+    "⚠️ Slack sent me your last click or form in a shape I couldn't read, so I did nothing with it. "
+    "Try again; if it keeps happening, an admin can find the details in the bot's logs."
+)
+
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None

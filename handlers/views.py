@@ -31,7 +31,8 @@ def register(app: App, services: Services) -> None:
         user = body["user"]["id"]
         meta = view_meta(view)
         form = LaunchForm.from_view(view, LaunchForm.from_meta(meta.get("form"), default_form(launcher)))
-        channel = meta.get("channel") or user  # opened from the App Home: the launch is followed in a DM
+        channel = meta.get("channel") if isinstance(meta.get("channel"), str) else None
+        channel = channel or user  # opened from the App Home: the launch is followed in a DM
         try:
             launch, created = launcher.request(
                 requester=user,
@@ -55,7 +56,8 @@ def register(app: App, services: Services) -> None:
         """The decision is recorded before the acknowledgement (so problems show on the form);
         Slack is updated and the launch started after it."""
         values = view_values(view)
-        launch = services.launcher.get(view_meta(view).get("launch", ""))
+        launch_id = view_meta(view).get("launch")
+        launch = services.launcher.get(launch_id) if isinstance(launch_id, str) and launch_id else None
         try:
             if launch is None:
                 raise UserError("That launch request no longer exists.")

@@ -176,7 +176,10 @@ def zone_name(raw: str) -> str:
 def parse_request(text: str) -> NotebookRequest:
     """Parse the words after `/notebook new`. Raises UserError naming the bad part."""
     tokens = text.split()
-    if len(tokens) > MAX_WORDS:
+    mounts = sum(1 for t in tokens if t.lower().startswith("bucket="))
+    if mounts > MAX_WORDS:  # buckets have their own, smaller bound (bot/domain/buckets.py); this is the field's
+        raise UserError(f"That is {mounts:,} buckets; a notebook mounts only a few.", field="bucket")
+    if len(tokens) - mounts > MAX_WORDS:
         raise UserError(f"That is {len(tokens):,} words; a launch takes at most {MAX_WORDS}. Usage: {USAGE}")
     values: dict[str, Any] = {}
     buckets: list[str] = []

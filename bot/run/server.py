@@ -23,10 +23,16 @@ def build_web_app(services: Services) -> Callable[..., Any]:
     from bot.run.slack_gate import SlackGate
     from bot.run.tasks import task_authorizer
     from handlers import build_app
+    from handlers.replies import UNREADABLE, acting_user
+
+    def unreadable(body: dict[str, Any]) -> None:
+        user = acting_user(body)
+        if user:
+            services.slack.dm(user, UNREADABLE)
 
     handler = SlackRequestHandler(build_app(services))
     gate = SlackGate(services.settings.slack_signing_secret)
-    app = WebApp(handler, services.reconcile, task_authorizer(services.settings), gate=gate)
+    app = WebApp(handler, services.reconcile, task_authorizer(services.settings), gate=gate, on_unreadable=unreadable)
     return TraceMiddleware(app, services.settings.project)
 
 

@@ -35,12 +35,14 @@ class WebApp:
         authorize_task: Callable[[Environ], str | None],
         *,
         gate: SlackGate | None = None,
+        on_unreadable: Callable[[dict[str, Any]], None] = lambda body: None,
     ) -> None:
         self._slack_handler = slack_handler
         self._run_pass = run_pass
         self._authorize_task = authorize_task
         self._gate = gate or SlackGate(None)  # without a signing secret every Slack request is refused
         self._pass = threading.Lock()  # one pass at a time from this endpoint
+        self._on_unreadable = on_unreadable
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -63,7 +65,20 @@ class WebApp:
             return _reply(start_response, "200 OK", "", headers=[("X-Slack-No-Retry", "1")])
         environ["wsgi.input"] = io.BytesIO(checked.raw)  # the gate read the stream; Bolt reads this copy
         environ["CONTENT_LENGTH"] = str(len(checked.raw))
-        return self._slack_handler(environ, start_response)
+        try:
+            return self._slack_handler(environ, start_response)
+        except Exception as exc:
+            # A verified payload in a shape Bolt itself can't read (actions=[] fails building a listener's
+            # arguments, in the error hook too): acknowledge it, so Slack shows no error, and say so.
+            log.error("Bolt could not handle a verified request (%s); acknowledged", type(exc).__name__, exc_info=exc)
+            threading.Thread(target=self._tell_unreadable, args=(checked.body,), daemon=True).start()
+            return _reply(start_response, "200 OK", "")
+
+    def _tell_unreadable(self, body: dict[str, Any]) -> None:
+        try:
+            self._on_unreadable(body)
+        except Exception:
+            log.exception("could not tell the person their request was unreadable")
 
     def _task(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         refusal = self._authorize_task(environ)
