@@ -196,8 +196,12 @@ class Launcher:
         return self.start(launch) if created and launch else launch
 
     def start(self, launch: Launch) -> Launch:
-        """Show a new launch in its channel, then create it now or ask approvers."""
-        launch = self.post(launch)
+        """Show a new launch in its channel, then create it now or ask approvers. Slack failing that
+        first post stops nothing: the launch goes on, and the reconciler posts its message (show)."""
+        try:
+            launch = self.post(launch)
+        except Exception:
+            log.warning("could not post the launch message; a reconcile pass posts it", exc_info=True)
         self.step(launch.id)  # creates it, or asks approvers (a step, so a crash here is retried)
         return launch
 
