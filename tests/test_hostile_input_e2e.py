@@ -87,3 +87,11 @@ def test_when_slack_fails_the_first_post_the_launch_goes_on_and_nobody_is_told_i
     told = [c.args.get("text", "") for c in bot.slack.calls() if c.method in ("response_url", "chat.postMessage")]
     assert not any(SORRY in t for t in told), told
     assert bot.workbench.count("create") == 1
+
+
+def test_a_command_that_mentions_payload_is_read_as_a_command(bot: Bot) -> None:
+    """Bolt took any form body containing "payload" for an interaction and found nothing in it."""
+    assert "Launch and manage" in bot.driver.command("U0ALICE", "help payload").json()["text"]
+    assert bot.driver.command("U0ALICE", "new tf-2-8 name=payload-model").status == 200
+    bot.slack.wait_for(lambda: bot.launches())
+    assert bot.launches()[0]["instance_id"] == "payload-model"

@@ -18,8 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def build_web_app(services: Services) -> Callable[..., Any]:
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
-
+    from bot.run.bolt_http import BoltHandler
     from bot.run.slack_gate import SlackGate
     from bot.run.tasks import task_authorizer
     from handlers import build_app
@@ -30,7 +29,7 @@ def build_web_app(services: Services) -> Callable[..., Any]:
         if user:
             services.slack.dm(user, UNREADABLE)
 
-    handler = SlackRequestHandler(build_app(services))
+    handler = BoltHandler(build_app(services))
     gate = SlackGate(services.settings.slack_signing_secret)
     app = WebApp(handler, services.reconcile, task_authorizer(services.settings), gate=gate, on_unreadable=unreadable)
     return TraceMiddleware(app, services.settings.project)

@@ -96,7 +96,7 @@ class SlackGate:
         refusal = self._verify(environ, raw)
         if refusal is not None:
             return refusal
-        body = _parse(environ.get("CONTENT_TYPE", ""), raw)
+        body = parse_body(environ.get("CONTENT_TYPE", ""), raw)
         if isinstance(body, Refusal):
             return body
         return Verified(raw, body, retry_of_seen_event=self._seen_event(environ, body))
@@ -150,7 +150,9 @@ class SlackGate:
         return not first and environ.get("HTTP_X_SLACK_RETRY_NUM") is not None
 
 
-def _parse(content_type: str, raw: bytes) -> dict[str, Any] | Refusal:
+def parse_body(content_type: str, raw: bytes) -> dict[str, Any] | Refusal:
+    """The body as Slack means it: an interaction's `payload` object, an event's JSON object, or a
+    slash command's form fields; a Refusal when it is none of those."""
     media, _, params = content_type.partition(";")
     media = media.strip().lower()
     charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if "=" in p), "utf-8")
