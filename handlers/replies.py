@@ -51,5 +51,10 @@ def tell(services: Services, body: dict[str, Any], respond: Respond | None, text
 def dedupe_key(body: dict[str, Any]) -> str:
     """One key per click or command: Slack resends a delivery with the same trigger_id, so a retried
     request maps to the launch or operation the first one recorded."""
-    team = (body.get("team") or {}).get("id") or body.get("team_id") or (body.get("user") or {}).get("team_id")
-    return f"{team or ''}:{body['trigger_id']}"
+    team, user = body.get("team"), body.get("user")
+    team_id = (
+        (_text(team.get("id")) if isinstance(team, dict) else None)
+        or _text(body.get("team_id"))
+        or (_text(user.get("team_id")) if isinstance(user, dict) else None)
+    )
+    return f"{team_id or ''}:{body['trigger_id']}"
