@@ -69,14 +69,17 @@ def open_notebook(ack: Ack) -> None:
 def form_changed(ack: Ack, body: dict[str, Any], client: WebClient, services: Services) -> None:
     """A live input changed in a form: rebuild the choices and the price (views.update)."""
     ack()
-    view = body.get("view") or {}
+    view = body.get("view")
+    if not isinstance(view, dict):
+        return
     meta = view_meta(view)
     launcher = services.launcher
     if view.get("callback_id") == LAUNCH_CALLBACK:
         defaults = LaunchForm.from_meta(meta.get("form"), default_form(launcher))
-        new = launch_modal(launcher, LaunchForm.from_view(view, defaults), meta.get("channel", ""))
+        channel = meta.get("channel") if isinstance(meta.get("channel"), str) else ""
+        new = launch_modal(launcher, LaunchForm.from_view(view, defaults), channel)
     elif view.get("callback_id") == REVIEW_CALLBACK:
-        launch = launcher.get(meta.get("launch", ""))
+        launch = launcher.find_by_id(meta.get("launch"))
         if launch is None:
             return
         form = LaunchForm.from_view(view, LaunchForm.from_spec(launch.notebook_spec))
@@ -95,7 +98,7 @@ def cancel_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
     """Cancel on a launch message or in the App Home: the requester (or an admin) withdraws it."""
     ack()
     user = body["user"]["id"]
-    launch = services.launcher.get(action.get("value") or "")
+    launch = services.launcher.find_by_id(action.get("value"))
     try:
         if launch is None:
             raise UserError("That launch no longer exists.")
@@ -111,12 +114,15 @@ def cancel_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
 # --- approvers --------------------------------------------------------------------------------------
 def approve_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
     ack()
-    user, launch_id = body["user"]["id"], action.get("value") or ""
+    user, launch = body["user"]["id"], services.launcher.find_by_id(action.get("value"))
     try:
-        services.approvals.decide(launch_id, user, approve=True)
+        if launch is None:
+            raise UserError("That launch request no longer exists.")
+        services.approvals.decide(launch.id, user, approve=True)
     except UserError as error:
         tell(services, body, respond, f"⚠️ {error.message}")
-    services.kick_launch(launch_id)  # applies the decision, or expires a request whose time ran out
+    if launch is not None:
+        services.kick_launch(launch.id)  # applies the decision, or expires a request whose time ran out
     if from_home(body):
         services.publish_homes({user})
 
@@ -126,7 +132,7 @@ def review_launch(
 ) -> None:
     """Deny needs a reason and Review may lower the spec: both open the review form."""
     ack()
-    launch = services.launcher.get(action.get("value") or "")
+    launch = services.launcher.find_by_id(action.get("value"))
     try:
         if launch is None:
             raise UserError("That launch request no longer exists.")

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt import Respond
 
+from bot.adapters.notify import is_slack_url
 from bot.run.services import Services
 
 SORRY = (
@@ -15,19 +16,32 @@ SORRY = (
     "admin can find the details in the bot's logs."
 )
 
+UNREADABLE = (
+    "⚠️ Slack sent me your last click or form in a shape I couldn't read, so I did nothing with it. "
+    "Try again; if it keeps happening, an admin can find the details in the bot's logs."
+)
 
-def acting_user(body: dict[str, Any]) -> str | None:
-    """Who a Slack request comes from, whatever its kind (command, interaction, event)."""
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def acting_user(body: Any) -> str | None:
+    """Who a Slack request comes from, whatever its kind (command, interaction, event); None when
+    the body doesn't say (or says it in a shape Slack never sends)."""
+    if not isinstance(body, dict):
+        return None
     user = body.get("user")
     if isinstance(user, dict):
-        return user.get("id")
-    return body.get("user_id") or (body.get("event") or {}).get("user")
+        return _text(user.get("id"))
+    event = body.get("event")
+    return _text(body.get("user_id")) or (_text(event.get("user")) if isinstance(event, dict) else None)
 
 
 def tell(services: Services, body: dict[str, Any], respond: Respond | None, text: str) -> None:
     """Answer only that person: ephemerally where Slack allows it, else in a DM (App Home clicks
-    and events carry no response_url)."""
-    if body.get("response_url") and respond is not None:
+    and events carry no response_url). Only Slack's own response URLs are ever posted to."""
+    if respond is not None and is_slack_url(body.get("response_url")):
         respond(text=text, response_type="ephemeral", replace_original=False)
         return
     user = acting_user(body)
@@ -36,8 +50,14 @@ def tell(services: Services, body: dict[str, Any], respond: Respond | None, text
 
 
 def team_of(body: dict[str, Any]) -> str:
-    team = (body.get("team") or {}).get("id") or body.get("team_id") or (body.get("user") or {}).get("team_id")
-    return team or ""
+    """The workspace a request comes from, read only from the shapes Slack sends."""
+    team, user = body.get("team"), body.get("user")
+    team_id = (
+        (_text(team.get("id")) if isinstance(team, dict) else None)
+        or _text(body.get("team_id"))
+        or (_text(user.get("team_id")) if isinstance(user, dict) else None)
+    )
+    return team_id or ""
 
 
 def dedupe_key(body: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from bot.ui.forms import (
     view_meta,
     view_values,
 )
+from handlers.replies import team_of
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,14 @@ def launch_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], servi
     user = body["user"]["id"]
     meta = view_meta(view)
     form = LaunchForm.from_view(view, LaunchForm.from_meta(meta.get("form"), default_form(launcher)))
-    channel = meta.get("channel") or user  # opened from the App Home: the launch is followed in a DM
+    channel = meta.get("channel") if isinstance(meta.get("channel"), str) else None
+    channel = channel or user  # opened from the App Home: the launch is followed in a DM
     try:
         launch, created = launcher.request(
             requester=user,
             channel=channel,
             request=form.request(),
-            dedupe_key=f"{(body.get('team') or {}).get('id', '')}:{view['id']}",
+            dedupe_key=f"{team_of(body)}:{view['id']}",
         )
     except UserError as error:
         ack(response_action="errors", errors=errors_for(error, view))
@@ -54,7 +56,7 @@ def review_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], servi
     """The decision is recorded before the acknowledgement (so problems show on the form); the
     launch's next step, taken right after, applies it."""
     values = view_values(view)
-    launch = services.launcher.get(view_meta(view).get("launch", ""))
+    launch = services.launcher.find_by_id(view_meta(view).get("launch"))
     try:
         if launch is None:
             raise UserError("That launch request no longer exists.")

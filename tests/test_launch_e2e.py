@@ -223,3 +223,11 @@ def test_slack_failing_the_first_post_delays_the_launch_message_and_tells_no_one
     bot.reconcile_until(lambda: any(is_ready(m) for m in bot.channel_messages()))  # the launch carries on
     assert [m for m in bot.slack.messages() if m.ephemeral] == [], "nobody is told something went wrong"
     assert bot.launch_message().updates >= 1
+
+def test_an_unexpected_failure_is_told_to_the_user_not_swallowed(bot: Bot) -> None:
+    # (A failed first post of a launch message is not one: the launch goes on and the reconciler posts
+    # it, so nobody is told it failed; tests/test_hostile_input_e2e.py checks that.)
+    bot.slack.fail_next("views.open", "internal_error")  # opening the launch form fails
+    assert bot.driver.command("U0ALICE", "new").status == 200
+    sorry = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral and m.user == "U0ALICE"])
+    assert "went wrong on my side" in sorry[0].text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -263,10 +264,92 @@ def test_on_cloud_run_an_unconfigured_endpoint_refuses_everything(certs: CertSer
         assert endpoint.passes == []
 
 
-def test_locally_without_an_audience_the_endpoint_is_open(certs: CertServer) -> None:
+def test_locally_without_configuration_the_endpoint_is_closed(certs: CertServer) -> None:
+    """It used to be open: anyone could run full passes, 16 at a time, starving Slack's requests."""
     for endpoint in serve(Settings(), {}, certs):
-        assert endpoint.post()[0] == 200
+        status, body = endpoint.post()
+        assert (
+            status == 401 and "NOTEBOOK_BOT_TASK_TOKEN" in body["error"] and "NOTEBOOK_BOT_TASK_OPEN" in body["error"]
+        )
+        assert endpoint.passes == []
+
+
+def test_the_local_development_switch_opens_it_and_says_so(certs: CertServer, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="bot.run.tasks"):
+        for endpoint in serve(Settings(task_open=True), {}, certs):
+            assert "NOTEBOOK_BOT_TASK_OPEN is set" in caplog.text and "local development only" in caplog.text
+            assert endpoint.post()[0] == 200
+            assert endpoint.passes == [1]
+
+
+def test_the_switch_is_refused_on_cloud_run(certs: CertServer) -> None:
+    for endpoint in serve(Settings(task_open=True), {"K_SERVICE": "notebook-bot"}, certs):
+        assert endpoint.post()[0] == 401
+        assert endpoint.passes == []
+
+
+TOKEN = "0123456789abcdef" * 4
+
+
+def test_a_shared_bearer_token_lets_the_caller_in(certs: CertServer) -> None:
+    for endpoint in serve(Settings(task_token=TOKEN), {}, certs):
+        assert endpoint.post(TOKEN) == (200, {"launches": 0})
+        assert endpoint.post() == (401, {"error": "missing bearer token"})
+        for wrong in (TOKEN[:-1], TOKEN + "0", TOKEN.upper(), "x" * 64, "é" * 64, mint()):
+            assert endpoint.post(wrong) == (401, {"error": "invalid token"}), wrong
+        assert endpoint.post(TOKEN, scheme="Basic")[0] == 401
         assert endpoint.passes == [1]
+
+
+def test_a_short_token_is_not_used(certs: CertServer, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="bot.run.tasks"):
+        for endpoint in serve(Settings(task_token="too-short"), {}, certs):
+            assert endpoint.post("too-short")[0] == 401
+    assert "shorter than 32 characters" in caplog.text and "too-short" not in caplog.text
+
+
+def test_with_both_configured_either_lets_the_caller_in(certs: CertServer) -> None:
+    settings = Settings(task_audience=AUDIENCE, task_token=TOKEN)
+    for endpoint in serve(settings, {"NOTEBOOK_BOT_TASK_INVOKER": INVOKER}, certs):
+        assert endpoint.post(TOKEN)[0] == 200
+        assert endpoint.post(mint())[0] == 200
+        status, body = endpoint.post(mint(OTHER_KEY))
+        assert status == 401 and body["error"] == "invalid token: bad signature"
+        assert endpoint.passes == [1, 1]
+
+
+def test_one_pass_at_a_time_and_a_concurrent_call_is_answered_at_once() -> None:
+    running, release = threading.Event(), threading.Event()
+    passes: list[int] = []
+
+    def slow_pass() -> dict[str, int]:
+        passes.append(1)
+        running.set()
+        release.wait(30)
+        return {"launches": 1}
+
+    def slack(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("404 Not Found", [])
+        return [b""]
+
+    server, port = serve_in_thread(WebApp(slack, slow_pass, lambda environ: None))
+    endpoint = Endpoint(f"http://127.0.0.1:{port}", passes, None)  # type: ignore[arg-type]
+    try:
+        first: list[tuple[int, dict[str, Any]]] = []
+        caller = threading.Thread(target=lambda: first.append(endpoint.post()))
+        caller.start()
+        assert running.wait(10)
+        for _ in range(5):  # answered while the first pass still runs: none of them waits for it
+            assert endpoint.post() == (202, {"status": "a pass is running; this call started none"})
+        release.set()
+        caller.join(10)
+        assert first == [(200, {"launches": 1})]
+        assert endpoint.post() == (200, {"launches": 1})  # the next call after it runs its own
+        assert passes == [1, 1]
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_served_app_wires_the_check_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

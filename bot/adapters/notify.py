@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -16,6 +18,31 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 
 DEFAULT_API_URL = "https://slack.com/api/"
 UNREACHABLE_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
+
+
+RESPONSE_URL_ORIGIN = ("https", "hooks.slack.com", 443)  # where Slack's response_url always points
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+def is_slack_url(url: Any) -> bool:
+    """Whether `url` is Slack's to post a reply to: https://hooks.slack.com/..., or on the host of
+    the configured SLACK_API_URL (the local fake in tests and the sandbox). Anything else, even in a
+    verified request, is never posted to."""
+    if not isinstance(url, str) or not url:
+        return False
+    try:
+        origin = _origin(url)
+    except ValueError:  # e.g. a port that isn't a number
+        return False
+    allowed = {RESPONSE_URL_ORIGIN}
+    if os.environ.get("SLACK_API_URL"):
+        allowed.add(_origin(os.environ["SLACK_API_URL"]))
+    return origin in allowed
 
 
 MARKER_EVENT = "notebook_bot_post"

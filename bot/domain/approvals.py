@@ -116,7 +116,7 @@ class Approvals:
 
         Only the decision is written (one transaction, whoever else is working on the launch); the
         launch's next step applies it, updates the approvers' message and tells the requester."""
-        launch = self.launcher.get(launch_id)
+        launch = self.launcher.find_by_id(launch_id)
         if launch is None:
             raise UserError("That launch request no longer exists.")
         self.check_approver(launch, approver)
@@ -157,7 +157,7 @@ class Approvals:
         self, launch_id: str, approver: str, *, approve: bool, reason: str | None, request: NotebookRequest
     ) -> Decision:
         """The review modal: `request` is the original with the approver's GPU and machine choices."""
-        launch = self.launcher.get(launch_id)
+        launch = self.launcher.find_by_id(launch_id)
         if launch is None:
             raise UserError("That launch request no longer exists.")
         new_spec = None

@@ -29,8 +29,23 @@ class NotAllowed(UserError):
     """The caller may not do this (not the owner, not an approver, over quota)."""
 
 
+ECHO_LIMIT = 60  # characters of a person's input quoted back in a refusal
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, with a visible ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def quoted(value: str, limit: int = ECHO_LIMIT) -> str:
+    """A person's input as a refusal quotes it: short enough to read, and marked when cut."""
+    return clip(value, limit)
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' Did you mean `x`?' when a choice is close to `word`, else ''."""
+    if len(word) > ECHO_LIMIT:  # nothing in a catalog is that long; difflib is quadratic in it
+        return ""
     close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.5)
     return f" Did you mean `{close[0]}`?" if close else ""
 
@@ -44,7 +59,8 @@ def unknown(what: str, name: str, choices: Iterable[str], *, field: str, also: I
     options = list(choices)
     hint = f" (`{where}` lists them)" if where else ""
     return UserError(
-        f"I don't know the {what} `{name}`.{did_you_mean(name, [*options, *also])} Choices: {one_of(options)}{hint}.",
+        f"I don't know the {what} `{quoted(name)}`.{did_you_mean(name, [*options, *also])} "
+        f"Choices: {one_of(options)}{hint}.",
         field=field,
         choices=options,
     )

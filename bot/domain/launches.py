@@ -111,7 +111,9 @@ class Launch:
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Launch:
         known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in doc.items() if k in known})
+        fields = {k: v for k, v in doc.items() if k in known}
+        fields.setdefault("approvers_asked", bool(doc.get("approval_asked")))  # its name before 2026-12
+        return cls(**fields)
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -263,6 +265,16 @@ class Launcher:
         doc = self.store.get(COLLECTION, launch_id)
         return Launch.from_doc(doc) if doc else None
 
+    def find_by_id(self, launch_id: object) -> Launch | None:
+        """The launch a button or a form names, or None for anything that isn't a launch id (a
+        forged value never reaches the store as a key)."""
+        if not isinstance(launch_id, str):
+            return None
+        try:
+            return self.get(str(uuid.UUID(launch_id)))
+        except ValueError:
+            return None
+
     def pending_of(self, user: str) -> list[Launch]:
         """The user's launches still waiting for approval, queued or being created."""
         docs = self.store.query(COLLECTION, requester=user, open=True)
@@ -348,7 +360,7 @@ class Launcher:
         state = State(launch.state)
         if state == State.REQUESTED:
             return self._reserve(launch)
-        if not outbox.done(launch.to_doc(), "message"):
+        if not launch.message_ts and not outbox.done(launch.to_doc(), "message"):
             return self._post_message(launch)
         if state in TERMINAL:
             return self._wrap_up(launch)

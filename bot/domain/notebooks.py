@@ -21,7 +21,7 @@ from bot.domain.errors import NotAllowed, UserError
 from bot.domain.operations import Action, Operations
 from bot.domain.policy import Rules
 from bot.domain.records import LAUNCH_PHASES, Notebook, NotebookState, Records
-from bot.domain.spec import NotebookSpec
+from bot.domain.spec import NotebookSpec, instance_name, zone_name
 
 log = logging.getLogger(__name__)
 GONE = NotebookState.GONE
@@ -137,7 +137,8 @@ class Notebooks:
         """An admin makes an instance the bot did not create a managed notebook of `owner`."""
         if not self.rules.is_admin(admin):
             raise NotAllowed("Only admins can adopt instances.")
-        zone = zone or self.default_zone
+        zone = zone_name(zone) if zone else self.default_zone
+        name = instance_name(name)  # both before they become a store key or part of an API path
         if self.get(name) is not None:
             raise UserError(f"`{name}` is already managed by the bot.")
         info = self.workbench.get(zone, name)

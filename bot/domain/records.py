@@ -21,7 +21,7 @@ from enum import StrEnum
 from bot.adapters.store import Doc, Store
 from bot.domain import audit
 from bot.domain.errors import UserError, one_of
-from bot.domain.spec import NotebookSpec, instance_name_problem
+from bot.domain.spec import INSTANCE_NAME, NotebookSpec, instance_name
 
 COLLECTION = "notebooks"
 
@@ -54,6 +54,7 @@ class NotebookState(StrEnum):
 
 
 LAUNCH_PHASES = frozenset({NotebookState.PENDING_APPROVAL, NotebookState.QUEUED, NotebookState.CREATING})
+LEGACY_STATES = {"REQUESTED": NotebookState.QUEUED}  # written by versions before the launch phases had names
 NOT_COUNTED = frozenset({NotebookState.STOPPED, NotebookState.GONE})  # the quota rule above
 
 
@@ -82,7 +83,7 @@ class Notebook:
             id=doc["id"],
             zone=doc.get("zone", ""),
             owner=doc.get("owner", ""),
-            state=NotebookState(doc.get("state", NotebookState.QUEUED)),
+            state=NotebookState(LEGACY_STATES.get(doc.get("state", ""), doc.get("state", NotebookState.QUEUED))),
             spec=NotebookSpec.from_dict(doc["spec"]),
             created_at=doc.get("created_at", 0.0),
             state_since=doc.get("state_since") or doc.get("created_at", 0.0),
@@ -136,7 +137,7 @@ class Records:
 
     # --- reading ------------------------------------------------------------------------------------
     def get(self, instance_id: str) -> Notebook | None:
-        if instance_name_problem(instance_id):
+        if not INSTANCE_NAME.fullmatch(instance_id):
             return None  # not a name any record can have (and not a safe store key)
         doc = self.store.get(COLLECTION, instance_id)
         return Notebook.from_doc(doc) if doc else None
@@ -155,8 +156,8 @@ class Records:
 
     def find(self, user: str, name: str) -> Notebook:
         """The notebook `name` names: exact, else the caller's only notebook starting with it."""
-        wanted = name.strip().lower()
-        exact = self.get(wanted) if wanted else None
+        wanted = instance_name(name, partial=True)  # before it becomes a store key
+        exact = self.get(wanted)
         if exact is not None:
             return exact
         mine = self.owned_by(user)

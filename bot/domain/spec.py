@@ -15,22 +15,24 @@ from typing import Any
 
 from bot.domain import buckets as bucket_names
 from bot.domain.catalog import HOURS_PER_MONTH, Catalog, Machine
-from bot.domain.errors import UserError, did_you_mean, one_of, unknown
+from bot.domain.errors import UserError, did_you_mean, one_of, quoted, unknown
 
-INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
-DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+INSTANCE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")  # Workbench's rule; always fullmatch
+NAME_START = re.compile(r"[a-z][-a-z0-9]{0,62}")  # the start of an instance name (lookups by prefix)
+ZONE = re.compile(r"[a-z]{1,20}-[a-z]{1,20}[0-9]{1,3}-[a-z]")
+DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?")
 
+# Bounds checked before any conversion: a person's digits never reach int() unbounded (Python refuses
+# ints of more than 4,300 digits, and nothing here needs more than a few).
+MAX_WORDS = 30  # words after `/notebook new` (a full form makes about a dozen)
+MAX_VALUE = {"bucket": 1100}  # characters of one value: a bucket/dir mount may be long, nothing else is
+MAX_VALUE_DEFAULT = 100
+MAX_DIGITS = {"gpu": 3, "disk": 6, "boot-disk": 6, "idle": 6}
+NAME_RULE = (
+    "use 1–63 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen "
+    "(e.g. `churn-model`)"
+)
 
-
-def instance_name_problem(name: str) -> str | None:
-    """Why `name` can't name an instance (and so can't be a store key or an API path), or None."""
-    if INSTANCE_NAME.match(name):
-        return None
-    return (
-        "a notebook name is 1–63 characters: lowercase letters, digits and hyphens, starting with a letter "
-        "and not ending with a hyphen"
-    )
 
 
 KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket")
@@ -152,17 +154,48 @@ class SpecBounds:
     idle_max: int = 24 * 3600
 
 
+# --- names ---------------------------------------------------------------------------------------
+def instance_name(raw: str, *, partial: bool = False) -> str:
+    """`raw` as an instance name (lowercase), or a UserError: the one check a name passes before it
+    becomes a store key or part of an API path. `partial` accepts the start of a name too
+    (`/notebook stop churn` finds `churn-model`)."""
+    value = raw.strip().lower()
+    if not (NAME_START if partial else INSTANCE_NAME).fullmatch(value):
+        shown = f"`{quoted(raw.strip())}`" if raw.strip() else "An empty name"
+        raise UserError(f"{shown} can't be a notebook name: {NAME_RULE}.", field="name")
+    return value
+
+
+def zone_name(raw: str) -> str:
+    """`raw` as a zone name like `us-central1-a`, or a UserError (it becomes part of API paths)."""
+    value = raw.strip().lower()
+    if not ZONE.fullmatch(value):
+        raise UserError(f"`{quoted(raw)}` is not a zone name like `us-central1-a`.", field="zone")
+    return value
+
+
 # --- parsing ------------------------------------------------------------------------------------
 def parse_request(text: str) -> NotebookRequest:
     """Parse the words after `/notebook new`. Raises UserError naming the bad part."""
+    tokens = text.split()
+    mounts = sum(1 for t in tokens if t.lower().startswith("bucket="))
+    if mounts > MAX_WORDS:  # buckets have their own, smaller bound (bot/domain/buckets.py); this is the field's
+        raise UserError(f"That is {mounts:,} buckets; a notebook mounts only a few.", field="bucket")
+    if len(tokens) - mounts > MAX_WORDS:
+        raise UserError(f"That is {len(tokens):,} words; a launch takes at most {MAX_WORDS}. Usage: {USAGE}")
     values: dict[str, Any] = {}
     buckets: list[str] = []
-    for token in text.split():
+    for token in tokens:
         if "=" not in token:
+            if len(token) > MAX_VALUE_DEFAULT:
+                raise UserError(
+                    f"`{quoted(token)}` is {len(token):,} characters long; no environment name is.",
+                    field="environment",
+                )
             if "environment" in values:
                 raise UserError(
-                    f"I read `{values['environment']}` as the environment, so I don't know what "
-                    f"`{token}` is. Options are written key=value, e.g. `gpu=l4`. Usage: {USAGE}",
+                    f"I read `{quoted(values['environment'])}` as the environment, so I don't know what "
+                    f"`{quoted(token)}` is. Options are written key=value, e.g. `gpu=l4`. Usage: {USAGE}",
                     field="environment",
                 )
             values["environment"] = token.lower()
@@ -172,12 +205,18 @@ def parse_request(text: str) -> NotebookRequest:
         key = KEY_ALIASES.get(key, key)
         if key not in KEYS:
             raise UserError(
-                f"I don't know the option `{raw_key}`.{did_you_mean(key, KEYS)} Options: {one_of(KEYS)}.",
+                f"I don't know the option `{quoted(raw_key)}`.{did_you_mean(key, KEYS)} Options: {one_of(KEYS)}.",
                 field=key,
                 choices=list(KEYS),
             )
         if not raw_value:
             raise UserError(f"`{raw_key}=` needs a value, e.g. {EXAMPLES[key]}.", field=key)
+        if len(raw_value) > MAX_VALUE.get(key, MAX_VALUE_DEFAULT):
+            raise UserError(
+                f"`{key}={quoted(raw_value)}` is {len(raw_value):,} characters long, far more than any {key} "
+                f"takes; e.g. {EXAMPLES[key]}.",
+                field=key,
+            )
         if key in REPEATABLE:
             buckets.append(raw_value)
             continue
@@ -206,47 +245,53 @@ def parse_option(key: str, raw: str) -> dict[str, Any]:
         return {"buckets": bucket_names.normalize([raw])}
     return _parse_value(key, raw)
 
+def _number(key: str, raw: str, digits: str) -> int:
+    """ASCII digits as an int, refused with a clear message when there are more than a value needs."""
+    if len(digits) > MAX_DIGITS[key]:
+        raise UserError(
+            f"`{key}={quoted(raw)}` has {len(digits):,} digits, far more than any {key} takes; e.g. {EXAMPLES[key]}.",
+            field=key,
+        )
+    return int(digits)
+
 
 def _parse_value(key: str, raw: str) -> dict[str, Any]:
     value = raw.lower()
     if key == "gpu":
         if value in ("none", "0", "no"):
             return {"gpu": None, "gpu_count": 0}
-        match = re.fullmatch(r"(.+?)[x*:](\d+)", value) or re.fullmatch(r"(\d+)[x*](.+)", value)
+        match = re.fullmatch(r"(.+?)[x*:]([0-9]+)", value) or re.fullmatch(r"([0-9]+)[x*](.+)", value)
         if match is None:
             return {"gpu": value}
         kind, count = match.groups() if not match.group(1).isdigit() else match.groups()[::-1]
-        if int(count) < 1:
+        number = _number("gpu", raw, count)
+        if number < 1:
             raise UserError("A GPU count is at least 1; leave `gpu` out for no GPU.", field="gpu")
-        return {"gpu": kind, "gpu_count": int(count)}
+        return {"gpu": kind, "gpu_count": number}
     if key in ("disk", "boot-disk"):
-        match = re.fullmatch(r"(\d+)\s*(gb|g|gib|tb|t|tib)?", value)
+        match = re.fullmatch(r"([0-9]+)(gb|g|gib|tb|t|tib)?", value)
         if match is None:
-            raise UserError(f"`{key}={raw}` is not a size in GB, e.g. {EXAMPLES[key]}.", field=key)
-        size = int(match.group(1)) * (1000 if (match.group(2) or "g").startswith("t") else 1)
+            raise UserError(f"`{key}={quoted(raw)}` is not a size in GB, e.g. {EXAMPLES[key]}.", field=key)
+        size = _number(key, raw, match.group(1)) * (1000 if (match.group(2) or "g").startswith("t") else 1)
         return {"disk_gb" if key == "disk" else "boot_disk_gb": size}
     if key == "idle":
         return {"idle_seconds": parse_duration(raw)}
-    if key == "name" and not INSTANCE_NAME.match(value):
-        raise UserError(
-            f"`{raw}` can't be a notebook name: use 1–63 lowercase letters, digits and hyphens, "
-            "starting with a letter and not ending with a hyphen (e.g. `churn-model`).",
-            field="name",
-        )
-    if key == "zone" and not ZONE.match(value):
-        raise UserError(f"`{raw}` is not a zone name like `us-central1-a`.", field="zone")
+    if key == "name":
+        return {"name": instance_name(raw)}
+    if key == "zone":
+        return {"zone": zone_name(raw)}
     return {key.replace("-", "_"): value}
 
 
 def parse_duration(raw: str) -> int:
     """'2h', '90m', '1h30m', '1d' (or bare minutes) -> seconds."""
     value = raw.lower().strip()
-    if value.isdigit():
-        return int(value) * 60
-    match = DURATION.match(value)
+    if re.fullmatch(r"[0-9]+", value):
+        return _number("idle", raw, value) * 60
+    match = DURATION.fullmatch(value)
     if not value or match is None:
-        raise UserError(f"`{raw}` is not a duration; write it like `2h`, `90m` or `1h30m`.", field="idle")
-    days, hours, minutes = (int(g or 0) for g in match.groups())
+        raise UserError(f"`{quoted(raw)}` is not a duration; write it like `2h`, `90m` or `1h30m`.", field="idle")
+    days, hours, minutes = (_number("idle", raw, g or "0") for g in match.groups())
     return ((days * 24 + hours) * 60 + minutes) * 60
 
 

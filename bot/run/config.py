@@ -86,6 +86,8 @@ class Settings:
     poll_seconds: float = 2.0  # first wait before polling a Workbench operation (grows x1.5 to 20 s)
     task_audience: str | None = None  # OIDC audience expected on POST /tasks/reconcile
     task_invoker: str | None = None  # the only service account allowed to call it (Cloud Scheduler's)
+    task_token: str | None = None  # or a shared bearer token for it, for deployments outside Cloud Run
+    task_open: bool = False  # NOTEBOOK_BOT_TASK_OPEN=1: open to anyone, for local development only
     notebook_service_account: str | None = None  # the service account notebooks run as
 
     @classmethod
@@ -109,6 +111,8 @@ class Settings:
             poll_seconds=_number(e, "NOTEBOOK_BOT_POLL_SECONDS", cls.poll_seconds, float),
             task_audience=e.get("NOTEBOOK_BOT_TASK_AUDIENCE") or None,
             task_invoker=e.get("NOTEBOOK_BOT_TASK_INVOKER") or None,
+            task_token=e.get("NOTEBOOK_BOT_TASK_TOKEN") or None,
+            task_open=(e.get("NOTEBOOK_BOT_TASK_OPEN") or "").strip().lower() in ("1", "true", "yes"),
             notebook_service_account=e.get("NOTEBOOK_SERVICE_ACCOUNT") or None,
         )
 

@@ -223,12 +223,19 @@ class Doctor:
                     ["copy it from api.slack.com/apps → your app → Basic Information → Signing Secret"],
                 )
             )
-        if not settings.task_audience and not self.env.get("K_SERVICE"):
+        if not settings.task_audience and not settings.task_token and not self.env.get("K_SERVICE"):
             results.append(
                 Result(
                     WARN,
                     "task endpoint",
-                    "NOTEBOOK_BOT_TASK_AUDIENCE is not set: POST /tasks/reconcile is open (fine on a laptop only)",
+                    "NOTEBOOK_BOT_TASK_OPEN is set: POST /tasks/reconcile is open to anyone (fine on a laptop only)"
+                    if settings.task_open
+                    else "POST /tasks/reconcile refuses every call: nothing authorizes it",
+                    [
+                        "Cloud Scheduler: set NOTEBOOK_BOT_TASK_AUDIENCE and NOTEBOOK_BOT_TASK_INVOKER; elsewhere "
+                        "NOTEBOOK_BOT_TASK_TOKEN (a shared bearer token, 32+ characters); the worker inside "
+                        "`serve` runs passes anyway"
+                    ],
                 )
             )
         return results

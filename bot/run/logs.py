@@ -35,7 +35,13 @@ SECRET = re.compile(
     r"|Bearer\s+[A-Za-z0-9._~+/=-]+)",  # any Authorization: Bearer value (OIDC tokens, ya29. access tokens)
     re.IGNORECASE,
 )
-SECRET_ENV = ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_CLIENT_SECRET")
+SECRET_ENV = (
+    "SLACK_SIGNING_SECRET",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_CLIENT_SECRET",
+    "NOTEBOOK_BOT_TASK_TOKEN",
+)
 CONTEXT_FIELDS = ("launch_id", "user", "instance")  # also honoured when passed with `extra=`
 TRACE = "logging.googleapis.com/trace"
 SPAN = "logging.googleapis.com/spanId"

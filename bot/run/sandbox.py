@@ -59,6 +59,7 @@ class Sandbox:
             store_url=f"sqlite:{Path(self._dir.name) / 'store.sqlite3'}",
             poll_seconds=1.0,
             config_path=os.environ.get("NOTEBOOK_BOT_CONFIG"),
+            task_open=True,  # a local playground: POST /tasks/reconcile runs a pass for anyone (logged at start)
         )
         self.services = Services(settings, config=load_config(settings.config_path))
         self.server, port = serve_in_thread(build_web_app(self.services))

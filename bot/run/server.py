@@ -18,15 +18,21 @@ log = logging.getLogger(__name__)
 
 
 def build_web_app(services: Services) -> Callable[..., Any]:
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
-
+    from bot.run.bolt_http import BoltHandler
+    from bot.run.slack_gate import SlackGate
     from bot.run.tasks import task_authorizer
     from handlers import build_app
+    from handlers.replies import UNREADABLE, acting_user
 
-    handler = SlackRequestHandler(build_app(services))
-    return TraceMiddleware(
-        WebApp(handler, services.reconcile, task_authorizer(services.settings)), services.settings.project
-    )
+    def unreadable(body: dict[str, Any]) -> None:
+        user = acting_user(body)
+        if user:
+            services.slack.dm(user, UNREADABLE)
+
+    handler = BoltHandler(build_app(services))
+    gate = SlackGate(services.settings.slack_signing_secret)
+    app = WebApp(handler, services.reconcile, task_authorizer(services.settings), gate=gate, on_unreadable=unreadable)
+    return TraceMiddleware(app, services.settings.project)
 
 
 def serve_gunicorn(services: Services) -> None:

@@ -8,12 +8,18 @@ for the audience it is given (`--oidc-token-audience`). The bot checks, for ever
     verified. The audience alone proves nothing: any Google account can mint an ID token for
     any audience, so without an expected invoker every call is refused.
 
-Without NOTEBOOK_BOT_TASK_AUDIENCE the endpoint is open (local runs, the sandbox) unless the
-process runs on Cloud Run (K_SERVICE is set), where it refuses everything instead.
+Outside Cloud Run, a shared bearer token does instead: NOTEBOOK_BOT_TASK_TOKEN (at least 32
+characters, compared in constant time); with both set, either one lets a call in.
+
+With neither, the endpoint refuses every call. NOTEBOOK_BOT_TASK_OPEN=1 opens it to anyone, for
+local development only: the process says so in a warning at start-up, and on Cloud Run
+(K_SERVICE is set) the switch is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -23,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.run.config import Settings
+from bot.run.logs import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -135,25 +142,83 @@ def task_authorizer(
     their own certificates on loopback and sign tokens with their own key).
     """
     e = os.environ if env is None else env
-    audience = settings.task_audience
-    invoker = getattr(settings, "task_invoker", None) or e.get("NOTEBOOK_BOT_TASK_INVOKER") or None
     on_cloud_run = bool(e.get("K_SERVICE"))
-    if not audience:
-        if on_cloud_run:
-            log.error("NOTEBOOK_BOT_TASK_AUDIENCE is not set: POST /tasks/reconcile refuses every call")
-            return lambda environ: "task endpoint not configured (NOTEBOOK_BOT_TASK_AUDIENCE)"
+    checks: list[Authorizer] = []
+    if settings.task_token:
+        if len(settings.task_token) < MIN_TOKEN_LENGTH:
+            log.error("NOTEBOOK_BOT_TASK_TOKEN is shorter than %d characters: it is not used", MIN_TOKEN_LENGTH)
+        else:
+            register_secret(settings.task_token)
+            checks.append(_token_check(settings.task_token))
+    if settings.task_audience:
+        invoker = settings.task_invoker or e.get("NOTEBOOK_BOT_TASK_INVOKER") or None
+        if not invoker:
+            log.error("NOTEBOOK_BOT_TASK_INVOKER is not set: POST /tasks/reconcile refuses OIDC tokens")
+            checks.append(lambda environ: "task endpoint not configured (NOTEBOOK_BOT_TASK_INVOKER)")
+        else:
+            certs = CertificateCache(certs_url, request=request, clock=clock)
+            checks.append(_oidc_check(settings.task_audience, invoker, certs))
+    if checks:
+        return _any_of(checks)
+    if settings.task_open and not on_cloud_run:
+        log.warning(
+            "NOTEBOOK_BOT_TASK_OPEN is set: POST /tasks/reconcile runs a pass for anyone who calls it. "
+            "For local development only; set NOTEBOOK_BOT_TASK_AUDIENCE or NOTEBOOK_BOT_TASK_TOKEN elsewhere."
+        )
         return lambda environ: None
-    if not invoker:
-        log.error("NOTEBOOK_BOT_TASK_INVOKER is not set: POST /tasks/reconcile refuses every call")
-        return lambda environ: "task endpoint not configured (NOTEBOOK_BOT_TASK_INVOKER)"
-    certs = CertificateCache(certs_url, request=request, clock=clock)
+    if settings.task_open:
+        log.error("NOTEBOOK_BOT_TASK_OPEN is ignored on Cloud Run: POST /tasks/reconcile refuses every call")
+    else:
+        log.warning("POST /tasks/reconcile is not configured and refuses every call (%s)", NOT_CONFIGURED)
+    return lambda environ: f"task endpoint not configured ({NOT_CONFIGURED})"
+
+
+MIN_TOKEN_LENGTH = 32
+NOT_CONFIGURED = (
+    "set NOTEBOOK_BOT_TASK_AUDIENCE and NOTEBOOK_BOT_TASK_INVOKER for Cloud Scheduler, NOTEBOOK_BOT_TASK_TOKEN "
+    "for a shared bearer token, or NOTEBOOK_BOT_TASK_OPEN=1 for local development"
+)
+
+
+def _bearer(environ: dict[str, Any]) -> str | None:
+    scheme, _, token = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _any_of(checks: list[Authorizer]) -> Authorizer:
+    """Allowed when one check allows; else the last check's reason (OIDC's, the more telling)."""
 
     def check(environ: dict[str, Any]) -> str | None:
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        reason = None
+        for one in checks:
+            reason = one(environ)
+            if reason is None:
+                return None
+        return reason
+
+    return check
+
+
+def _token_check(expected: str) -> Authorizer:
+    want = hashlib.sha256(expected.encode()).digest()
+
+    def check(environ: dict[str, Any]) -> str | None:
+        token = _bearer(environ)
+        if token is None:
+            return "missing bearer token"
+        given = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        return None if hmac.compare_digest(given, want) else "invalid token"
+
+    return check
+
+
+def _oidc_check(audience: str, invoker: str, certs: CertificateCache) -> Authorizer:
+    def check(environ: dict[str, Any]) -> str | None:
+        token = _bearer(environ)
+        if token is None:
             return "missing bearer token"
         try:
-            verify_invoker_token(token.strip(), audience=audience, invoker=invoker, certs=certs)
+            verify_invoker_token(token, audience=audience, invoker=invoker, certs=certs)
         except ValueError as exc:
             return f"invalid token: {exc}"
         except Exception as exc:  # certificates unreachable, ...: refuse, never allow

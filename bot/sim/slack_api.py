@@ -431,7 +431,11 @@ class SlackSimulator:
                 if original is not None:
                     del self._messages[(original.channel, original.ts)]
                 return 200, "ok"
-            text, blocks = body.get("text") or "", _with_ids(body.get("blocks") or [])
+            try:
+                checked = _blocks(body.get("blocks") or [])
+            except SlackApiFailure as failure:
+                return 400, failure.error  # what Slack answers a response_url post over a Block Kit limit
+            text, blocks = body.get("text") or "", _with_ids(checked)
             if body.get("replace_original") and url.original_ts:
                 if original is not None:
                     original.text, original.blocks, original.updates = text, blocks, original.updates + 1
@@ -861,7 +865,25 @@ def _blocks(value: Any) -> list[dict[str, Any]]:
             raise SlackApiFailure("invalid_blocks_format") from None
     if not isinstance(value, list) or not all(isinstance(b, dict) and b.get("type") for b in value):
         raise SlackApiFailure("invalid_blocks")
+    _check_limits(value)
     return value
+
+
+def _check_limits(blocks: list[dict[str, Any]]) -> None:
+    """Slack refuses blocks over a Block Kit limit; slack_sdk's models know those limits."""
+    from slack_sdk.errors import SlackObjectFormationError
+    from slack_sdk.models.blocks import Block
+
+    for i, block in enumerate(blocks):
+        try:
+            model = Block.parse(block)
+            if model is None:
+                raise SlackObjectFormationError(f"unknown block type {block.get('type')!r}")
+            model.to_dict()
+        except (SlackObjectFormationError, TypeError, KeyError, AttributeError) as exc:
+            raise SlackApiFailure(
+                "invalid_blocks", response_metadata={"messages": [f"[ERROR] {exc} [json-pointer:/blocks/{i}]"]}
+            ) from None
 
 
 def _message_content(args: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -896,6 +918,10 @@ def _check_view(args: dict[str, Any], expected_type: str | None) -> dict[str, An
         problems.append("must be less than 256 characters [json-pointer:/view/callback_id]")
     if len(view.get("blocks") or []) > 100:
         problems.append("no more than 100 items allowed [json-pointer:/view/blocks]")
+    try:
+        _check_limits(list(view.get("blocks") or []))
+    except SlackApiFailure as failure:
+        problems += [m.removeprefix("[ERROR] ") for m in failure.extra.get("response_metadata", {}).get("messages", [])]
     if problems:
         raise SlackApiFailure("invalid_arguments", response_metadata={"messages": [f"[ERROR] {p}" for p in problems]})
     return view

@@ -16,11 +16,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.models.blocks import InputBlock, Option, PlainTextInputElement, StaticSelectElement
+from slack_sdk.models.blocks.basic_components import DispatchActionConfig
+from slack_sdk.models.views import View
+
 from bot.domain.approvals import same_spec
 from bot.domain.catalog import Catalog
-from bot.domain.errors import UserError
+from bot.domain.errors import UserError, clip
 from bot.domain.spec import EXAMPLES, NotebookRequest, NotebookSpec, format_duration, parse_option, parse_request
-from bot.ui.blocks import Blocks, context, section
+from bot.ui.blocks import Blocks, context, fields_section, section
 
 LAUNCH_CALLBACK = "launch_modal"
 REVIEW_CALLBACK = "review_modal"
@@ -76,7 +80,8 @@ class LaunchForm:
             ("zone", self.zone),
         ):
             value = value.strip()
-            if value and (" " in value or "=" in value):
+            if value and ("=" in value or any(c.isspace() for c in value)):  # any space str.split() splits on
+                # pasted into the command as it is, "100 gpu=a100" would ask for more than the form shows
                 raise UserError(f"Write one value here, without spaces or `=` (e.g. {EXAMPLES[key]}).", field=key)
             if value:
                 values.update(parse_option(key, value))
@@ -96,7 +101,7 @@ class LaunchForm:
             if field_name in FORM_FIELDS:
                 values[field_name] = value if value is not None else ""
         count = str(values.pop("gpu_count", defaults.gpu_count) or "")
-        values["gpu_count"] = int(count) if count.isdigit() else defaults.gpu_count
+        values["gpu_count"] = int(count) if _small_number(count) else defaults.gpu_count
         for select in ("environment", "gpu", "machine", "disk_type"):
             if not values.get(select):
                 values.pop(select, None)
@@ -122,15 +127,42 @@ class LaunchForm:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_meta(cls, data: dict[str, Any] | None, fallback: LaunchForm) -> LaunchForm:
-        known = {f.name for f in dataclasses.fields(cls)}
-        try:
-            return cls(**{k: v for k, v in (data or {}).items() if k in known}) if data else fallback
-        except TypeError:
+    def from_meta(cls, data: Any, fallback: LaunchForm) -> LaunchForm:
+        """The form kept in a view's private_metadata; a field missing or of the wrong shape there
+        (or no usable metadata at all) keeps `fallback`'s value."""
+        if not isinstance(data, dict) or not data:
             return fallback
+        values = {}
+        for f in dataclasses.fields(cls):
+            value, default = data.get(f.name), getattr(fallback, f.name)
+            if isinstance(default, int):
+                ok = type(value) is int and 0 <= value <= 1000
+            else:
+                ok = isinstance(value, str) and len(value) <= MAX_INPUT
+            values[f.name] = value if ok else default
+        return cls(**values)
+
+
+def _small_number(text: str) -> bool:
+    """ASCII digits, few enough for a count ('²'.isdigit() is True, and int() refuses 5,000 digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= 4
 
 
 # --- reading views --------------------------------------------------------------------------------
+# Slack sends views in one shape; a payload in any other (state as a list, an option without a value,
+# numbers where strings belong) reads as "nothing entered" rather than failing the request.
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def field_of(block_id: str) -> str:
     """`machine:l4:1` -> `machine`."""
     return block_id.split(":", 1)[0]
@@ -140,32 +172,34 @@ def _element_value(element: dict[str, Any], state: dict[str, Any] | None) -> str
     """What an input holds: the state Slack sent for it, else its initial value."""
     if state is not None:
         if "selected_option" in state:
-            option = state.get("selected_option")
-            return option["value"] if option else None
+            return _str(_dict(state.get("selected_option")).get("value"))
         if "value" in state:
-            return state.get("value")
+            return _str(state.get("value"))
     if "initial_option" in element:
-        return (element.get("initial_option") or {}).get("value")
-    return element.get("initial_value")
+        return _str(_dict(element.get("initial_option")).get("value"))
+    return _str(element.get("initial_value"))
 
 
-def view_values(view: dict[str, Any]) -> dict[str, str | None]:
+def view_values(view: Any) -> dict[str, str | None]:
     """{field: current value} for every input block of the view."""
-    state = (view.get("state") or {}).get("values") or {}
+    view = _dict(view)
+    state = _dict(_dict(view.get("state")).get("values"))
     found: dict[str, str | None] = {}
-    for block in view.get("blocks") or []:
-        element = block.get("element")
-        if block.get("type") != "input" or not isinstance(element, dict) or not block.get("block_id"):
+    for block in _list(view.get("blocks")):
+        block = _dict(block)
+        element, block_id = block.get("element"), _str(block.get("block_id"))
+        if block.get("type") != "input" or not isinstance(element, dict) or not block_id:
             continue
-        entered = (state.get(block["block_id"]) or {}).get(element.get("action_id", "value"))
-        found[field_of(block["block_id"])] = _element_value(element, entered)
+        entered = _dict(state.get(block_id)).get(_str(element.get("action_id")) or "value")
+        found[field_of(block_id)] = _element_value(element, entered if isinstance(entered, dict) else None)
     return found
 
 
-def view_meta(view: dict[str, Any]) -> dict[str, Any]:
+def view_meta(view: Any) -> dict[str, Any]:
+    raw = _dict(view).get("private_metadata")
     try:
-        meta = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
+        meta = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except (ValueError, RecursionError):
         return {}
     return meta if isinstance(meta, dict) else {}
 
@@ -176,32 +210,41 @@ def errors_for(error: UserError, view: dict[str, Any] | None = None) -> dict[str
     Slack only shows errors on input blocks the view has; a problem that belongs to no field
     (a quota, a decision already taken) goes on the view's first input."""
     wanted = FIELD_BLOCKS.get(error.field or "", "environment")
-    inputs = [b["block_id"] for b in (view or {}).get("blocks") or [] if b.get("type") == "input" and b.get("block_id")]
+    blocks = [_dict(b) for b in _list(_dict(view).get("blocks"))]
+    inputs = [b["block_id"] for b in blocks if b.get("type") == "input" and _str(b.get("block_id"))]
     if view is None:
-        return {wanted: error.message[:2000]}
+        return {wanted: clip(error.message, ERROR_TEXT)}
     block = next((b for b in inputs if field_of(b) == wanted), inputs[0] if inputs else wanted)
-    return {block: error.message[:2000]}
+    return {block: clip(error.message, ERROR_TEXT)}
 
 
-# --- elements ----------------------------------------------------------------------------------------
-def _option(value: str, label: str) -> dict[str, Any]:
-    return {"text": {"type": "plain_text", "text": label[:75]}, "value": value}
+# --- elements (slack_sdk's models: they check Slack's limits when rendered) -------------------------
+OPTION_TEXT = 75
+MAX_INPUT = 3000  # what a plain_text_input holds
+OPTIONS = 100  # a static select offers at most 100
+ERROR_TEXT = 2000  # a view_submission error message per field
+METADATA = 3000  # a view's private_metadata
 
 
-def _select(block_id: str, label: str, options: list[tuple[str, str]], selected: str, *, live: bool = False):
+def _option(value: str, label: str) -> Option:
+    return Option(value=value, label=clip(label, OPTION_TEXT))
+
+
+def _select(
+    block_id: str, label: str, options: list[tuple[str, str]], selected: str, *, live: bool = False
+) -> dict[str, Any]:
+    options = options[:OPTIONS]
     chosen = next((o for o in options if o[0] == selected), options[0])
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "dispatch_action": live,  # a change is sent at once, so prices and choices can follow it
-        "label": {"type": "plain_text", "text": label},
-        "element": {
-            "type": "static_select",
-            "action_id": "value",
-            "options": [_option(v, t) for v, t in options],
-            "initial_option": _option(*chosen),
-        },
-    }
+    return InputBlock(
+        block_id=block_id,
+        dispatch_action=live,  # a change is sent at once, so prices and choices can follow it
+        label=label,
+        element=StaticSelectElement(
+            action_id="value",
+            options=[_option(v, t) for v, t in options],
+            initial_option=_option(*chosen),
+        ),
+    ).to_dict()
 
 
 def _text(
@@ -214,22 +257,21 @@ def _text(
     multiline: bool = False,
     live: bool = False,
 ) -> dict[str, Any]:
-    element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value", "multiline": multiline}
-    if value:
-        element["initial_value"] = value
-    if live:  # Enter sends the value at once, so the price can follow it
-        element["dispatch_action_config"] = {"trigger_actions_on": ["on_enter_pressed"]}
-    block: dict[str, Any] = {
-        "type": "input",
-        "block_id": block_id,
-        "optional": optional,
-        "dispatch_action": live,
-        "label": {"type": "plain_text", "text": label},
-        "element": element,
-    }
-    if hint:
-        block["hint"] = {"type": "plain_text", "text": hint}
-    return block
+    element = PlainTextInputElement(
+        action_id="value",
+        multiline=multiline,
+        initial_value=value[:MAX_INPUT] or None,  # data the person typed: cut to what the input holds
+        # Enter sends the value at once, so the price can follow it
+        dispatch_action_config=DispatchActionConfig(trigger_actions_on=["on_enter_pressed"]) if live else None,
+    )
+    return InputBlock(
+        block_id=block_id,
+        optional=optional,
+        dispatch_action=live,
+        label=label,
+        element=element,
+        hint=hint or None,
+    ).to_dict()
 
 
 def fit(catalog: Catalog, form: LaunchForm, retired: set[str]) -> LaunchForm:
@@ -295,25 +337,36 @@ def choice_blocks(catalog: Catalog, form: LaunchForm, retired: set[str], *, envi
 
 def price_line(spec: NotebookSpec | None, problem: str | None, note: str | None = None) -> dict[str, Any]:
     if spec is None:
-        return {**context(f"⚠️ {problem}"), "block_id": "price"}
+        return context(f"⚠️ {problem}", block_id="price")
     text = f"Estimated *≈${spec.usd_per_hour:.2f}/h* (≈${spec.usd_per_hour * 24:.2f}/day while running)"
     if note:
         text += f"\n{note}"
-    return {**context(text), "block_id": "price"}
+    return context(text, block_id="price")
+
+
+def _metadata(metadata: dict[str, Any]) -> str:
+    """private_metadata holds at most 3,000 characters: a form's long typed values are left out of it
+    (the view's own inputs still carry them)."""
+    text = json.dumps(metadata)
+    form = metadata.get("form")
+    if len(text) > METADATA and isinstance(form, dict):
+        short = {k: v for k, v in form.items() if not isinstance(v, str) or len(v) <= 100}
+        text = json.dumps({**metadata, "form": short})
+    return text if len(text) <= METADATA else json.dumps({k: v for k, v in metadata.items() if k != "form"})
 
 
 def _modal(callback_id: str, title: str, submit: str, metadata: dict[str, Any], blocks: Blocks) -> dict[str, Any]:
     """A modal that tells the app when it is closed (view_closed), with its state in private_metadata."""
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": {"type": "plain_text", "text": title},
-        "submit": {"type": "plain_text", "text": submit},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "notify_on_close": True,
-        "private_metadata": json.dumps(metadata),
-        "blocks": blocks,
-    }
+    return View(
+        type="modal",
+        callback_id=callback_id,
+        title=title,
+        submit=submit,
+        close="Cancel",
+        notify_on_close=True,
+        private_metadata=_metadata(metadata),
+        blocks=blocks,
+    ).to_dict()
 
 
 def launch_view(
@@ -358,7 +411,7 @@ def spec_fields(spec: NotebookSpec, catalog: Catalog, instance_id: str) -> dict[
         f"*GCS buckets*\n{', '.join(spec.buckets) or 'none'}",
         f"*Estimated cost*\n≈${spec.usd_per_hour:.2f}/h, ≈${spec.usd_per_hour * 24:.2f}/day",
     ]
-    return {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]}
+    return fields_section(fields)
 
 
 def review_view(

@@ -5,13 +5,29 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from slack_sdk.models.views import View
+
 from bot.adapters.workbench import InstanceInfo
 from bot.domain.catalog import Catalog
+from bot.domain.errors import clip
 from bot.domain.records import Notebook, NotebookState
-from bot.ui.blocks import Blocks, actions, button, context, elapsed, section
+from bot.ui.blocks import (
+    VIEW_BLOCKS,
+    Blocks,
+    actions,
+    button,
+    confirmation,
+    context,
+    elapsed,
+    header,
+    packed,
+    section,
+)
 
 if TYPE_CHECKING:
     from bot.domain.launches import Launch
+
+FALLBACK_TEXT = 3000  # the notification text of a long list: its blocks show all of it
 
 STATE_WORDS = {
     NotebookState.PENDING_APPROVAL: "⏸ waiting for approval",
@@ -54,26 +70,22 @@ def notebook_line(nb: Notebook, catalog: Catalog, now: float, *, owner: bool = F
 def notebook_list(
     notebooks: list[Notebook], catalog: Catalog, now: float, *, everyone: bool, unmanaged: list[InstanceInfo]
 ) -> tuple[str, Blocks]:
+    """Every notebook, in as many sections as it takes (≤ 50 blocks in all: past that, a count)."""
     title = "All notebooks" if everyone else "Your notebooks"
     if not notebooks:
         text = "No notebooks yet. `/notebook new` launches one." if not everyone else "No managed notebooks."
         blocks: Blocks = [section(f"*{title}*\n{text}")]
     else:
-        lines = [notebook_line(n, catalog, now, owner=everyone) for n in notebooks]
-        text = f"*{title}* ({len(notebooks)})\n" + "\n".join(f"• {line}" for line in lines)
-        blocks = [section(text[:3000])]
+        lines = [f"• {notebook_line(n, catalog, now, owner=everyone)}" for n in notebooks]
+        text = f"*{title}* ({len(notebooks)})\n" + "\n".join(lines)
+        blocks = packed(lines, title=f"*{title}* ({len(notebooks)})", max_blocks=30)
     if everyone and unmanaged:
         lines = [f"• `{i.instance_id}` ({i.zone}, {i.state.lower()})" for i in unmanaged]
         text += "\n*Not managed by the bot*\n" + "\n".join(lines)
-        blocks.append(
-            section(
-                ("*Not managed by the bot* — `/notebook adopt NAME @user` hands one to someone\n" + "\n".join(lines))[
-                    :3000
-                ]
-            )
-        )
+        title = "*Not managed by the bot* — `/notebook adopt NAME @user` hands one to someone"
+        blocks += packed(lines, title=title, max_blocks=15)
     blocks.append(context("Stop, start or delete: `/notebook stop NAME` · `start NAME` · `delete NAME`"))
-    return text, blocks
+    return clip(text, FALLBACK_TEXT), blocks
 
 
 def catalog_listing(catalog: Catalog, today: date) -> tuple[str, Blocks]:
@@ -98,9 +110,9 @@ def catalog_listing(catalog: Catalog, today: date) -> tuple[str, Blocks]:
     ]
     text = f"*Environments*\n{envs}\n*GPUs*\n" + "\n".join(gpu_lines)
     return text, [
-        section(f"*Environments*\n{envs}"),
-        section("*GPUs*\n" + "\n".join(gpu_lines)),
-        section("*Machine types*\n" + " · ".join(machine_lines)),
+        *packed(envs.split("\n"), title="*Environments*", max_blocks=15),
+        *packed(gpu_lines, title="*GPUs*", max_blocks=15),
+        *packed(machine_lines, title="*Machine types*", max_blocks=15),
         context("Prices are approximate on-demand list prices (us-central1), for the whole machine per hour."),
     ]
 
@@ -113,20 +125,20 @@ def delete_confirmation(nb: Notebook) -> tuple[str, Blocks]:
     return text, [
         section(text),
         actions(
-            {**button(f"Delete {nb.id}", "notebook_delete_confirm", nb.id, style="danger")},
+            button(f"Delete {nb.id}", "notebook_delete_confirm", nb.id, style="danger"),
             button("Cancel", "notebook_delete_cancel", nb.id),
         ),
     ]
 
 
 def confirm_dialog(nb_id: str) -> dict[str, Any]:
-    return {
-        "title": {"type": "plain_text", "text": "Delete notebook?"},
-        "text": {"type": "mrkdwn", "text": f"`{nb_id}` and its disks will be deleted, with everything on them."},
-        "confirm": {"type": "plain_text", "text": "Delete"},
-        "deny": {"type": "plain_text", "text": "Keep it"},
-        "style": "danger",
-    }
+    return confirmation(
+        "Delete notebook?",
+        f"`{nb_id}` and its disks will be deleted, with everything on them.",
+        "Delete",
+        "Keep it",
+        style="danger",
+    )
 
 
 def notebook_buttons(nb: Notebook) -> list[dict[str, Any]]:
@@ -138,7 +150,7 @@ def notebook_buttons(nb: Notebook) -> list[dict[str, Any]]:
     if nb.state == "STOPPED":
         buttons.append(button("Start", "notebook_start", nb.id))
     if not nb.launching:  # a launch under way is cancelled from "Your launch requests"
-        buttons.append({**button("Delete", "notebook_delete", nb.id, style="danger"), "confirm": confirm_dialog(nb.id)})
+        buttons.append(button("Delete", "notebook_delete", nb.id, style="danger", confirm=confirm_dialog(nb.id)))
     return buttons
 
 
@@ -151,7 +163,7 @@ def home_view(
     now: float,
 ) -> dict[str, Any]:
     blocks: Blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": "Your notebooks"}},
+        header("Your notebooks"),
         actions(button("New notebook", "customize_launch", "", style="primary")),
     ]
     notebooks = [nb for nb in notebooks if not nb.launching]
@@ -163,7 +175,7 @@ def home_view(
         if buttons:
             blocks.append(actions(*buttons, block_id=f"nb:{nb.id}"))
     if pending:
-        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your launch requests"}})
+        blocks.append(header("Your launch requests"))
         for launch in pending:
             state = STATE_OF_LAUNCH.get(launch.state, launch.state.lower())
             blocks.append(
@@ -175,7 +187,7 @@ def home_view(
             if not launch.cancel:
                 blocks.append(actions(button("Cancel", "cancel_launch", launch.id), block_id=f"launch:{launch.id}"))
     if to_decide:
-        blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your decision"}})
+        blocks.append(header("Waiting for your decision"))
         for launch in to_decide:
             spec_line = f"<@{launch.requester}> · `{launch.instance_id}` · {launch.approval_reason}"
             blocks.append(section(spec_line))
@@ -187,4 +199,6 @@ def home_view(
                     block_id=f"approval:{launch.id}",
                 )
             )
-    return {"type": "home", "blocks": blocks[:100]}
+    if len(blocks) > VIEW_BLOCKS:  # a Home view takes at most 100 blocks: say what is left out
+        blocks = [*blocks[: VIEW_BLOCKS - 1], context("…and more: `/notebook list` shows every notebook of yours.")]
+    return View(type="home", blocks=blocks).to_dict()
