@@ -155,9 +155,8 @@ def operate(action_name: str, *, replace: bool = False, answers_reminder: bool =
         ack()
         user = body["user"]["id"]
         key = offer_key(body, action)
-        earlier = services.operations.get(services.operations.op_id(key))
         try:
-            op = services.notebooks.request(
+            op, created = services.notebooks.request(
                 user,
                 action.get("value") or "",
                 action_name,
@@ -168,7 +167,7 @@ def operate(action_name: str, *, replace: bool = False, answers_reminder: bool =
         except UserError as error:
             tell(services, body, respond, f"⚠️ {error.message}")
             return
-        if earlier is not None:
+        if not created:
             tell(services, body, respond, f"ℹ️ Already asked from this message: {describe(op)}")
             return
         if replace and body.get("response_url"):

@@ -117,7 +117,7 @@ def envs_verb(caller: Caller, command: Command) -> None:
 def operation_verb(caller: Caller, command: Command) -> None:
     """stop / start NAME: recorded, acknowledged, then carried out."""
     services = caller.services
-    op = services.notebooks.request(
+    op, _ = services.notebooks.request(
         caller.user, verbs.one_name(command), command.verb, channel=caller.channel, dedupe_key=caller.key
     )
     caller.ack()

@@ -85,13 +85,14 @@ class Notebooks:
         dedupe_key: str,
         message: tuple[str, str] | None = None,
         as_admin: bool = False,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
         """Check who asks and record a stop/start/delete; a worker (or `operations.advance`) does it.
+        Returns (operation, created): False for a repeated dedupe_key, with the first operation.
 
         `as_admin` is for the bot's own policy actions (auto-stop, auto-delete, a cancelled launch)."""
         earlier = self.operations.get(self.operations.op_id(dedupe_key))
         if earlier is not None:  # a retried delivery, or a second click on the same offer
-            return earlier
+            return earlier, False
         notebook = self.find(user, name)
         if not as_admin:
             self.authorize(user, notebook, action)

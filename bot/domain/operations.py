@@ -96,16 +96,16 @@ class Operations:
         channel: str | None,
         dedupe_key: str,
         message: tuple[str, str] | None = None,
-    ) -> Doc:
+    ) -> tuple[Doc, bool]:
         """Record a stop/start/delete of a notebook the caller may act on (checked by the caller).
 
         `message` (channel, ts) is replaced with the progress and the outcome; otherwise one is posted
         in `channel` (none for the bot's own policy actions). A repeated dedupe_key (a retried
-        delivery, or a second click on the same offer) returns the first record unchanged."""
+        delivery, or a second click on the same offer) returns the first record unchanged, and False."""
         op_id = self.op_id(dedupe_key)
         earlier = self.store.get(COLLECTION, op_id)
         if earlier is not None:
-            return earlier
+            return earlier, False
         if notebook.launching:
             raise UserError(
                 f"`{notebook.id}` is still being launched; `/notebook cancel {notebook.id}` withdraws the launch."
@@ -149,9 +149,9 @@ class Operations:
             "created_at": now,
         }
         if not self.store.create(COLLECTION, op_id, record):
-            return self.store.get(COLLECTION, op_id) or record
+            return self.store.get(COLLECTION, op_id) or record, False
         audit.record(self.store, now, user, f"notebook.{action}", notebook.id, owner=notebook.owner)
-        return record
+        return record, True
 
     @staticmethod
     def op_id(dedupe_key: str) -> str:

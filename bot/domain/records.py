@@ -12,7 +12,9 @@ only costs its disks, so stopping one makes room; starting it again is checked l
 
 from __future__ import annotations
 
+import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -176,31 +178,40 @@ class Records:
         """Serialise the quota-checked changes of one person's notebooks across workers and replicas.
 
         Firestore transactions can't lock a query's absent results, so two reservations could both
-        see room; a short lease on the owner's document makes them take turns instead."""
-        token = f"{owner}:{time.monotonic_ns()}"
+        see room; a short-lived lock document makes them take turns instead. It is taken with a
+        plain create (no transaction to contend on), and one left by a crashed worker expires."""
+        token = uuid.uuid4().hex
         deadline = time.monotonic() + self.LOCK_WAIT_SECONDS
-        while not self._take_owner(owner, token):
+        pause = 0.02
+        while not self._take_lock(owner, token):
             if time.monotonic() > deadline:
                 raise UserError("Your notebooks are being changed right now; try again in a moment.")
-            time.sleep(0.02)
+            time.sleep(pause * (0.5 + random.random()))  # jittered, so waiting workers don't retry in step
+            pause = min(pause * 2, 0.4)
         try:
             yield
         finally:
-            self.store.update("owners", owner, lambda d: {**d, "lock": None} if d and d.get("lock") == token else None)
+            held = self.store.get("locks", owner)
+            if held and held.get("token") == token:
+                self.store.delete("locks", owner)
 
-    def _take_owner(self, owner: str, token: str) -> bool:
+    def _take_lock(self, owner: str, token: str) -> bool:
         now = self.clock()
+        if self.store.create("locks", owner, {"token": token, "until": now + self.OWNER_LOCK_SECONDS}):
+            return True
+        held = self.store.get("locks", owner)
+        if held is None or held.get("until", 0) > now:
+            return False
         taken: list[bool] = []
 
-        def take(doc: Doc | None) -> Doc | None:
+        def take_over(doc: Doc | None) -> Doc | None:  # the holder crashed: its lock ran out
             taken.clear()
-            doc = doc or {"id": owner}
-            if doc.get("lock") and doc.get("lock_until", 0) > now:
+            if doc is not None and doc.get("until", 0) > now:
                 return None
             taken.append(True)
-            return {**doc, "lock": token, "lock_until": now + self.OWNER_LOCK_SECONDS}
+            return {"token": token, "until": now + self.OWNER_LOCK_SECONDS}
 
-        self.store.update("owners", owner, take)
+        self.store.update("locks", owner, take_over)
         return bool(taken)
 
     # --- transitions: launches ----------------------------------------------------------------------

@@ -99,7 +99,7 @@ class Services:
 
     def _delete_cancelled(self, launch: Launch) -> None:
         """A launch withdrawn while it was being created: delete its instance as a job of its own."""
-        op = self.notebooks.request(
+        op, _ = self.notebooks.request(
             "bot",
             launch.instance_id,
             "delete",
