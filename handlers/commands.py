@@ -10,6 +10,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.domain.errors import UserError, did_you_mean
+from bot.domain.spec import as_typed
 from bot.run.services import Services
 from bot.ui.blocks import error_reply, help_reply, notices_reply
 from bot.ui.forms import default_form, launch_modal
@@ -25,7 +26,7 @@ def register(app: App, services: Services) -> None:
     @app.command("/notebook")
     def notebook(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         # Slack escapes &, < and > in what people type; mentions (<@U…>) arrive unescaped.
-        verb, _, rest = html.unescape(command.get("text") or "").strip().partition(" ")
+        verb, _, rest = as_typed(html.unescape(command.get("text") or "")).strip().partition(" ")
         verb = verb.lower()
         if verb in ("", "help"):
             text, blocks = help_reply()
