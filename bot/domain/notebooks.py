@@ -24,7 +24,7 @@ from bot.domain.launches import running_specs
 from bot.domain.policy import Rules
 from bot.domain.spec import NotebookSpec
 from bot.run.logs import log_context
-from bot.ui.blocks import section
+from bot.ui.blocks import actions, button, section
 
 log = logging.getLogger(__name__)
 OPERATION_NAMESPACE = uuid.UUID("0b7a4f5e-2c1d-4e8f-9a3b-5d6c7e8f9a01")
@@ -179,7 +179,7 @@ class Notebooks:
         if action == "stop" and notebook.state == "STOPPED":
             raise UserError(f"`{notebook.id}` is already stopped.")
         if action == "start" and notebook.state == "ACTIVE":
-            raise UserError(f"`{notebook.id}` is already running: {notebook.url or ''}".rstrip(": "))
+            raise UserError(f"`{notebook.id}` is already running.", link=notebook.url)
         if action == "start" and not as_admin:
             self.rules.check_quota(notebook.owner, notebook.spec, running_specs(self.store, notebook.owner))
         now = self.clock()
@@ -273,15 +273,30 @@ class Notebooks:
     def _finish(self, op: dict[str, Any]) -> dict[str, Any]:
         now, instance = self.clock(), op["notebook"]
         final_state = ACTIONS[op["action"]][2]
+        url = self._url(op) if op["action"] == "start" else None  # posted with the outcome
+        seen = {"url": url} if url else {}
         if final_state is None:
             self.store.delete("notebooks", instance)
         else:
-            self.store.update("notebooks", instance, lambda d: with_state(d, final_state, now) if d else None)
+            self.store.update(
+                "notebooks", instance, lambda d: {**with_state(d, final_state, now), **seen} if d else None
+            )
         audit.record(self.store, now, op["requester"], f"notebook.{op['action']}.done", instance)
         return {"state": "DONE"}
 
+    def _url(self, op: dict[str, Any]) -> str | None:
+        """The JupyterLab link as Workbench gives it after a start (the record's, if it can't be read)."""
+        try:
+            info = self.workbench.get(op["zone"], op["notebook"])
+        except WorkbenchError:
+            info = None
+        if info is not None and info.url:
+            return info.url
+        notebook = self.get(op["notebook"])
+        return notebook.url if notebook else None
+
     def _show(self, op: dict[str, Any]) -> None:
-        """Post or update the operation's message: in progress, then its outcome."""
+        """Post or update the operation's message: in progress, then its outcome (a started notebook's link)."""
         doing, done, _ = ACTIONS[op["action"]]
         name, who = f"`{op['notebook']}`", f"<@{op['requester']}>"
         if op["state"] == "DONE":
@@ -290,11 +305,17 @@ class Notebooks:
             text = f"❌ Couldn't {op['action']} {name}: {op.get('error')}"
         else:
             text = f"⏳ {doing} {name} for {who}…"
+        blocks = [section(text)]
+        started = self.get(op["notebook"]) if op["state"] == "DONE" and op["action"] == "start" else None
+        if started is not None and started.url:
+            blocks.append(
+                actions(button("Open JupyterLab", "open_notebook", started.id, url=started.url, style="primary"))
+            )
         try:
             if op.get("message_ts"):
-                self.slack.update(op["message_channel"], op["message_ts"], text, [section(text)])
+                self.slack.update(op["message_channel"], op["message_ts"], text, blocks)
             elif op.get("channel"):
-                posted = self.slack.post_or_dm(op["channel"], op["requester"], text, [section(text)])
+                posted = self.slack.post_or_dm(op["channel"], op["requester"], text, blocks)
                 self.store.update(
                     "operations",
                     op["id"],

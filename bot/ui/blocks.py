@@ -143,6 +143,8 @@ def error_reply(error: UserError, customize: str | None = None) -> tuple[str, Bl
         buttons.append(button(error.offer_label or "Launch this instead", "launch_offer", error.offer, style="primary"))
     if customize is not None:
         buttons.append(button("Customize", "customize_launch", (error.offer or customize)[:2000]))
+    if error.link:
+        buttons.append(button("Open JupyterLab", "open_notebook", url=error.link, style="primary"))
     return text, [section(text), actions(*buttons)] if buttons else [section(text)]
 
 
