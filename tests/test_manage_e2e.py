@@ -56,6 +56,16 @@ def test_envs_lists_the_catalog_with_retirements(bot: Bot) -> None:
     assert "tf-2-8" in reply["text"] and "retired 2026-09-15" in reply["text"] and "`l4`" in reply["text"]
 
 
+def test_envs_lists_aliases_and_machine_types_in_natural_order(bot: Bot) -> None:
+    reply = bot.driver.command("U0BOB", "envs").json()
+    shown = "\n".join(b["text"]["text"] for b in reply["blocks"] if b["type"] == "section")
+    assert "`base` (also `default`, `python`, `tensorflow`, `tf`, `pytorch`, `torch`) — " in shown
+    assert "`t4` (also `nvidia-tesla-t4`)" in shown
+    machines = [line.split("`")[1] for line in shown.split("*Machine types*")[1].splitlines() if "`" in line]
+    assert machines.index("g2-standard-4") < machines.index("g2-standard-8") < machines.index("g2-standard-16")
+    assert machines.index("n1-standard-8") < machines.index("n1-standard-16") < machines.index("n1-standard-32")
+
+
 def test_stop_and_start_are_followed_to_the_end_and_posted(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
     bot.driver.command("U0ALICE", "stop nb-alice")

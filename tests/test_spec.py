@@ -164,3 +164,14 @@ def test_look_alike_dashes_are_read_as_hyphens(dash: str) -> None:
 
 def test_invisible_characters_are_dropped() -> None:
     assert launch("tf-2\u00ad-8 gpu=l4\u200b").environment == "tf-2-8"
+
+
+def test_an_environment_alias_says_what_it_stands_for() -> None:
+    """`pytorch` is a real name of the base image (it ships PyTorch), and the reply says so."""
+    spec = launch("pytorch gpu=t4x2 disk=500 idle=2h")
+    assert spec.environment == "base"
+    assert spec.notices[0] == (
+        "`pytorch` is the `base` image, which ships Python 3.11, TensorFlow and PyTorch in the default kernel "
+        "(Debian 11)."
+    )
+    assert launch("base").notices == ()

@@ -253,6 +253,11 @@ class Catalog(_Strict):
         return self.disk_types[disk_type].usd_per_gb_month * gigabytes
 
 
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that reads numbers as numbers: g2-standard-4 before g2-standard-16."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
+
+
 def _lookup(name: str, table: dict[str, Any], what: str, where: str) -> str:
     wanted = name.lower()
     for key, entry in table.items():

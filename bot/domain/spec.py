@@ -258,6 +258,9 @@ def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, toda
     """Check a request against the catalog and bounds, choose defaults, and price it."""
     environment = catalog.environment(request.environment or catalog.defaults.environment)
     notices: list[str] = []
+    if request.environment and request.environment != environment:  # an alias: say what it stands for
+        about = catalog.environments[environment].description
+        notices.append(f"`{request.environment}` is the `{environment}` image, which ships {about}.")
     gpu, count = _resolve_gpu(request, catalog, today, notices)
     machine, gpu, count = _resolve_machine(request, catalog, gpu, count)
     limits = catalog.limits
