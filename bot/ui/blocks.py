@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 Blocks = list[dict[str, Any]]
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters (Slack refuses longer option and button texts): cut at a
+    word boundary, before a parenthesis the cut would leave open, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    if cut.count("(") > cut.count(")"):
+        cut = cut[: cut.rindex("(")]
+    return cut.rstrip(" ,;:—–-") + "…"
+
+
 def section(text: str, **extra: Any) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
 

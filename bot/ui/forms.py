@@ -19,12 +19,13 @@ from typing import Any
 from bot.domain.catalog import Catalog
 from bot.domain.errors import UserError
 from bot.domain.spec import EXAMPLES, NotebookSpec, format_duration, parse_request
-from bot.ui.blocks import Blocks, context, section
+from bot.ui.blocks import Blocks, context, section, shorten
 
 LAUNCH_CALLBACK = "launch_modal"
 REVIEW_CALLBACK = "review_modal"
 AUTO = "auto"
 NO_GPU = "none"
+OPTION_TEXT_LIMIT = 75  # Slack's limit for an option's text
 
 # which form field shows an error about which part of a spec
 FIELD_BLOCKS = {
@@ -182,7 +183,7 @@ def errors_for(error: UserError, view: dict[str, Any] | None = None) -> dict[str
 
 # --- elements ----------------------------------------------------------------------------------------
 def _option(value: str, label: str) -> dict[str, Any]:
-    return {"text": {"type": "plain_text", "text": label[:75]}, "value": value}
+    return {"text": {"type": "plain_text", "text": shorten(label, OPTION_TEXT_LIMIT)}, "value": value}
 
 
 def _select(block_id: str, label: str, options: list[tuple[str, str]], selected: str, *, live: bool = False):
@@ -380,7 +381,7 @@ def review_view(
         context("To approve less, choose a smaller GPU, fewer GPUs or a smaller machine:"),
         *choice_blocks(catalog, form, retired, environments=False),
         price_line(spec, problem, note),
-        _text("reason", "Reason (required to deny)", "", optional=True, multiline=True),
+        _text("reason", "Reason", "", optional=True, multiline=True, hint="Needed to deny; the requester sees it."),
     ]
     return _modal(REVIEW_CALLBACK, "Review launch", "Decide", {"launch": launch.id}, blocks)
 
