@@ -153,6 +153,7 @@ def test_spec_survives_the_store_format() -> None:
 def test_durations() -> None:
     assert parse_duration("2h") == 7200 and parse_duration("45") == 2700 and parse_duration("1d") == 86400
     assert format_duration(5400) == "1h30m" and format_duration(600) == "10m"
+    assert parse_duration("30s") == 30 and parse_duration("1m30s") == 90 and format_duration(90) == "1m30s"
 
 
 @pytest.mark.parametrize("dash", ["\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\uff0d"])

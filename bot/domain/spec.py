@@ -19,7 +19,7 @@ from bot.domain.errors import UserError, did_you_mean, one_of, unknown
 
 INSTANCE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 ZONE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
-DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$")
+DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket")
 KEY_ALIASES = {"data-disk": "disk", "disk-size": "disk", "gpus": "gpu", "machine-type": "machine"}
@@ -236,21 +236,26 @@ def _parse_value(key: str, raw: str) -> dict[str, Any]:
 
 
 def parse_duration(raw: str) -> int:
-    """'2h', '90m', '1h30m', '1d' (or bare minutes) -> seconds."""
+    """'30s', '90m', '2h', '1d', '1h30m' (or bare minutes, as in `idle=90`) -> seconds."""
     value = raw.lower().strip()
     if value.isdigit():
         return int(value) * 60
     match = DURATION.match(value)
     if not value or match is None:
         raise UserError(f"`{raw}` is not a duration; write it like `2h`, `90m` or `1h30m`.", field="idle")
-    days, hours, minutes = (int(g or 0) for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def format_duration(seconds: int) -> str:
-    """Seconds -> '2h', '90m' -> '1h30m'; the inverse of parse_duration for whole minutes."""
+    """Seconds -> '2h', '90m' -> '1h30m', '30s'; the inverse of parse_duration."""
     hours, minutes = divmod(seconds // 60, 60)
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or not hours else "")
+    text = (
+        (f"{hours}h" if hours else "")
+        + (f"{minutes}m" if minutes else "")
+        + (f"{seconds % 60}s" if seconds % 60 else "")
+    )
+    return text or "0m"
 
 
 # --- resolution ---------------------------------------------------------------------------------

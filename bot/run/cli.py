@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         "check", help="check the shipped catalog plus the config's [catalog]; problems as file:line, exit 2"
     )
     catalog_check.add_argument("--config", help="the config file (default: $NOTEBOOK_BOT_CONFIG)")
+    config = verbs.add_parser("config", help="the configuration file")
+    config_verbs = config.add_subparsers(dest="config_verb", required=True, metavar="ACTION")
+    config_verbs.add_parser("reference", help="print config.example.toml: every key, its default and meaning")
     verbs.add_parser("sweep", help="look at every notebook now: reminders, escalation, auto-stop; then exit")
     sandbox = verbs.add_parser(
         "sandbox",
@@ -37,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     from bot.run.logs import configure_logging
 
     configure_logging()
+    if args.verb == "config":
+        from bot.run.config_reference import reference
+
+        print(reference(), end="")
+        return 0
     if args.verb == "check":
         from bot.run.doctor import run_checks
 
