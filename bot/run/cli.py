@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from bot.run.config import ConfigError, Settings
@@ -75,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(services.reconcile()))
         elif args.verb == "sweep":
             print(json.dumps(services.lifecycle.sweep().__dict__))
-    except ConfigError as exc:
-        logging.getLogger("notebook-bot").error("configuration error: %s", exc)
+    except ConfigError as exc:  # said once, in plain words with the fix (a log line would say it twice)
         print(f"notebook-bot: {exc}", file=sys.stderr)
         return 2
     return 0
