@@ -33,7 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         help="try the bot in this terminal: real app, embedded store, simulated Slack and Workbench",
     )
     sandbox.add_argument("--demo", action="store_true", help="run a scripted demo instead of reading commands")
-    sandbox.add_argument("--user", default="U0ALICE", help="the Slack user you type as (default U0ALICE)")
+    sandbox.add_argument(
+        "--as", "--user", dest="user", default="alice", help="who you are at first: alice, bob or carol (default alice)"
+    )
+    sandbox.add_argument(
+        "--state", metavar="DIR", help="keep the store, the simulated cloud and the log here, across runs"
+    )
+    sandbox.add_argument("--config", help="the config file (default: $NOTEBOOK_BOT_CONFIG, else the sandbox's own)")
     args = parser.parse_args(argv)
 
     from bot.run.logs import configure_logging
@@ -55,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_check(args.config or settings.config_path)
         if args.verb == "sandbox":
-            from bot.run.sandbox import run_sandbox
+            from bot.run.sandbox import run_sandbox, sandbox_lines
 
-            return run_sandbox(demo=args.demo or not sys.stdin.isatty(), user=args.user)
+            lines = None if args.demo else sandbox_lines(sys.stdin)  # piped commands, one a line
+            demo = args.demo or (lines is None and not sys.stdin.isatty())
+            return run_sandbox(demo=demo, user=args.user, state=args.state, config=args.config, lines=lines)
         from bot.run.services import Services
 
         services = Services(settings)
