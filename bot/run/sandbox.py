@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bot.run.config import Settings, load_config
+from bot.run.config import ConfigError, Settings, load_config
 from bot.run.logs import configure_logging
 from bot.run.services import Services
 from bot.sim import workspace
@@ -172,6 +172,9 @@ def run_sandbox(
     poll_seconds: float = 1.0,
 ) -> int:
     """The sandbox session: the demo, the given `lines`, or what the person types."""
+    if workspace.person(user) is None:
+        team = ", ".join(p.name for p in workspace.PEOPLE)
+        raise ConfigError(f"--as {user}: there is no such person in the sandbox; its team is {team}")
     state_dir = Path(state) if state else Path(tempfile.mkdtemp(prefix="notebook-bot-sandbox-"))
     config_path = config or os.environ.get("NOTEBOOK_BOT_CONFIG")
     with Sandbox(state_dir, config_path=config_path, poll_seconds=poll_seconds) as sandbox:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bot.domain.errors import UserError, did_you_mean
@@ -130,18 +131,19 @@ class Console:
             "help": lambda _: self.out(HELP),
         }
         if line.startswith("/"):
-            self.slash(line)
+            action = partial(self.slash, line)
         elif word in handlers:
-            if word not in ("click", "choose"):
-                self._confirming = None
-            try:
-                handlers[word](rest)
-            except Exception as failure:  # the sandbox's own bug: say so and carry on
-                log.exception("sandbox command failed: %s", line)
-                self.out(f"(the sandbox could not do that: {failure}; details in {self.log_path})")
+            action = partial(handlers[word], rest)
         else:
             self.out(f"I don't know `{word}`.{did_you_mean(word, VERBS)} Type `help` for the sandbox's commands.")
             return True
+        if word not in ("click", "choose"):
+            self._confirming = None  # a confirmation dialog is answered by the very next click
+        try:
+            action()
+        except Exception as failure:  # the sandbox's own trouble: say so and carry on
+            log.exception("sandbox command failed: %s", line)
+            self.out(f"(the sandbox could not do that: {failure}; details in {self.log_path})")
         self.settle()
         return True
 
