@@ -12,6 +12,7 @@ import pytest
 from bot.adapters.store import FirestoreStore
 from bot.domain import audit, leases
 from bot.run.config import load_config
+from bot.sim.render import render_view
 from bot.sim.slack_api import Message
 from tests.harness import Bot
 
@@ -224,6 +225,15 @@ def test_deny_needs_a_reason_and_the_requester_sees_it(bot: Bot) -> None:
     bot.clock.advance(60)
     bot.services.reconcile()
     assert bot.workbench.count("create") == 0
+
+
+def test_the_review_form_asks_for_a_reason_as_slack_shows_it(bot: Bot) -> None:
+    """Slack adds "(optional)" to an optional field's label itself: the label says only "Reason"."""
+    view = open_review(bot, "U0APPROVER", ask(bot), "deny_launch")
+    lines = render_view(view).splitlines()
+    reason = next(i for i, line in enumerate(lines) if line.startswith("Reason"))
+    assert lines[reason] == "Reason (optional): []"
+    assert lines[reason + 1].strip() == "Needed to deny; the requester sees it."
 
 
 def test_an_approver_lowers_the_request_and_may_not_raise_it(bot: Bot) -> None:

@@ -203,7 +203,7 @@ def test_an_attached_gpu_without_a_price_is_found_where_it_is_declared(tmp_path:
             "catalog.gpus.v100.max_vcpus: no n1 machine type has at most 2 vCPUs, so 1× v100 can't be launched",
         ),
         (
-            "[catalog.gpus.l4]\ncounts = [1, 3]\n",
+            "[catalog.gpus.l4]\ncounts = [1, 2, 3, 4, 8]\n",
             "counts",
             "catalog.gpus.l4.counts: lists 3 GPU(s), but no machine type carries 3×l4",
         ),
@@ -260,7 +260,8 @@ def test_an_admin_change_that_breaks_shipped_entries_is_blamed_on_the_admin(tmp_
     lines = problems(path)
     assert all(line.startswith(f"{path}:") for line in lines), "nothing is blamed on the shipped catalog"
     attach = [line for line in lines if line.startswith(f"{path}:2: catalog.gpus.l4.attach_to: ")]
-    assert len(attach) == 6 and "so `g2-standard-4` can't carry it built in" in attach[0]
+    assert len(attach) == 7 and "so `g2-standard-4` can't carry it built in" in attach[0]
+    assert any("NVIDIA_L4 comes built into g2 machine types and can't be attached to n1 machines" in a for a in attach)
     assert f"{path}:4: catalog.gpus.l4.max_vcpus: max_vcpus has no entry for 2 GPU(s), which counts lists" in lines
 
 
@@ -355,4 +356,25 @@ def test_names_people_cannot_type_or_that_cannot_name_an_instance_are_refused(tm
     assert problems(path) == [
         f"{path}:1: catalog.environments.My_Env: names are lowercase letters, digits and hyphens, "
         "starting with a letter"
+    ]
+
+
+def test_every_kind_of_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """The data's own contradictions (an N1-only GPU built into an e2 machine) and Google Cloud's facts
+    (an A100 in a g2 machine) are two rounds of checks: a config with both hears of both."""
+    path = write(
+        tmp_path,
+        """
+        [catalog.machines.e2-standard-8]
+        gpu = { type = "t4", count = 1 }
+
+        [catalog.machines.g2-standard-8]
+        gpu = { type = "a100", count = 1 }
+        """,
+    )
+    assert problems(path) == [
+        f"{path}:2: catalog.machines.e2-standard-8.gpu.type: `t4` attaches to n1 machines, so `e2-standard-8` "
+        "can't carry it built in",
+        f"{path}:5: catalog.machines.g2-standard-8.gpu.type: `a100` (NVIDIA_TESLA_A100) comes only in a2 machine "
+        "types, not in `g2-standard-8`",
     ]

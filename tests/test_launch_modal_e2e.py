@@ -104,6 +104,19 @@ def test_notebook_new_alone_opens_the_form_with_catalog_choices_and_a_price(bot:
     assert bot.launches() == []
 
 
+def test_choices_fit_slacks_75_characters_and_are_cut_between_words(bot: Bot) -> None:
+    view = open_form(bot)
+    catalog = bot.services.config.catalog
+    texts = [o["text"]["text"] for b in view["blocks"] for o in (b.get("element") or {}).get("options", [])]
+    assert texts and all(len(t) <= 75 for t in texts)
+    full = {f"{k} — {e.description}" for k, e in catalog.environments.items()}
+    assert "tf-2-8 — TensorFlow 2.8 in a custom container…" in texts, "the open parenthesis is left out"
+    for text in texts:
+        if text.endswith("…"):
+            kept = text.removesuffix("…")
+            assert any(f.startswith(kept) and f[len(kept)] in " (" for f in full), f"{text!r} is cut mid-word"
+
+
 def test_choices_and_price_follow_the_gpu(bot: Bot) -> None:
     view = open_form(bot)
     view = select(bot, view, "gpu", "t4")

@@ -56,6 +56,16 @@ def test_envs_lists_the_catalog_with_retirements(bot: Bot) -> None:
     assert "tf-2-8" in reply["text"] and "retired 2026-09-15" in reply["text"] and "`l4`" in reply["text"]
 
 
+def test_envs_lists_aliases_and_machine_types_in_natural_order(bot: Bot) -> None:
+    reply = bot.driver.command("U0BOB", "envs").json()
+    shown = "\n".join(b["text"]["text"] for b in reply["blocks"] if b["type"] == "section")
+    assert "`base` (also `default`, `python`, `tensorflow`, `tf`, `pytorch`, `torch`) — " in shown
+    assert "`t4` (also `nvidia-tesla-t4`)" in shown
+    machines = [line.split("`")[1] for line in shown.split("*Machine types*")[1].splitlines() if "`" in line]
+    assert machines.index("g2-standard-4") < machines.index("g2-standard-8") < machines.index("g2-standard-16")
+    assert machines.index("n1-standard-8") < machines.index("n1-standard-16") < machines.index("n1-standard-32")
+
+
 def test_stop_and_start_are_followed_to_the_end_and_posted(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
     bot.driver.command("U0ALICE", "stop nb-alice")
@@ -64,8 +74,27 @@ def test_stop_and_start_are_followed_to_the_end_and_posted(bot: Bot) -> None:
     assert instance(bot, "nb-alice")["state"] == "STOPPED"
 
     bot.driver.command("U0ALICE", "start nb")  # completes from the caller's own notebooks
-    bot.reconcile_until(lambda: any("Started `nb-alice`" in m.text for m in bot.channel_messages()))
+    started = bot.reconcile_until(lambda: [m for m in bot.channel_messages() if "Started `nb-alice`" in m.text])
     assert bot.store.get("notebooks", "nb-alice")["state"] == "ACTIVE"
+    assert link_buttons(started[0]) == [f"https://{instance(bot, 'nb-alice')['proxyUri']}"], "the link comes back"
+
+
+def link_buttons(message) -> list[str]:
+    return [e["url"] for b in message.blocks if b["type"] == "actions" for e in b["elements"] if e.get("url")]
+
+
+def test_starting_a_running_notebook_answers_with_its_link(bot: Bot) -> None:
+    launch_ready(bot, "U0ALICE", "nb-alice")
+    bot.driver.command("U0ALICE", "start nb-alice")
+    reply = bot.wait_for_message(lambda m: m.ephemeral and "already running" in m.text)
+    assert link_buttons(reply) == [bot.store.get("notebooks", "nb-alice")["url"]]
+    assert bot.workbench.count("start") == 0
+
+
+def test_names_typed_with_look_alike_hyphens_are_found(bot: Bot) -> None:
+    launch_ready(bot, "U0ALICE", "nb-alice")
+    bot.driver.command("U0ALICE", "stop nb\u2011alice")  # a non-breaking hyphen, as phones type it
+    bot.reconcile_until(lambda: any("⏹ Stopped `nb-alice`" in m.text for m in bot.channel_messages()))
 
 
 def test_a_stranger_is_refused_naming_the_owner_and_nothing_changes(bot: Bot) -> None:

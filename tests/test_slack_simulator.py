@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from bot.sim.render import render_message, render_view
+from bot.sim.render import picture, render_message, render_view
 from bot.sim.slack_api import Message, SlackSimulator
 from bot.sim.slack_driver import SlackDriver
 
@@ -526,3 +526,23 @@ def test_rendering_shows_what_a_person_would_see() -> None:
         "Note (optional): []",
         "└ ( Cancel )  ( Launch )",
     ]
+
+
+def test_typed_mentions_are_sent_as_slack_escapes_them() -> None:
+    """With the command's should_escape, Slack sends `@bob` picked from its list as `<@U0BOB|bob>`."""
+    sim = SlackSimulator()
+    assert sim.escape("transfer nb @bob") == "transfer nb <@U0BOB|bob>"
+    assert sim.escape("@Alice, <@U0BOB> and alice@example.com") == "<@U0ALICE|alice>, <@U0BOB> and alice@example.com"
+    assert sim.escape("@nobody") == "@nobody", "a name Slack doesn't know stays text"
+
+
+def test_menus_outside_forms_are_numbered_with_what_they_offer() -> None:
+    menu = {
+        "type": "static_select",
+        "action_id": "snooze",
+        "placeholder": {"type": "plain_text", "text": "Keep it…"},
+        "options": [{"text": {"type": "plain_text", "text": f"Keep for {d}"}, "value": d} for d in ("2h", "1d")],
+    }
+    lines, controls = picture([{"type": "actions", "block_id": "b", "elements": [BUTTON, menu]}], first=7)
+    assert lines == ["[7] OK", "[8] Keep it… ▾ (Keep for 2h | Keep for 1d)"]
+    assert [(c.number, c.block_id, c.label) for c in controls] == [(7, "b", "OK"), (8, "b", "Keep it…")]

@@ -153,3 +153,26 @@ def test_spec_survives_the_store_format() -> None:
 def test_durations() -> None:
     assert parse_duration("2h") == 7200 and parse_duration("45") == 2700 and parse_duration("1d") == 86400
     assert format_duration(5400) == "1h30m" and format_duration(600) == "10m"
+    assert parse_duration("30s") == 30 and parse_duration("1m30s") == 90 and format_duration(90) == "1m30s"
+
+
+@pytest.mark.parametrize("dash", ["\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\uff0d"])
+def test_look_alike_dashes_are_read_as_hyphens(dash: str) -> None:
+    """Phones and word processors turn '-' into look-alikes; `tf‑2‑8` is `tf-2-8`, not a near miss."""
+    spec = launch(f"tf{dash}2{dash}8 gpu=l4 disk{dash}type=ssd name=churn{dash}model")
+    assert (spec.environment, spec.disk_type, spec.name) == ("tf-2-8", "ssd", "churn-model")
+
+
+def test_invisible_characters_are_dropped() -> None:
+    assert launch("tf-2\u00ad-8 gpu=l4\u200b").environment == "tf-2-8"
+
+
+def test_an_environment_alias_says_what_it_stands_for() -> None:
+    """`pytorch` is a real name of the base image (it ships PyTorch), and the reply says so."""
+    spec = launch("pytorch gpu=t4x2 disk=500 idle=2h")
+    assert spec.environment == "base"
+    assert spec.notices[0] == (
+        "`pytorch` is the `base` image, which ships Python 3.11, TensorFlow and PyTorch in the default kernel "
+        "(Debian 11)."
+    )
+    assert launch("base").notices == ()

@@ -14,7 +14,7 @@ from datetime import date
 from importlib import resources
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from bot.domain.errors import unknown
 
@@ -136,7 +136,9 @@ class Catalog(_Strict):
     disk_types: dict[str, DiskType]
 
     @model_validator(mode="after")
-    def _consistent(self) -> Catalog:
+    def _consistent(self, info: ValidationInfo) -> Catalog:
+        if (info.context or {}).get(UNCHECKED):
+            return self
         problems = list(self._problems())
         if problems:
             raise CatalogProblems(problems)
@@ -251,6 +253,11 @@ class Catalog(_Strict):
         return self.disk_types[disk_type].usd_per_gb_month * gigabytes
 
 
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that reads numbers as numbers: g2-standard-4 before g2-standard-16."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
+
+
 def _lookup(name: str, table: dict[str, Any], what: str, where: str) -> str:
     wanted = name.lower()
     for key, entry in table.items():
@@ -289,6 +296,18 @@ class CatalogError(ValueError):
 
 def shipped_data() -> dict[str, Any]:
     return tomllib.loads(resources.files("bot.domain").joinpath("catalog.toml").read_text())
+
+
+UNCHECKED = "unchecked"  # validation context: build the catalog without its consistency check
+
+
+def unchecked_catalog(additions: dict[str, Any] | None = None) -> Catalog | None:
+    """The catalog with well-formed entries that may contradict each other, or None if an entry is
+    malformed: enough to look for further kinds of problems once the consistency check failed."""
+    try:
+        return Catalog.model_validate(_merge(shipped_data(), additions or {}), context={UNCHECKED: True})
+    except ValidationError:
+        return None
 
 
 def load_catalog(additions: dict[str, Any] | None = None) -> Catalog:

@@ -25,7 +25,16 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from bot.domain.catalog import Catalog, CatalogError, Loc, Machine, Problem, load_catalog, validation_problems
+from bot.domain.catalog import (
+    Catalog,
+    CatalogError,
+    Loc,
+    Machine,
+    Problem,
+    load_catalog,
+    unchecked_catalog,
+    validation_problems,
+)
 from bot.domain.errors import did_you_mean, one_of
 
 # Accelerators that are attached to N1 machine types, and those that come built into a machine series.
@@ -97,6 +106,9 @@ def check_catalog(
         problems = [
             p._replace(message=_unknown_key(p.loc, Catalog)) if p.message == "unknown key" else p for p in exc.problems
         ]
+        rough = unchecked_catalog(additions)  # the data's own contradictions don't hide Google Cloud's facts
+        if rough is not None:
+            problems += [p for p in facts_of_google_cloud(rough) if p not in problems]
         return None, [locate(p, sources) for p in problems]
     found = [locate(p, sources) for p in facts_of_google_cloud(catalog)]
     return (None if found else catalog), found

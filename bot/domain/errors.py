@@ -11,8 +11,9 @@ from collections.abc import Iterable
 class UserError(Exception):
     """Something the user asked for that cannot be done as asked; nothing was changed.
 
-    `field` names the part of the request at fault (a command key or a modal block), and
-    `offer` is a corrected command the user can launch with one click.
+    `field` names the part of the request at fault (a command key or a modal block), `offer` is a
+    corrected command the user can launch with one click, and `link` a notebook's JupyterLab URL
+    when what they asked for is already there (starting a running notebook).
     """
 
     message: str
@@ -20,6 +21,7 @@ class UserError(Exception):
     offer: str | None = None
     offer_label: str | None = None
     choices: list[str] = dataclasses.field(default_factory=list)
+    link: str | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -27,7 +27,7 @@ from bot.domain.errors import UserError
 from bot.domain.policy import Rules
 from bot.domain.records import Notebook, NotebookState, Records
 from bot.run.logs import log_context
-from bot.ui.blocks import section
+from bot.ui.blocks import actions, button, section
 
 log = logging.getLogger(__name__)
 OPERATION_NAMESPACE = uuid.UUID("0b7a4f5e-2c1d-4e8f-9a3b-5d6c7e8f9a01")
@@ -117,7 +117,7 @@ class Operations:
         if action == Action.STOP and notebook.state == NotebookState.STOPPED:
             raise UserError(f"`{notebook.id}` is already stopped.")
         if action == Action.START and notebook.state == NotebookState.ACTIVE:
-            raise UserError(f"`{notebook.id}` is already running: {notebook.url or ''}".rstrip(": "))
+            raise UserError(f"`{notebook.id}` is already running.", link=notebook.url)
         for other in self.store.query(COLLECTION, notebook=notebook.id, open=True):
             raise UserError(
                 f"`{notebook.id}` is already {Action(other['action']).doing.lower()} (asked by "
@@ -257,7 +257,7 @@ class Operations:
     def _post(self, op: Doc) -> Doc:
         text = describe(op)
         posted = self.outbox.post(
-            COLLECTION, op["id"], "message", op["channel"], text, [section(text)], dm_instead=op["requester"]
+            COLLECTION, op["id"], "message", op["channel"], text, op_blocks(op), dm_instead=op["requester"]
         )
         where = {"message_channel": posted.channel, "message_ts": posted.ts} if posted else {}
         return {**where, "errors": 0, "next_at": 0.0}
@@ -266,9 +266,8 @@ class Operations:
         """Replace the operation's message with its progress or outcome (safe to repeat)."""
         if not op.get("message_ts"):
             return
-        text = describe(op)
         try:
-            self.slack.update(op["message_channel"], op["message_ts"], text, [section(text)])
+            self.slack.update(op["message_channel"], op["message_ts"], describe(op), op_blocks(op))
         except Exception:
             log.warning("could not show the operation in Slack", exc_info=True)
 
@@ -276,13 +275,22 @@ class Operations:
         return self.clock() + leases.backoff(self.poll_seconds, polls)
 
 
+def op_blocks(op: Doc) -> list[dict]:
+    """The operation's message: what happens, and a started notebook's link as a button."""
+    blocks = [section(describe(op))]
+    if op["state"] == OpState.DONE and op.get("url"):
+        blocks.append(
+            actions(button("Open JupyterLab", "open_notebook", op["notebook"], url=op["url"], style="primary"))
+        )
+    return blocks
+
+
 def describe(op: Doc) -> str:
     """The operation in one line: in progress, or its outcome."""
     action = Action(op["action"])
     name, who = f"`{op['notebook']}`", f"<@{op['requester']}>"
     if op["state"] == OpState.DONE:
-        link = f" <{op['url']}|Open JupyterLab>" if op.get("url") else ""
-        return f"{action.done} {name} (asked by {who}).{link}"
+        return f"{action.done} {name} (asked by {who})."
     if op["state"] == OpState.FAILED:
         return f"❌ Couldn't {action} {name}: {op.get('error')}"
     return f"⏳ {action.doing} {name} for {who}…"

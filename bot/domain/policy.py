@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.spec import NotebookSpec, SpecBounds, parse_duration
@@ -30,21 +30,44 @@ CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
 def duration_seconds(value: Any) -> Any:
+    """A config duration in seconds: a number is seconds, a string is `30s`, `90m`, `2h`, `1d` or `1h30m`."""
     if not isinstance(value, str):
         return value
+    if value.strip().isdigit():
+        return int(value)  # as the same number written without quotes
     try:
         return parse_duration(value)
     except UserError as error:
-        raise ValueError(f"`{value}` is not a duration like `24h`, `90m` or `2d`") from error
+        raise ValueError(f"`{value}` is not a duration like `30s`, `90m`, `24h` or `2d`") from error
+
+
+DURATION = BeforeValidator(duration_seconds)
+Duration = Annotated[int, DURATION]  # seconds, written as a number or as words (config.example.toml)
 
 
 class Access(BaseModel):
+    """Who may do what. Give Slack user IDs (U…, W…) or user group IDs (S…), never names or @handles:
+    a profile's ⋮ menu has "Copy member ID"; a user group's ID is in its URL. Members of a group are
+    looked up with usergroups.users.list (the app then needs the usergroups:read scope) and kept for
+    5 minutes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    admins: list[str] = []  # Slack user IDs (U…, W…) or user group IDs (S…); admins may also approve
-    approvers: list[str] = []
-    approval_channel: str | None = None  # a channel ID (C…); without it approvers are asked in DMs
-    allow_self_approval: bool = False
+    admins: list[str] = Field(
+        [], description="Act on every notebook, adopt instances, and approve launches.", examples=[["U0ADMIN"]]
+    )
+    approvers: list[str] = Field(
+        [],
+        description="May approve, deny or lower launch requests.",
+        examples=[["U0APPROVER", "S0MLLEADS"]],
+    )
+    approval_channel: str | None = Field(
+        None,
+        description="Where approval requests are posted: a channel ID (C…) the bot is invited to. "
+        "Unset: each approver (or, when there are none, each admin) is asked in a DM.",
+        examples=["C0APPROVALS"],
+    )
+    allow_self_approval: bool = Field(False, description="May an approver decide on their own request?")
 
     @field_validator("admins", "approvers")
     @classmethod
@@ -68,23 +91,46 @@ class Access(BaseModel):
 
 
 class Policy(BaseModel):
+    """When a launch needs an approver's OK (when any of the approval_ settings holds; otherwise it
+    goes straight through), the quotas per person, where notebooks go, and the idle shutdown bounds
+    people choose within (`idle=` or the form)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    approval_over_usd_per_hour: float = Field(1.0, ge=0)  # launches estimated above this need an approver
-    approval_over_gpus: int | None = Field(None, ge=0)  # more GPUs than this in one launch needs approval
-    approval_environments: list[str] = []  # environments that always need approval
-    approval_expires_after: int = Field(24 * 3600, gt=0)
-    max_notebooks_per_user: int = Field(3, ge=0)
-    max_gpus_per_user: int | None = Field(None, ge=0)
-    zone: str | None = None  # default zone; NOTEBOOK_ZONE wins when set
-    allowed_zones: list[str] = []
-    idle_default: int = 3 * 3600
-    idle_min: int = 10 * 60
-    idle_max: int = 24 * 3600
-
-    _durations = field_validator("approval_expires_after", "idle_default", "idle_min", "idle_max", mode="before")(
-        duration_seconds
+    approval_over_usd_per_hour: float = Field(
+        1.0, ge=0, description="A launch estimated above this price, in USD per hour, needs approval."
     )
+    approval_over_gpus: int | None = Field(
+        None, ge=0, description="More GPUs than this in one notebook need approval. Unset: no limit.", examples=[1]
+    )
+    approval_environments: list[str] = Field(
+        [], description="Environments that always need approval; aliases work.", examples=[["tf-2-8"]]
+    )
+    approval_expires_after: Duration = Field(
+        24 * 3600, gt=0, description="A request nobody decides on within this time expires; the requester is told."
+    )
+    max_notebooks_per_user: int = Field(
+        3,
+        ge=0,
+        description="Notebooks per person that run, are being launched or wait for approval (stopped ones don't "
+        "count, so stopping one makes room). A launch or start over it is refused with the numbers.",
+    )
+    max_gpus_per_user: int | None = Field(
+        None, ge=0, description="GPUs per person, counted over the same notebooks. Unset: no limit.", examples=[4]
+    )
+    zone: str | None = Field(
+        None,
+        description="The zone new notebooks go to; NOTEBOOK_ZONE wins when set. Unset: us-central1-a.",
+        examples=["us-central1-a"],
+    )
+    allowed_zones: list[str] = Field(
+        [], description="The zones `zone=` may name. Empty: any zone.", examples=[["us-central1-a", "us-central1-b"]]
+    )
+    idle_default: Duration = Field(
+        3 * 3600, description="Workbench's idle shutdown, for launches that don't choose one."
+    )
+    idle_min: Duration = Field(10 * 60, description="The shortest idle shutdown people may choose.")
+    idle_max: Duration = Field(24 * 3600, description="The longest idle shutdown people may choose.")
 
     @model_validator(mode="after")
     def _idle_bounds(self) -> Policy:

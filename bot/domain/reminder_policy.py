@@ -2,47 +2,67 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.domain.policy import duration_seconds
+from bot.domain.policy import Duration
 
 
 class Reminders(BaseModel):
-    """The [reminders] table of the config file."""
+    """When idle and forgotten notebooks get reminders, and what happens when nobody answers. A sweep
+    looks at every notebook at most every 5 minutes: inside `serve` and `socket`, on
+    POST /tasks/reconcile (which runs a reconcile pass each time, and a sweep when one is due), or
+    at once with `notebook-bot sweep`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    running_gpu_after: int = Field(8 * 3600, gt=0)  # a GPU notebook running this long gets a reminder
-    running_cpu_after: int = Field(24 * 3600, gt=0)
-    stopped_after: int = Field(14 * 86400, gt=0)  # a stopped notebook's disks bill on; remind after this long
-    repeat_every: int = Field(24 * 3600, gt=0)  # an unanswered reminder comes back after this long
-    escalate_after: int = Field(3, ge=1)  # unanswered reminders before admins are told
-    escalate_to: Literal["admins", "approval_channel"] = "admins"  # DM each admin, or post in the channel
-    auto_stop: bool = True  # stop a running notebook when escalating
-    auto_delete_stopped_after: int | None = Field(None, gt=0)  # opt-in: delete notebooks stopped this long
-    auto_delete_notice: int = Field(3 * 86400, ge=0)  # announced this long before
-    working_hours: tuple[int, int] = (9, 18)  # owner's local hours [start, end)
-    working_days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
-    respect_working_hours: bool = True
-    snooze_choices: tuple[int, ...] = (2 * 3600, 8 * 3600, 86400, 3 * 86400, 7 * 86400)
-    max_messages_per_sweep: int = Field(200, ge=1)  # keeps a sweep inside Slack's rate limits
-
-    _durations = field_validator(
-        "running_gpu_after",
-        "running_cpu_after",
-        "stopped_after",
-        "repeat_every",
-        "auto_delete_stopped_after",
-        "auto_delete_notice",
-        mode="before",
-    )(duration_seconds)
-
-    @field_validator("snooze_choices", mode="before")
-    @classmethod
-    def _snoozes(cls, value: Any) -> Any:
-        return tuple(duration_seconds(v) for v in value)
+    running_gpu_after: Duration = Field(
+        8 * 3600,
+        gt=0,
+        description="A GPU notebook running this long gets a reminder with what it cost so far, Stop now and Keep it….",
+    )
+    running_cpu_after: Duration = Field(24 * 3600, gt=0, description="The same for a notebook without a GPU.")
+    stopped_after: Duration = Field(
+        14 * 86400,
+        gt=0,
+        description="A stopped notebook's disks bill on: after this long its owner is reminded, with what the "
+        "disks cost per month, Delete and Keep it….",
+    )
+    repeat_every: Duration = Field(24 * 3600, gt=0, description="An unanswered reminder comes back after this long.")
+    escalate_after: int = Field(
+        3, ge=1, description="Unanswered reminders before the admins are told (and, with auto_stop, it is stopped)."
+    )
+    escalate_to: Literal["admins", "approval_channel"] = Field(
+        "admins",
+        description='"admins": a DM to each admin; "approval_channel": a post in [access] approval_channel.',
+    )
+    auto_stop: bool = Field(True, description="Stop a running notebook when escalating.")
+    auto_delete_stopped_after: Duration | None = Field(
+        None,
+        gt=0,
+        description="Opt-in: delete notebooks stopped this long, without a click. Unset: never.",
+        examples=["30d"],
+        json_schema_extra={"opt_in": True},  # the reference leaves the example commented out
+    )
+    auto_delete_notice: Duration = Field(
+        3 * 86400, ge=0, description="An automatic deletion is announced to the owner this long before."
+    )
+    working_hours: tuple[int, int] = Field(
+        (9, 18), description="Reminders wait for the owner's local hours [start, end), in their Slack timezone."
+    )
+    working_days: tuple[int, ...] = Field(
+        (0, 1, 2, 3, 4), description="…and for these days of the week there; Monday is 0."
+    )
+    respect_working_hours: bool = Field(True, description="false: send reminders whenever they are due.")
+    snooze_choices: tuple[Duration, ...] = Field(
+        (2 * 3600, 8 * 3600, 86400, 3 * 86400, 7 * 86400), description="What the Keep it… menu offers."
+    )
+    max_messages_per_sweep: int = Field(
+        200,
+        ge=1,
+        description="At most this many messages per sweep, inside Slack's rate limits; the rest go out next sweep.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Reminders:

@@ -20,7 +20,7 @@ from bot.domain.errors import UserError, did_you_mean, one_of, quoted, unknown
 INSTANCE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")  # Workbench's rule; always fullmatch
 NAME_START = re.compile(r"[a-z][-a-z0-9]{0,62}")  # the start of an instance name (lookups by prefix)
 ZONE = re.compile(r"[a-z]{1,20}-[a-z]{1,20}[0-9]{1,3}-[a-z]")
-DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?")
+DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 
 # Bounds checked before any conversion: a person's digits never reach int() unbounded (Python refuses
 # ints of more than 4,300 digits, and nothing here needs more than a few).
@@ -38,6 +38,17 @@ NAME_RULE = (
 KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket")
 KEY_ALIASES = {"data-disk": "disk", "disk-size": "disk", "gpus": "gpu", "machine-type": "machine"}
 REPEATABLE = {"bucket"}
+
+# What phones, word processors and chat formatting put where a person typed '-': hyphen, non-breaking
+# hyphen, figure dash, en and em dash, horizontal bar, minus sign, small and fullwidth hyphen-minus;
+# invisible soft hyphens and zero-width spaces go. `tf‑2‑8` (U+2011) is `tf-2-8`, not a near miss.
+LOOK_ALIKES = str.maketrans(
+    {
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+        "\u00ad": None,
+        "\u200b": None,
+    }
+)
 
 USAGE = (
     "`/notebook new [ENV] [gpu=TYPE | gpu=TYPExN] [machine=TYPE] [disk=GB] [boot-disk=GB] "
@@ -175,9 +186,14 @@ def zone_name(raw: str) -> str:
 
 
 # --- parsing ------------------------------------------------------------------------------------
+def as_typed(text: str) -> str:
+    """What a person meant to type: look-alike dashes as '-', invisible characters gone."""
+    return text.translate(LOOK_ALIKES)
+
+
 def parse_request(text: str) -> NotebookRequest:
     """Parse the words after `/notebook new`. Raises UserError naming the bad part."""
-    tokens = text.split()
+    tokens = as_typed(text).split()
     mounts = sum(1 for t in tokens if t.lower().startswith("bucket="))
     if mounts > MAX_WORDS:  # buckets have their own, smaller bound (bot/domain/buckets.py); this is the field's
         raise UserError(f"That is {mounts:,} buckets; a notebook mounts only a few.", field="bucket")
@@ -284,21 +300,26 @@ def _parse_value(key: str, raw: str) -> dict[str, Any]:
 
 
 def parse_duration(raw: str) -> int:
-    """'2h', '90m', '1h30m', '1d' (or bare minutes) -> seconds."""
+    """'30s', '90m', '2h', '1d', '1h30m' (or bare minutes, as in `idle=90`) -> seconds."""
     value = raw.lower().strip()
     if re.fullmatch(r"[0-9]+", value):
         return _number("idle", raw, value) * 60
     match = DURATION.fullmatch(value)
     if not value or match is None:
         raise UserError(f"`{quoted(raw)}` is not a duration; write it like `2h`, `90m` or `1h30m`.", field="idle")
-    days, hours, minutes = (_number("idle", raw, g or "0") for g in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60
+    days, hours, minutes, seconds = (_number("idle", raw, g or "0") for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def format_duration(seconds: int) -> str:
-    """Seconds -> '2h', '90m' -> '1h30m'; the inverse of parse_duration for whole minutes."""
+    """Seconds -> '2h', '90m' -> '1h30m', '30s'; the inverse of parse_duration."""
     hours, minutes = divmod(seconds // 60, 60)
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or not hours else "")
+    text = (
+        (f"{hours}h" if hours else "")
+        + (f"{minutes}m" if minutes else "")
+        + (f"{seconds % 60}s" if seconds % 60 else "")
+    )
+    return text or "0m"
 
 
 # --- resolution ---------------------------------------------------------------------------------
@@ -306,6 +327,9 @@ def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, toda
     """Check a request against the catalog and bounds, choose defaults, and price it."""
     environment = catalog.environment(request.environment or catalog.defaults.environment)
     notices: list[str] = []
+    if request.environment and request.environment != environment:  # an alias: say what it stands for
+        about = catalog.environments[environment].description
+        notices.append(f"`{request.environment}` is the `{environment}` image, which ships {about}.")
     gpu, count = _resolve_gpu(request, catalog, today, notices)
     machine, gpu, count = _resolve_machine(request, catalog, gpu, count)
     limits = catalog.limits

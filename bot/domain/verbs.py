@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from bot.domain.errors import UserError, did_you_mean
+from bot.domain.spec import as_typed
 
 MANAGE_VERBS = ("list", "envs", "stop", "start", "delete", "cancel", "transfer", "adopt")
 VERBS = ("new", "help", *MANAGE_VERBS)
@@ -24,8 +25,9 @@ class Command:
 
 
 def parse_command(text: str | None) -> Command:
-    """Slack escapes &, < and > in what people type; mentions (<@U…>) arrive unescaped."""
-    verb, _, rest = html.unescape(text or "").strip().partition(" ")
+    """The verb and the rest. Slack escapes &, < and > in what people type (mentions, <@U…>, arrive
+    unescaped); look-alike dashes become '-' (as_typed)."""
+    verb, _, rest = as_typed(html.unescape(text or "")).strip().partition(" ")
     verb = verb.lower() or "help"
     if verb not in VERBS:
         raise UserError(f"I don't know `/notebook {verb}`.{did_you_mean(verb, VERBS)} Try `/notebook help`.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from bot.run.config import ConfigError, Settings
@@ -25,18 +24,32 @@ def main(argv: list[str] | None = None) -> int:
         "check", help="check the shipped catalog plus the config's [catalog]; problems as file:line, exit 2"
     )
     catalog_check.add_argument("--config", help="the config file (default: $NOTEBOOK_BOT_CONFIG)")
+    config = verbs.add_parser("config", help="the configuration file")
+    config_verbs = config.add_subparsers(dest="config_verb", required=True, metavar="ACTION")
+    config_verbs.add_parser("reference", help="print config.example.toml: every key, its default and meaning")
     verbs.add_parser("sweep", help="look at every notebook now: reminders, escalation, auto-stop; then exit")
     sandbox = verbs.add_parser(
         "sandbox",
         help="try the bot in this terminal: real app, embedded store, simulated Slack and Workbench",
     )
     sandbox.add_argument("--demo", action="store_true", help="run a scripted demo instead of reading commands")
-    sandbox.add_argument("--user", default="U0ALICE", help="the Slack user you type as (default U0ALICE)")
+    sandbox.add_argument(
+        "--as", "--user", dest="user", default="alice", help="who you are at first: alice, bob or carol (default alice)"
+    )
+    sandbox.add_argument(
+        "--state", metavar="DIR", help="keep the store, the simulated cloud and the log here, across runs"
+    )
+    sandbox.add_argument("--config", help="the config file (default: $NOTEBOOK_BOT_CONFIG, else the sandbox's own)")
     args = parser.parse_args(argv)
 
     from bot.run.logs import configure_logging
 
     configure_logging()
+    if args.verb == "config":
+        from bot.run.config_reference import reference
+
+        print(reference(), end="")
+        return 0
     if args.verb == "check":
         from bot.run.doctor import run_checks
 
@@ -48,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_check(args.config or settings.config_path)
         if args.verb == "sandbox":
-            from bot.run.sandbox import run_sandbox
+            from bot.run.sandbox import run_sandbox, sandbox_lines
 
-            return run_sandbox(demo=args.demo or not sys.stdin.isatty(), user=args.user)
+            lines = None if args.demo else sandbox_lines(sys.stdin)  # piped commands, one a line
+            demo = args.demo or (lines is None and not sys.stdin.isatty())
+            return run_sandbox(demo=demo, user=args.user, state=args.state, config=args.config, lines=lines)
         from bot.run.services import Services
 
         services = Services(settings)
@@ -67,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(services.reconcile()))
         elif args.verb == "sweep":
             print(json.dumps(services.lifecycle.sweep().__dict__))
-    except ConfigError as exc:
-        logging.getLogger("notebook-bot").error("configuration error: %s", exc)
+    except ConfigError as exc:  # said once, in plain words with the fix (a log line would say it twice)
         print(f"notebook-bot: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -119,7 +119,11 @@ class Settings:
     def require(self, *names: str) -> None:
         missing = [n for n in names if not getattr(self, _ATTR[n])]
         if missing:
-            raise ConfigError("missing environment variable(s): " + ", ".join(missing))
+            where = "; ".join(f"{n}: {_WHERE[n]}" for n in missing if n in _WHERE)
+            raise ConfigError(
+                f"missing environment variable(s) {', '.join(missing)}. Set them from api.slack.com/apps → your app "
+                f"({where}); `notebook-bot sandbox` needs none"
+            )
 
 
 def _number(env: Any, name: str, default: Any, kind: type) -> Any:
@@ -135,6 +139,11 @@ def _number(env: Any, name: str, default: Any, kind: type) -> Any:
     return value
 
 
+_WHERE = {
+    "SLACK_BOT_TOKEN": "OAuth & Permissions → Bot User OAuth Token",
+    "SLACK_SIGNING_SECRET": "Basic Information → Signing Secret",
+    "SLACK_APP_TOKEN": "Basic Information → App-Level Tokens, with connections:write",
+}
 _ATTR = {
     "SLACK_BOT_TOKEN": "slack_bot_token",
     "SLACK_SIGNING_SECRET": "slack_signing_secret",

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from logging.handlers import MemoryHandler
 from typing import Any
 
 SECRET = re.compile(
@@ -235,6 +236,26 @@ def configure_logging(level: str | None = None, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [json_handler(stream)]
     root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
+
+
+@contextmanager
+def held_logs() -> Iterator[None]:
+    """Keep every log record back while the block runs: written when it ends well, dropped when it
+    raises, so that a failure the caller reports in plain words is not preceded by JSON lines."""
+    root = logging.getLogger()
+    handlers, held = root.handlers[:], MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
+    root.handlers[:] = [held]
+    try:
+        yield
+    except BaseException:
+        held.buffer.clear()
+        raise
+    finally:
+        root.handlers[:] = handlers
+        for record in held.buffer:
+            for handler in handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
 
 
 def gunicorn_logger_class() -> type:

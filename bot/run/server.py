@@ -11,6 +11,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from bot.run.logs import TraceMiddleware, gunicorn_logger_class
 from bot.run.services import Services
+from bot.run.slack_start import with_slack
 from bot.run.web import WebApp
 from bot.run.worker import Worker
 
@@ -36,8 +37,13 @@ def build_web_app(services: Services) -> Callable[..., Any]:
 
 
 def serve_gunicorn(services: Services) -> None:
-    """Production HTTP: gunicorn, one process with threads, the reconcile worker beside it."""
+    """Production HTTP: gunicorn, one process with threads, the reconcile worker beside it.
+
+    The app is built (and its token checked by Slack) before gunicorn starts, so a bad token ends
+    the start with one line (bot/run/slack_start.py) instead of a worker that fails to boot."""
     from gunicorn.app.base import BaseApplication
+
+    app = with_slack(lambda: build_web_app(services))
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -53,7 +59,6 @@ def serve_gunicorn(services: Services) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
-            app = build_web_app(services)
             Worker(services.reconcile, services.settings.worker_interval).start()
             return app
 
@@ -82,5 +87,7 @@ def run_socket_mode(services: Services) -> None:
     from handlers import build_app
 
     services.settings.require("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
+    handler = SocketModeHandler(with_slack(lambda: build_app(services)), services.settings.slack_app_token)
+    with_slack(handler.connect, "SLACK_APP_TOKEN")
     Worker(services.reconcile, services.settings.worker_interval).start()
-    SocketModeHandler(build_app(services), services.settings.slack_app_token).start()
+    handler.start()

@@ -18,6 +18,7 @@ import contextlib
 import copy
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ TRIGGER_TTL = 3.0  # seconds a trigger_id stays usable
 RESPONSE_URL_USES = 5
 RESPONSE_URL_TTL = 30 * 60.0
 JSON_FORM_FIELDS = frozenset({"blocks", "attachments", "view", "metadata"})
+_TYPED_MENTION = re.compile(r"(?<![<\w])@([A-Za-z0-9._-]+)")
 
 DEFAULT_USERS: dict[str, dict[str, Any]] = {
     "U0ALICE": {
@@ -250,6 +252,11 @@ class SlackSimulator:
         with self._lock:
             return [copy.deepcopy(c) for c in self._calls if method is None or c.method == method]
 
+    def call_count(self) -> int:
+        """How many Web API calls (and response_url posts) the app has made so far."""
+        with self._lock:
+            return len(self._calls)
+
     def messages(self, channel: str | None = None) -> list[Message]:
         """Every message that exists now (in posting order, as last updated), ephemeral ones included."""
         with self._lock:
@@ -280,6 +287,18 @@ class SlackSimulator:
     def user(self, user_id: str) -> dict[str, Any]:
         """The configured profile of a user, or a made-up one for an id the simulator doesn't know."""
         return dict(self.users.get(user_id) or {"name": user_id.lower(), "real_name": user_id})
+
+    def escape(self, text: str) -> str:
+        """What typed text becomes with a slash command's "escape channels, users and links" on
+        (manifest: should_escape): `@bob` of a known user is sent as `<@U0BOB|bob>`, as Slack's
+        client does once the name is picked from its list."""
+
+        def mention(match: re.Match[str]) -> str:
+            name = match.group(1)
+            found = next((uid for uid, u in self.users.items() if u.get("name", "").lower() == name.lower()), None)
+            return f"<@{found}|{self.users[found]['name']}>" if found else match.group(0)
+
+        return _TYPED_MENTION.sub(mention, text)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
         """Poll until predicate() is truthy and return it; AssertionError with recent calls on timeout."""

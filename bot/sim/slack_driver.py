@@ -112,7 +112,7 @@ class SlackDriver:
             "user_id": user,
             "user_name": self.slack.user(user)["name"],
             "command": command,
-            "text": text,
+            "text": self.slack.escape(text),
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
             "response_url": self.slack.response_url(channel=channel, user=user),
@@ -121,14 +121,18 @@ class SlackDriver:
         return self.send(urlencode(fields).encode(), "application/x-www-form-urlencoded", retry_num=retry_num)
 
     # --- interactivity --------------------------------------------------------------------------
-    def click(self, user: str, message: Message, action_id: str, *, value: str | None = None) -> Response:
+    def click(
+        self, user: str, message: Message, action_id: str, *, value: str | None = None, block_id: str | None = None
+    ) -> Response:
         """Press a button of `message` as it is given (a stale copy reproduces a second, racing click)."""
-        block, button = _find_element(message.blocks, action_id=action_id)
+        block, button = _find_element(message.blocks, action_id=action_id, block_id=block_id)
         return self._message_action(user, message, self._button_action(block, button, value))
 
-    def choose(self, user: str, message: Message, action_id: str, value: str) -> Response:
+    def choose(
+        self, user: str, message: Message, action_id: str, value: str, *, block_id: str | None = None
+    ) -> Response:
         """Pick `value` in a select menu of `message` (e.g. a reminder's "Keep it…" menu)."""
-        block, element = _find_element(message.blocks, action_id=action_id)
+        block, element = _find_element(message.blocks, action_id=action_id, block_id=block_id)
         action = {
             "action_id": action_id,
             "block_id": _block_id(block),
@@ -168,10 +172,12 @@ class SlackDriver:
             raise LookupError(f"{user} has no published Home view")
         return self.click_view(user, home["id"], action_id, value=value)
 
-    def click_view(self, user: str, view_id: str, action_id: str, *, value: str | None = None) -> Response:
+    def click_view(
+        self, user: str, view_id: str, action_id: str, *, value: str | None = None, block_id: str | None = None
+    ) -> Response:
         """Press a button in a modal or Home view the simulator holds."""
         view = self.slack.view(view_id)
-        block, button = _find_element(view["blocks"], action_id=action_id)
+        block, button = _find_element(view["blocks"], action_id=action_id, block_id=block_id)
         return self._view_action(user, view, self._button_action(block, button, value))
 
     def select(self, user: str, view_id: str, block_id: str, action_id: str, value: Any) -> Response:
@@ -184,6 +190,17 @@ class SlackDriver:
         if "placeholder" in element:
             action["placeholder"] = element["placeholder"]
         return self._view_action(user, view, action)
+
+    def enter(self, user: str, view_id: str, block_id: str, action_id: str, value: Any) -> Response:
+        """Type or pick a value in a modal's input as a person does: Slack keeps it in the view's state
+        and sends block_actions only when the input dispatches actions (dispatch_action); status 0
+        when it sent nothing."""
+        view = self.slack.view(view_id)
+        block, element = _find_element(view["blocks"], action_id=action_id, block_id=block_id)
+        if block.get("type") != "input" or block.get("dispatch_action"):
+            return self.select(user, view_id, block_id, action_id, value)
+        self.slack.set_view_state(view_id, {block_id: {action_id: _state_value(element, value)}})
+        return Response(status=0, body="")
 
     def submit(self, user: str, view_id: str, values: dict[str, dict[str, Any]]) -> Response:
         """Submit a modal with `values` {block_id: {action_id: value}}; other inputs keep what the user

@@ -201,6 +201,11 @@ class WorkbenchSimulator:
             self._instances[name] = instance
             return name
 
+    def restore(self, instances: dict[str, dict[str, Any]]) -> None:
+        """Put back instances as `instances()` gave them (the sandbox keeps them across runs)."""
+        with self._lock:
+            self._instances.update(json.loads(json.dumps(instances)))
+
     def settle(self) -> None:
         """Finish every pending operation now, as if enough time had passed."""
         with self._lock:

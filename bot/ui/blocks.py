@@ -43,6 +43,19 @@ def mrkdwn(text: str, limit: int = SECTION_TEXT) -> MarkdownTextObject:
     return MarkdownTextObject(text=clip(text, limit))
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters (Slack refuses longer option and button texts): cut at a
+    word boundary, before a parenthesis the cut would leave open, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    if cut.count("(") > cut.count(")"):
+        cut = cut[: cut.rindex("(")]
+    return cut.rstrip(" ,;:—–-") + "…"
+
+
 def section(text: str, **extra: Any) -> dict[str, Any]:
     """A section of mrkdwn text (cut to 3,000 characters); `extra`: block_id, accessory, fields."""
     return SectionBlock(text=mrkdwn(text), **extra).to_dict()
@@ -130,6 +143,8 @@ def error_reply(error: UserError, customize: str | None = None, offer_id: str | 
         buttons.append(button(label, "launch_offer", f"{offer_id} {error.offer}", style="primary"))
     if customize is not None:
         buttons.append(button("Customize", "customize_launch", (error.offer or customize)[:2000]))
+    if error.link:
+        buttons.append(button("Open JupyterLab", "open_notebook", url=error.link, style="primary"))
     return text, [section(text), actions(*buttons)] if buttons else [section(text)]
 
 

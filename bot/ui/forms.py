@@ -24,7 +24,7 @@ from bot.domain.approvals import same_spec
 from bot.domain.catalog import Catalog
 from bot.domain.errors import UserError, clip
 from bot.domain.spec import EXAMPLES, NotebookRequest, NotebookSpec, format_duration, parse_option, parse_request
-from bot.ui.blocks import Blocks, context, fields_section, section
+from bot.ui.blocks import Blocks, context, fields_section, section, shorten
 
 LAUNCH_CALLBACK = "launch_modal"
 REVIEW_CALLBACK = "review_modal"
@@ -227,7 +227,7 @@ METADATA = 3000  # a view's private_metadata
 
 
 def _option(value: str, label: str) -> Option:
-    return Option(value=value, label=clip(label, OPTION_TEXT))
+    return Option(value=value, label=shorten(label, OPTION_TEXT))  # between words, never mid-word
 
 
 def _select(
@@ -436,7 +436,7 @@ def review_view(
         context("To approve less, choose a smaller GPU, fewer GPUs or a smaller machine:"),
         *choice_blocks(catalog, form, retired, environments=False),
         price_line(spec, problem, note),
-        _text("reason", "Reason (required to deny)", "", optional=True, multiline=True),
+        _text("reason", "Reason", "", optional=True, multiline=True, hint="Needed to deny; the requester sees it."),
     ]
     return _modal(REVIEW_CALLBACK, "Review launch", "Decide", {"launch": launch.id}, blocks)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.models.views import View
 
 from bot.adapters.workbench import InstanceInfo
-from bot.domain.catalog import Catalog
+from bot.domain.catalog import Catalog, natural_key
 from bot.domain.errors import clip
 from bot.domain.records import Notebook, NotebookState
 from bot.ui.blocks import (
@@ -89,7 +89,7 @@ def notebook_list(
 
 
 def catalog_listing(catalog: Catalog, today: date) -> tuple[str, Blocks]:
-    envs = "\n".join(f"• `{k}` — {e.description}" for k, e in catalog.environments.items())
+    envs = "\n".join(f"• `{k}`{also(e.aliases)} — {e.description}" for k, e in catalog.environments.items())
     gpu_lines = []
     for key, gpu in catalog.gpus.items():
         if gpu.retired(today):
@@ -101,20 +101,29 @@ def catalog_listing(catalog: Catalog, today: date) -> tuple[str, Blocks]:
         if gpu.attach_to:
             where = f"on {gpu.attach_to} machines, +${gpu.usd_per_hour:.2f}/h each"
         else:
-            machines = sorted({m for c in gpu.counts for m in catalog.machines_with(key, c)})
+            machines = sorted({m for c in gpu.counts for m in catalog.machines_with(key, c)}, key=natural_key)
             where = f"built into {', '.join(machines[:3])}{'…' if len(machines) > 3 else ''}"
         counts = "/".join(map(str, gpu.counts))
-        gpu_lines.append(f"• `{key}` {gpu.name} ×{counts} ({where}){note}")
+        gpu_lines.append(f"• `{key}`{also(gpu.aliases)} {gpu.name} ×{counts} ({where}){note}")
     machine_lines = [
-        f"`{k}` {m.vcpus} vCPU {m.memory_gb:g} GB ${m.usd_per_hour:.2f}/h" for k, m in catalog.machines.items()
+        f"• `{k}` {m.vcpus} vCPU {m.memory_gb:g} GB ${m.usd_per_hour:.2f}/h"
+        for k, m in sorted(catalog.machines.items(), key=lambda item: natural_key(item[0]))
     ]
     text = f"*Environments*\n{envs}\n*GPUs*\n" + "\n".join(gpu_lines)
     return text, [
         *packed(envs.split("\n"), title="*Environments*", max_blocks=15),
         *packed(gpu_lines, title="*GPUs*", max_blocks=15),
         *packed(machine_lines, title="*Machine types*", max_blocks=15),
-        context("Prices are approximate on-demand list prices (us-central1), for the whole machine per hour."),
+        context(
+            "Prices are approximate on-demand list prices (us-central1), for the whole machine per hour. "
+            "Names in parentheses work as well as the name they follow."
+        ),
     ]
+
+
+def also(aliases: list[str]) -> str:
+    """' (also `a`, `b`)': the other names that pick the same entry."""
+    return f" (also {', '.join(f'`{a}`' for a in aliases)})" if aliases else ""
 
 
 def delete_confirmation(nb: Notebook) -> tuple[str, Blocks]:
