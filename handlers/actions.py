@@ -189,6 +189,8 @@ def lifecycle_snooze(ack: Ack, body: dict[str, Any], action: dict[str, Any], res
     ack()
     notebook, _, seconds = ((action.get("selected_option") or {}).get("value") or "").partition("|")
     try:
+        if not (seconds.isascii() and seconds.isdigit() and len(seconds) <= 9):
+            raise UserError("That is not one of the offered times; nothing was changed.")
         services.lifecycle.snooze(body["user"]["id"], notebook, int(seconds), message_of(body))
     except (UserError, ValueError) as error:
         tell(services, body, respond, f"⚠️ {error}")

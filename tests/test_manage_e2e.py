@@ -85,8 +85,8 @@ def link_buttons(message) -> list[str]:
 
 def test_starting_a_running_notebook_answers_with_its_link(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
-    bot.driver.command("U0ALICE", "start nb-alice")
-    reply = bot.wait_for_message(lambda m: m.ephemeral and "already running" in m.text)
+    reply = ephemeral(bot.driver.command("U0ALICE", "start nb-alice").json(), user="U0ALICE", channel="C0GENERAL")
+    assert "already running" in reply.text
     assert link_buttons(reply) == [bot.store.get("notebooks", "nb-alice")["url"]]
     assert bot.workbench.count("start") == 0
 

@@ -83,6 +83,7 @@ EXPECTED = {  # what shows after an example, by its first words; every example m
     "/notebook list": "Your notebooks",
     "/notebook envs": "Machine types",
     "/notebook stop": "⏹ Stopped `readme-nb`",
+    "/notebook cancel": "Cancelling the launch of `readme-nb`",
     "/notebook transfer": "`readme-nb` now belongs to @bob",
     "/notebook adopt": "`old-experiment` is now managed by the bot and owned by @bob",
     "/notebook new ": "is ready for @alice",
@@ -95,7 +96,9 @@ def test_every_readme_example_works_in_the_sandbox_as_written(session: Session, 
     command = example
     if "NAME" in command:
         name = "old-experiment" if command.startswith("/notebook adopt") else "readme-nb"
-        if name == "readme-nb":
+        if command.startswith("/notebook cancel"):  # a launch under way: one that waits for an approver
+            assert "Launch request" in session.type("/notebook new gpu=a100 name=readme-nb")
+        elif name == "readme-nb":
             assert "is ready for @alice" in session.type("/notebook new name=readme-nb")
         command = command.replace("NAME", name)
     command = command.replace("@person", "@bob")

@@ -315,7 +315,7 @@ def test_list_names_each_state_truthfully(bot: Bot) -> None:
     bot.reconcile_until(lambda: bot.store.get("notebooks", "running")["state"] == "STOPPED")
     bot.workbench.op_polls_until_done = 10_000
     bot.driver.command("U0ALICE", "new name=making")
-    bot.slack.wait_for(lambda: bot.store.get("notebooks", "making")["state"] == "CREATING")
+    bot.slack.wait_for(lambda: (bot.store.get("notebooks", "making") or {}).get("state") == "CREATING")
     idle(bot)
     bot.driver.command("U0ALICE", "list")
     listing = bot.slack.wait_for(lambda: [m for m in ephemerals(bot, "U0ALICE") if "Your notebooks" in m.text])[-1]

@@ -26,7 +26,7 @@ from bot.domain.policy import Rules
 from bot.domain.records import Notebook, NotebookState, Records
 from bot.domain.reminder_policy import Reminders
 from bot.domain.spec import format_duration
-from bot.ui.blocks import Blocks, actions, button, section
+from bot.ui.blocks import Blocks, actions, button, section, select_menu
 from bot.ui.listing import confirm_dialog, hours
 
 log = logging.getLogger(__name__)
@@ -158,21 +158,13 @@ class Lifecycle:
                 f"🧊 `{nb.id}` has been stopped for {hours(since)}. Its disks still cost "
                 f"≈${self._disk_month(nb):.2f}/month. Delete it if you're done (its disks and data go too)."
             )
-            delete = {**button("Delete", "lifecycle_delete", nb.id, style="danger"), "confirm": confirm_dialog(nb.id)}
+            delete = button("Delete", "lifecycle_delete", nb.id, style="danger", confirm=confirm_dialog(nb.id))
             buttons = [delete, snooze]
         return text, [section(text), actions(*buttons, block_id=f"lifecycle:{nb.id}")]
 
     def _snooze_menu(self, nb_id: str) -> dict[str, Any]:
-        options = [
-            {"text": {"type": "plain_text", "text": f"Keep for {format_duration(s)}"}, "value": f"{nb_id}|{s}"}
-            for s in self.policy.snooze_choices
-        ]
-        return {
-            "type": "static_select",
-            "action_id": "lifecycle_snooze",
-            "placeholder": {"type": "plain_text", "text": "Keep it…"},
-            "options": options,
-        }
+        options = [(f"{nb_id}|{s}", f"Keep for {format_duration(s)}") for s in self.policy.snooze_choices]
+        return select_menu("lifecycle_snooze", "Keep it…", options)
 
     def _disk_month(self, nb: Notebook) -> float:
         gigabytes = nb.spec.disk_gb + nb.spec.boot_disk_gb

@@ -112,8 +112,10 @@ class Policy(BaseModel):
     max_notebooks_per_user: int = Field(
         3,
         ge=0,
-        description="Notebooks per person that run, are being launched or wait for approval (stopped ones don't "
-        "count, so stopping one makes room). A launch or start over it is refused with the numbers.",
+        description="Notebooks per person. Every notebook someone owns counts, whatever its state (waiting for "
+        "approval, queued, being created, running), except stopped ones and ones deleted outside the bot: "
+        "stopping, deleting or cancelling one makes room. A launch, or a start of a stopped notebook, over it is "
+        "refused with the numbers (bot/domain/records.py holds the rule).",
     )
     max_gpus_per_user: int | None = Field(
         None, ge=0, description="GPUs per person, counted over the same notebooks. Unset: no limit.", examples=[4]

@@ -20,7 +20,9 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
+    Option,
     SectionBlock,
+    StaticSelectElement,
 )
 
 from bot.domain.errors import UserError, clip
@@ -98,6 +100,15 @@ def button(
         url=url,
         style=style,
         confirm=ConfirmObject.parse(confirm) if confirm else None,
+    ).to_dict()
+
+
+def select_menu(action_id: str, placeholder: str, options: list[tuple[str, str]]) -> dict[str, Any]:
+    """A static select of (value, label) options, labels shortened between words to fit."""
+    return StaticSelectElement(
+        action_id=action_id,
+        placeholder=clip(placeholder, 150),
+        options=[Option(value=value[:150], label=shorten(label, 75)) for value, label in options[:100]],
     ).to_dict()
 
 
