@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.adapters.store import FirestoreStore
 from tests.support.emulators import firestore_emulator, new_project_id, storage_emulator
 
 
@@ -21,6 +22,14 @@ def firestore_host() -> Iterator[str]:
 def firestore_project(firestore_host: str) -> str:
     """A project id of this test's own: `firestore.Client(project=firestore_project)` starts empty."""
     return new_project_id()
+
+
+@pytest.fixture
+def store(firestore_project: str) -> FirestoreStore:
+    """The bot's store on this test's own (empty) Firestore emulator project."""
+    from google.cloud import firestore
+
+    return FirestoreStore(firestore.Client(project=firestore_project))
 
 
 @pytest.fixture(scope="session")

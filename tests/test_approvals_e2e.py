@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
 from bot.domain import audit, leases
 from bot.run.config import load_config
 from bot.sim.render import render_view
@@ -29,13 +28,6 @@ max_gpus_per_user = 4
 """
 CAROL = {"U0CAROL": {"name": "carol", "real_name": "Carol Lead", "email": "carol@example.com", "tz": "UTC"}}
 A100 = "new gpu=a100"  # a2-highgpu-1g, ≈$3.70/h: over the $1/h threshold
-
-
-@pytest.fixture
-def store(firestore_host: str, firestore_project: str) -> FirestoreStore:
-    from google.cloud import firestore
-
-    return FirestoreStore(firestore.Client(project=firestore_project))
 
 
 def start_bot(store, monkeypatch, tmp_path, extra_access: str = "", config: str | None = None) -> Bot:

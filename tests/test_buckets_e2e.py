@@ -13,19 +13,11 @@ from google.api_core import exceptions as g
 from google.cloud import storage
 
 from bot.adapters.startup import StartupScripts, render_script
-from bot.adapters.store import FirestoreStore
 from bot.adapters.workbench import WorkbenchError
 from bot.domain.buckets import BucketChecker
 from bot.domain.errors import UserError
 from tests.harness import Bot
 from tests.test_startup_script import ID_CALLS, Sandbox, mount_calls
-
-
-@pytest.fixture
-def store(firestore_host: str, firestore_project: str) -> FirestoreStore:
-    from google.cloud import firestore
-
-    return FirestoreStore(firestore.Client(project=firestore_project))
 
 
 @pytest.fixture

@@ -7,17 +7,9 @@ import threading
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
 from bot.run.config import load_config
 from bot.run.services import Services
 from tests.harness import Bot, ephemeral
-
-
-@pytest.fixture
-def store(firestore_host: str, firestore_project: str) -> FirestoreStore:
-    from google.cloud import firestore
-
-    return FirestoreStore(firestore.Client(project=firestore_project))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
 from bot.run.config import load_config
 from tests.harness import Bot, ephemeral
 
@@ -20,13 +19,6 @@ approval_channel = "C0APPROVALS"
 approval_over_usd_per_hour = 1.0
 max_notebooks_per_user = 2
 """
-
-
-@pytest.fixture
-def store(firestore_host: str, firestore_project: str) -> FirestoreStore:
-    from google.cloud import firestore
-
-    return FirestoreStore(firestore.Client(project=firestore_project))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import threading
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
 from bot.domain import leases
 from bot.run.config import load_config
 from tests.harness import Bot, ephemeral
@@ -18,13 +17,6 @@ APPROVAL_CONFIG = (
     "[policy]\napproval_over_usd_per_hour = 1.0\n"
 )
 A100 = "new gpu=a100 name=big"  # ≈$3.70/h: needs an approver under APPROVAL_CONFIG
-
-
-@pytest.fixture
-def store(firestore_host: str, firestore_project: str) -> FirestoreStore:
-    from google.cloud import firestore
-
-    return FirestoreStore(firestore.Client(project=firestore_project))
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ NAME_RULE = (
 )
 
 
-
 KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket")
 KEY_ALIASES = {"data-disk": "disk", "disk-size": "disk", "gpus": "gpu", "machine-type": "machine"}
 REPEATABLE = {"bucket"}
@@ -260,6 +259,7 @@ def parse_option(key: str, raw: str) -> dict[str, Any]:
     if key in REPEATABLE:
         return {"buckets": bucket_names.normalize([raw])}
     return _parse_value(key, raw)
+
 
 def _number(key: str, raw: str, digits: str) -> int:
     """ASCII digits as an int, refused with a clear message when there are more than a value needs."""

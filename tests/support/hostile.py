@@ -32,7 +32,10 @@ def raw_post(url: str, body: bytes, headers: dict[str, str], *, content_length: 
             connection.putheader(name, value.encode("utf-8"))  # as bytes: a test may send any
         if content_length:
             connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body if content_length else None)
+        try:
+            connection.endheaders(body if content_length else None)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (413, say) before reading a large body: its answer is still there
         response = connection.getresponse()
         return Reply(
             response.status,
