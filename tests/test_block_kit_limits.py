@@ -299,3 +299,19 @@ def test_the_slack_simulator_refuses_blocks_over_a_limit_as_slack_does() -> None
             client.chat_postMessage(channel="C0GENERAL", text="t", blocks=too_long)
         assert refused.value.response["error"] == "invalid_blocks"
         assert client.chat_postMessage(channel="C0GENERAL", text="t", blocks=[{"type": "divider"}])["ok"]
+
+
+@pytest.mark.parametrize("action", ["stop", "start", "delete"])
+@pytest.mark.parametrize("state", ["REQUESTED", "RUNNING", "DONE", "FAILED"])
+def test_operation_messages(action: str, state: str) -> None:
+    from bot.domain.operations import describe, op_blocks
+
+    op = {
+        "action": action,
+        "state": state,
+        "notebook": "n" * 63,
+        "requester": "U0ALICE",
+        "error": LONG,
+        "url": "https://abc-dot-us-central1.notebooks.googleusercontent.com/lab",
+    }
+    valid_message((describe(op), op_blocks(op)))

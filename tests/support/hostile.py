@@ -3,6 +3,7 @@ an "elsewhere" server that records every request, standing in for any host that 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -32,10 +33,9 @@ def raw_post(url: str, body: bytes, headers: dict[str, str], *, content_length: 
             connection.putheader(name, value.encode("utf-8"))  # as bytes: a test may send any
         if content_length:
             connection.putheader("Content-Length", str(len(body)))
-        try:
+        # the server may answer (413, say) before reading a large body: its answer is still there
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             connection.endheaders(body if content_length else None)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered (413, say) before reading a large body: its answer is still there
         response = connection.getresponse()
         return Reply(
             response.status,
