@@ -115,14 +115,17 @@ def cancel_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
 def approve_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
     ack()
     user, launch = body["user"]["id"], services.launcher.find_by_id(action.get("value"))
+    recorded = False
     try:
         if launch is None:
             raise UserError("That launch request no longer exists.")
         services.approvals.decide(launch.id, user, approve=True)
+        recorded = True
     except UserError as error:
         tell(services, body, respond, f"⚠️ {error.message}")
-    if launch is not None:
-        services.kick_launch(launch.id)  # applies the decision, or expires a request whose time ran out
+    # the one who decided applies it; a late click only expires a request whose time ran out
+    if launch is not None and (recorded or services.approvals.expired(launch)):
+        services.kick_launch(launch.id)
     if from_home(body):
         services.publish_homes({user})
 

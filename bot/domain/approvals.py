@@ -95,7 +95,7 @@ class Approvals:
         """Refuse (UserError) a request that is decided, withdrawn or whose time ran out."""
         if launch.state != State.PENDING_APPROVAL or launch.decision or launch.cancel:
             raise UserError(closed_message(launch))
-        if self.launcher.clock() - launch.created_at > self.expires_after:
+        if self.expired(launch):
             raise UserError(self._expired_message())
 
     def check_can_decide(self, launch: Launch, user: str) -> None:
@@ -173,6 +173,10 @@ class Approvals:
         docs = self.store.query("launches", state=State.PENDING_APPROVAL.value)
         launches = [Launch.from_doc(d) for d in docs if not d.get("decision") and not d.get("cancel")]
         return [x for x in launches if x.requester != user or self.rules.access.allow_self_approval]
+
+    def expired(self, launch: Launch) -> bool:
+        """Whether the request's time ran out (the next step of the launch expires it)."""
+        return self.launcher.clock() - launch.created_at > self.expires_after
 
     def _expired_message(self) -> str:
         return (
