@@ -94,6 +94,16 @@ class Bot:
         assert result, f"not reached after {passes} passes; calls: {self.slack.calls()[-10:]}"
         return result
 
+    def settled(self) -> bool:
+        """No worker holds a launch or an operation and none is due now: the steps a request or a
+        click started are over (between two of them the lease is briefly free, so `leased` alone
+        can't tell)."""
+        now = self.clock()
+        open_docs = [d for c in ("launches", "operations") for d in self.store.query(c, open=True)]
+        return not any(d.get("lease_owner") and d.get("lease_until", 0) > now for d in open_docs) and all(
+            d.get("next_at", 0) > now for d in open_docs
+        )
+
     def leased(self) -> list[str]:
         """Launches and operations some worker holds right now."""
         held = [d for c in ("launches", "operations") for d in self.store.query(c) if d.get("lease_owner")]

@@ -87,7 +87,7 @@ def ask(bot: Bot, user: str = "U0ALICE", text: str = A100) -> Message:
     that posted it is over (as it is, a moment later, for any approver who reads it)."""
     assert bot.driver.command(user, text).status == 200
     request = approval_request(bot)
-    bot.slack.wait_for(lambda: not bot.leased())
+    bot.slack.wait_for(bot.settled)
     return request
 
 

@@ -49,8 +49,8 @@ def launch_doc(bot: Bot, name: str) -> dict:
 
 
 def idle(bot: Bot) -> None:
-    """Wait until no worker holds a launch or an operation (the click's own steps are over)."""
-    bot.slack.wait_for(lambda: not bot.leased())
+    """Wait until the steps a request or a click started are over."""
+    bot.slack.wait_for(bot.settled)
 
 
 # --- the race: a pass and the request's own steps --------------------------------------------------
