@@ -1,7 +1,7 @@
 """Approvals: who is asked, who may decide, and recording exactly one decision per launch.
 
-A decision is written on the launch in a store transaction, so two approvers clicking at once
-(or one clicking twice) record one decision; the loser is told who decided first. The launch
+A decision is the launch's one decision document, created once, so two approvers clicking at
+once (or one clicking twice) record one decision; the loser is told who decided first. The launch
 state machine (bot/domain/launches.py) applies it in its next step, whatever worker holds the
 launch meanwhile, so a decision never waits for a step and no step writes over one.
 """
@@ -134,7 +134,7 @@ class Approvals:
             decision["requested"] = launch.spec
         recorded = self.launcher.record_decision(launch_id, decision)
         if recorded is None:
-            current = self.launcher.get(launch_id) or launch
+            current = self.launcher.with_decision(self.launcher.get(launch_id) or launch)
             if current.state == State.PENDING_APPROVAL and not current.decision and not current.cancel:
                 raise UserError(self._expired_message())
             raise UserError(closed_message(current))

@@ -12,8 +12,8 @@ run passes and each step runs in one of them. A step does at most one side effec
 - reserve the name and the quota (one locked step, bot/domain/records.py);
 - post the launch's one message, ask the approvers, note the decision, ping the outcome: each a
   named post made at most once and recovered if Slack's reply is lost (bot/domain/outbox.py);
-- apply a decision or a cancel that was recorded on the launch (approvers and requesters write
-  only those fields; the state machine makes the transition);
+- apply a decision or a cancel (an approver creates the launch's one decision document, a
+  requester writes only the cancel field; the state machine makes the transition);
 - call Workbench: create with request_id = launch id and a name derived from it, so a retried or
   lost create is the same create; look at its operation with backoff.
 
@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
@@ -47,6 +47,7 @@ from bot.run.logs import log_context
 log = logging.getLogger(__name__)
 LAUNCH_NAMESPACE = uuid.UUID("6f0d1c1e-8a4b-4c55-9d59-2b1f3c6a7e10")
 COLLECTION = "launches"
+DECISIONS = "decisions"  # one document per launch, created once by the approver who decides first
 
 
 class State(StrEnum):
@@ -239,23 +240,28 @@ class Launcher:
         raise UserError(f"`{launch.instance_id}` can't be cancelled any more: {self.messages.outcome(current)}")
 
     def record_decision(self, launch_id: str, decision: dict[str, Any]) -> Launch | None:
-        """Write an approver's decision on a waiting launch; None when it was not waiting for one
-        (decided already, withdrawn, expired or gone): the step applies it, exactly once."""
-        won: list[bool] = []
-        expires_after = self.rules.policy.approval_expires_after
-        now = self.clock()
+        """Record an approver's decision on a waiting launch; None when it was not waiting for one
+        (decided already, withdrawn, expired or gone): the step applies it, exactly once.
 
-        def decide(doc: dict[str, Any]) -> dict[str, Any] | None:
-            won.clear()
-            if doc["state"] not in (State.REQUESTED, State.PENDING_APPROVAL) or doc.get("decision"):
-                return None
-            if doc.get("cancel") or now - doc["created_at"] > expires_after:
-                return None
-            won.append(True)
-            return {**doc, "decision": decision}
+        The decision is its own document, created once: approvers clicking at the same moment race
+        on one create (one wins, the rest are refused at once) instead of queueing transactions on
+        the launch, and only the winner nudges the launch."""
+        launch = self.get(launch_id)
+        if launch is None or launch.state not in (State.REQUESTED, State.PENDING_APPROVAL):
+            return None
+        expired = self.clock() - launch.created_at > self.rules.policy.approval_expires_after
+        if launch.decision or launch.cancel or expired:
+            return None
+        if not self.store.create(DECISIONS, launch_id, decision):
+            return None
+        leases.kick(self.store, COLLECTION, launch_id, lambda doc: doc)
+        return replace(launch, decision=decision)
 
-        doc = leases.kick(self.store, COLLECTION, launch_id, decide)
-        return Launch.from_doc(doc) if won and doc else None
+    def with_decision(self, launch: Launch) -> Launch:
+        """The launch with a decision recorded but not applied yet (what a late click is told)."""
+        if launch.decision or launch.state != State.PENDING_APPROVAL:
+            return launch
+        return replace(launch, decision=self.store.get(DECISIONS, launch.id))
 
     # --- reading ------------------------------------------------------------------------------------
     def today(self) -> date:
@@ -404,8 +410,9 @@ class Launcher:
 
     def _await_decision(self, launch: Launch) -> dict[str, Any]:
         expires_at = launch.created_at + self.rules.policy.approval_expires_after
+        launch = self.with_decision(launch)
         if launch.decision:
-            return self._apply_decision(launch)
+            return {"decision": launch.decision, **self._apply_decision(launch)}
         if self.clock() > expires_at:
             return self._finish(launch, State.EXPIRED, error="No approver decided in time.")
         if not launch.approvers_asked and self.ask_approvers is not None:
