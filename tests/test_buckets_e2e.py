@@ -106,31 +106,44 @@ def test_several_buckets_in_a_container_environment_share_one_script_object(
     assert sandbox.calls("gcsfuse") == [mount_calls("my-data", "training")[-1], mount_calls(models)[-1]]
 
 
-def test_a_missing_bucket_is_refused_before_anything_is_recorded(store, monkeypatch, gcs, scripts_bucket) -> None:
+def failed_launch(bot: Bot) -> str:
+    """The launch message once the worker failed it (the request itself only records the launch)."""
+    return bot.reconcile_until(lambda: "Couldn't create" in (text := bot.launch_message().text) and text)
+
+
+def nothing_reserved_or_created(bot: Bot) -> None:
+    assert bot.store.query("notebooks") == [], "no name or quota taken"
+    assert bot.workbench.count("create") == 0
+
+
+def test_a_missing_bucket_fails_the_launch_before_anything_is_reserved(store, monkeypatch, gcs, scripts_bucket) -> None:
     missing = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
     with Bot(store, monkeypatch, scripts_bucket=scripts_bucket) as bot:
-        text = refusal(bot.driver.command("U0ALICE", f"new gpu=l4 bucket={missing}/training"))
-        assert f"The bucket `{missing}` doesn't exist" in text
-        nothing_recorded(bot)
+        response = bot.driver.command("U0ALICE", f"new gpu=l4 bucket={missing}/training")
+        assert response.status == 200 and "doesn't exist" not in response.body, "the ack asks no one"
+        assert f"The bucket `{missing}` doesn't exist" in failed_launch(bot)
+        nothing_reserved_or_created(bot)
     assert list(gcs.list_blobs(scripts_bucket)) == []
 
 
 def test_one_missing_bucket_among_several_is_named(store, monkeypatch, gcs, scripts_bucket) -> None:
     existing_bucket(gcs, "my-data")
     with Bot(store, monkeypatch, scripts_bucket=scripts_bucket) as bot:
-        response = bot.driver.command("U0ALICE", "new bucket=my-data bucket=not-there-either-zz9")
-        assert "`not-there-either-zz9` doesn't exist" in refusal(response)
-        nothing_recorded(bot)
+        bot.driver.command("U0ALICE", "new bucket=my-data bucket=not-there-either-zz9")
+        assert "`not-there-either-zz9` doesn't exist" in failed_launch(bot)
+        nothing_reserved_or_created(bot)
 
 
-def test_the_form_shows_a_missing_bucket_on_its_field(store, monkeypatch, gcs, scripts_bucket) -> None:
+def test_a_form_launch_with_a_missing_bucket_fails_in_the_channel_with_the_reason(
+    store, monkeypatch, gcs, scripts_bucket
+) -> None:
     with Bot(store, monkeypatch, scripts_bucket=scripts_bucket) as bot:
         bot.driver.command("U0ALICE", "new")
         [view_id] = bot.slack.wait_for(lambda: list(bot.slack.views()))
-        reply = bot.driver.submit("U0ALICE", view_id, {"bucket": {"value": "absent-bucket-q7 "}}).json()
-        assert reply["response_action"] == "errors"
-        assert "`absent-bucket-q7` doesn't exist" in reply["errors"]["bucket"]
-        nothing_recorded(bot)
+        response = bot.driver.submit("U0ALICE", view_id, {"bucket": {"value": "absent-bucket-q7 "}})
+        assert response.status == 200 and "errors" not in response.body, "the form closes at once"
+        assert "`absent-bucket-q7` doesn't exist" in failed_launch(bot)
+        nothing_reserved_or_created(bot)
 
 
 def test_a_bad_bucket_name_is_answered_at_once(store, monkeypatch, scripts_bucket) -> None:
@@ -237,7 +250,7 @@ def test_the_storage_client_is_built_on_first_use(storage_host: str) -> None:
     from bot.run.services import Services
 
     services = Services(Settings(project="p", scripts_bucket="s"), config=load_config(None), store=SqliteStore())
-    assert services.launcher.check_buckets is not None
+    assert services.launcher.buckets is not None
     assert not services.storage._client.built, "building the launcher builds no Google client"
     assert services.storage.client is services.storage.client
 

@@ -3,8 +3,9 @@
 `parse_mount` checks what a person typed against Cloud Storage's naming rules before anything
 is rendered or recorded; the startup script (bot/adapters/startup.py) is built only from Mounts, so a
 bucket name and a directory are the only two things a user's text can put into it.
-`BucketChecker` asks Cloud Storage whether the bot can read each bucket's metadata, in the
-request path, so a missing or forbidden bucket is refused before a launch is recorded.
+`BucketChecker` asks Cloud Storage whether the bot can read each bucket's metadata in the launch's
+reserve step (a worker, not the request path), so a missing or forbidden bucket fails the launch
+with the reason before a name or a quota is taken or anything is created.
 The storage client is built on first use (see bot/run/services.py on cold starts).
 """
 
@@ -150,23 +151,22 @@ class Storage:
 
 
 class BucketChecker:
-    """Refuses a launch whose buckets the bot can't read (UserError, field "bucket"), before it is recorded.
+    """Refuses a launch whose buckets the bot can't read (UserError, field "bucket"), before it reserves.
 
     Reading a bucket's metadata (storage.buckets.get) is the check: it tells a missing bucket from a
     forbidden one. The notebook's own service account mounts the bucket, so this is a strong hint,
     not a proof, that the mount will work.
     """
 
-    TIMEOUT = 2.0  # per bucket; the launch form waits for this before Slack's 3 s acknowledgement
+    TIMEOUT = 5.0  # per bucket
 
     def __init__(self, storage: Storage, scripts_bucket: str | None) -> None:
         self.storage = storage
         self.scripts_bucket = scripts_bucket
 
-    def __call__(self, spec: Any) -> None:
-        if not spec.buckets:
-            return
-        if not self.scripts_bucket:
+    def check_setup(self, spec: Any) -> None:
+        """The request path's part: whether this bot can mount buckets at all (no call anywhere)."""
+        if spec.buckets and not self.scripts_bucket:
             raise UserError(
                 "Mounting buckets isn't set up on this bot yet, so I can't launch with `bucket=`. "
                 "An admin must set NOTEBOOK_SCRIPTS_BUCKET to a Cloud Storage bucket the bot can write "
@@ -174,6 +174,10 @@ class BucketChecker:
                 "`bucket=` meanwhile.",
                 field="bucket",
             )
+
+    def __call__(self, spec: Any) -> None:
+        """The launch's reserve step: every bucket readable (asks Cloud Storage, so not before the ack)."""
+        self.check_setup(spec)
         for mount in parse_mounts(spec.buckets):
             self.check(mount.bucket)
 

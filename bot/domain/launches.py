@@ -37,6 +37,7 @@ from bot.adapters.notify import Posted, Slack
 from bot.adapters.store import Store
 from bot.adapters.workbench import Workbench, WorkbenchError, label_value
 from bot.domain import audit, leases, outbox
+from bot.domain.buckets import BucketChecker
 from bot.domain.catalog import Catalog
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.policy import Rules
@@ -146,7 +147,7 @@ class Launcher:
         clock: Callable[[], float] = time.time,
         worker_id: str | None = None,
         prepare_metadata: Callable[[NotebookSpec], dict[str, str]] | None = None,
-        check_buckets: Callable[[NotebookSpec], None] | None = None,
+        buckets: BucketChecker | None = None,
         poll_seconds: float = 2.0,
         messages: Any = None,
     ) -> None:
@@ -159,7 +160,7 @@ class Launcher:
         self.clock = clock
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
-        self.check_buckets = check_buckets or (lambda spec: None)  # UserError if a bucket= can't be mounted
+        self.buckets = buckets  # UserError if a bucket= can't be mounted
         self.poll_seconds = poll_seconds
         self.records = Records(store, clock)
         self.outbox = outbox.Outbox(store, slack, clock)
@@ -179,8 +180,9 @@ class Launcher:
     ) -> tuple[Launch, bool]:
         """Record a launch; returns (launch, created). The same dedupe_key returns the first launch.
 
-        Raises UserError (bad spec, name taken, a bucket that can't be mounted) or NotAllowed (quota)
-        with nothing recorded. The quota and name checks here only read; the reserve step takes them.
+        Raises UserError (bad spec, name taken, bucket= on a bot not set up for it) or NotAllowed
+        (quota) with nothing recorded. Nothing here calls Slack or Google: the quota and name checks
+        only read, and the reserve step takes them after asking Cloud Storage about the buckets.
         """
         launch_id = str(uuid.uuid5(LAUNCH_NAMESPACE, dedupe_key))
         with log_context(launch_id=launch_id, user=requester):
@@ -188,7 +190,8 @@ class Launcher:
             if existing is not None:
                 return existing, False
             spec = self.check(request)
-            self.check_buckets(spec)  # asks Cloud Storage, so here and not in the pure check()
+            if self.buckets is not None:
+                self.buckets.check_setup(spec)  # Cloud Storage itself is asked by the reserve step
             instance_id = spec.name or default_instance_id(spec, launch_id)
             if self.records.get(instance_id) is not None:
                 raise UserError(
@@ -385,6 +388,8 @@ class Launcher:
     # --- the steps ----------------------------------------------------------------------------------
     def _reserve(self, launch: Launch) -> dict[str, Any]:
         spec = launch.notebook_spec
+        if self.buckets is not None:
+            self.buckets(spec)  # UserError: the launch fails with the bucket's trouble, nothing reserved
         state = State.PENDING_APPROVAL if launch.approval_reason else State.APPROVED
         self.records.reserve(
             instance_id=launch.instance_id,

@@ -89,7 +89,7 @@ class Services:
             clock=self.clock,
             poll_seconds=self.settings.poll_seconds,
             prepare_metadata=StartupScripts(self.storage, self.settings.scripts_bucket, self.config.catalog).metadata,
-            check_buckets=BucketChecker(self.storage, self.settings.scripts_bucket),
+            buckets=BucketChecker(self.storage, self.settings.scripts_bucket),
             messages=LaunchViews(self.config.catalog, self.config.policy.approval_expires_after),
         )
         launcher.ask_approvers = lambda launch: self.approvals.ask(launch)
