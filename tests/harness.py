@@ -70,6 +70,8 @@ class Bot:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if "kicks" in self.services.__dict__:  # steps a request started finish before the fakes stop
+            self.services.kicks.shutdown()
         self.server.shutdown()
         self.server.server_close()
         self.slack.stop()

@@ -23,6 +23,7 @@ from bot.domain.notebooks import Notebooks
 from bot.domain.operations import Operations
 from bot.domain.policy import GroupMembers, Rules
 from bot.run.config import DEFAULT_ZONE, Config, Settings, load_config
+from bot.run.kicks import Kicks
 from bot.ui.launch_views import LaunchViews
 from bot.ui.listing import home_view
 
@@ -148,12 +149,16 @@ class Services:
         return notebooks
 
     # --- after the request path has recorded work: the rest runs off the request -----------------
+    @cached_property
+    def kicks(self) -> Kicks:
+        return Kicks()
+
     def kick_launch(self, launch_id: str) -> None:
-        """Take a just-recorded launch's steps now instead of at the next pass (safe to repeat)."""
-        self.launcher.advance(launch_id)
+        """Start a just-recorded launch's steps now, in a kick thread, instead of at the next pass."""
+        self.kicks.submit(f"launch:{launch_id}", lambda: self.launcher.advance(launch_id))
 
     def kick_operation(self, op_id: str) -> None:
-        self.operations.advance(op_id)
+        self.kicks.submit(f"operation:{op_id}", lambda: self.operations.advance(op_id))
 
     def home(self, user: str) -> dict:
         """The App Home view for `user`: their notebooks, their requests, and decisions they owe."""
