@@ -21,7 +21,7 @@ from bot.domain.verbs import Command
 from bot.run.services import Services
 from bot.ui.blocks import error_reply, help_reply, notices_reply
 from bot.ui.forms import default_form, launch_modal
-from bot.ui.listing import catalog_listing, delete_confirmation, notebook_list
+from bot.ui.listing import catalog_listing, delete_confirmation
 from handlers.replies import dedupe_key
 
 log = logging.getLogger(__name__)
@@ -91,23 +91,20 @@ def new_verb(caller: Caller, command: Command) -> None:
 
 
 def list_verb(caller: Caller, command: Command) -> None:
+    """Answered at once from the store; a look at the cloud follows and answers again if it differs."""
     services = caller.services
     everyone = verbs.list_everyone(command)
     if everyone:
         services.rules.check_admin(
             caller.user, "Only admins can list everyone's notebooks; `/notebook list` shows yours."
         )
-    caller.ack()
-    try:
-        unmanaged = services.notebooks.sync(fresher_than=10)  # fresh, but not a list call per keystroke
-    except WorkbenchError as exc:
-        log.warning("listing without a fresh look at the cloud: %s", exc)
-        unmanaged = []
-    notebooks = services.notebooks.everyone() if everyone else services.notebooks.owned_by(caller.user)
-    text, blocks = notebook_list(
-        notebooks, services.config.catalog, services.clock(), everyone=everyone, unmanaged=unmanaged
-    )
-    caller.respond(text=text, blocks=blocks, response_type="ephemeral")
+    shown = services.listing(caller.user, everyone=everyone)
+    caller.ack(*services.render(shown))
+
+    def updated(text: str, blocks: list) -> None:
+        caller.respond(text=f"Updated: {text}", blocks=blocks, response_type="ephemeral", replace_original=False)
+
+    services.refresh_listing(caller.user, shown, updated)
 
 
 def envs_verb(caller: Caller, command: Command) -> None:

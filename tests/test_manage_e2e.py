@@ -43,9 +43,7 @@ def instance(bot: Bot, name: str) -> dict | None:
 def test_list_shows_my_notebooks_with_state_cost_and_link(bot: Bot) -> None:
     launch_ready(bot, "U0ALICE", "nb-alice")
     bot.clock.advance(3600)
-    before = len(replies(bot, "U0ALICE"))
-    bot.driver.command("U0ALICE", "list")
-    text = last_reply(bot, "U0ALICE", before)
+    text = bot.driver.command("U0ALICE", "list").json()["text"]  # answered in the acknowledgement
     assert "nb-alice" in text and "running" in text and "base" in text
     assert "Open JupyterLab" in text and "notebooks.googleusercontent.com" in text
     assert "≈$0.1" in text or "≈$0.2" in text  # about an hour of an e2-standard-4 with disks
@@ -163,6 +161,25 @@ def test_records_follow_changes_made_outside_the_bot(bot: Bot) -> None:
     assert "nb-gone* · ⚠️ deleted outside the bot" in text and "nb-idle* · ⏹ stopped" in text
     assert bot.workbench.count("list") - lists_before == 1, "one list call for the zone, not one per notebook"
     assert bot.workbench.count("get") == gets_before
+
+
+def test_a_list_answers_from_the_store_and_follows_up_only_when_the_cloud_differs(bot: Bot) -> None:
+    launch_ready(bot, "U0ALICE", "nb-one")
+    bot.clock.advance(11)
+    lists, before = bot.workbench.count("list"), len(replies(bot, "U0ALICE"))
+    first = bot.driver.command("U0ALICE", "list").json()["text"]
+    second = bot.driver.command("U0ALICE", "list").json()["text"]
+    assert "*nb-one* · 🟢 running" in first and first == second
+    assert bot.services.kicks.wait_idle()
+    assert bot.workbench.count("list") - lists == 1, "two lists in a burst share one look at the cloud"
+    assert replies(bot, "U0ALICE")[before:] == [], "nothing changed: no second answer"
+
+    bot.workbench.set_state(next(iter(bot.workbench.instances())), "STOPPED")
+    bot.clock.advance(11)
+    stale = bot.driver.command("U0ALICE", "list").json()["text"]
+    assert "running" in stale, "the answer comes from the store, before any cloud call"
+    updated = last_reply(bot, "U0ALICE", before)
+    assert updated.startswith("Updated:") and "*nb-one* · ⏹ stopped" in updated
 
 
 def test_admins_see_unmanaged_instances_and_adopt_one(bot: Bot) -> None:

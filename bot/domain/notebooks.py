@@ -64,6 +64,10 @@ class Notebooks:
     def everyone(self) -> list[Notebook]:
         return self.records.everyone()
 
+    def unmanaged(self) -> list[InstanceInfo]:
+        """The instances without a record that the last cloud sync saw (a store read, no cloud call)."""
+        return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
+
     def find(self, user: str, name: str) -> Notebook:
         return self.records.find(user, name)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 
 from bot.adapters.notify import Slack, web_client
 from bot.adapters.startup import StartupScripts
 from bot.adapters.store import Store, open_store
-from bot.adapters.workbench import Workbench, WorkbenchError
+from bot.adapters.workbench import InstanceInfo, Workbench, WorkbenchError
 from bot.domain.approvals import Approvals
 from bot.domain.buckets import BucketChecker, Storage
 from bot.domain.launches import Launch, Launcher
@@ -22,12 +23,28 @@ from bot.domain.lifecycle import Lifecycle
 from bot.domain.notebooks import Notebooks
 from bot.domain.operations import Operations
 from bot.domain.policy import GroupMembers, Rules
+from bot.domain.records import Notebook
 from bot.run.config import DEFAULT_ZONE, Config, Settings, load_config
 from bot.run.kicks import Kicks
 from bot.ui.launch_views import LaunchViews
-from bot.ui.listing import home_view
+from bot.ui.listing import home_view, notebook_list
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Listing:
+    notebooks: list[Notebook]
+    unmanaged: list[InstanceInfo]
+    everyone: bool
+
+    @property
+    def signature(self) -> tuple:
+        """What a person reads in a list, apart from figures that move with the clock (costs, ages)."""
+        return (
+            tuple((n.id, n.owner, n.state, n.url, n.stopped_outside) for n in self.notebooks),
+            tuple(i.instance_id for i in self.unmanaged),
+        )
 
 
 class Services:
@@ -159,6 +176,38 @@ class Services:
 
     def kick_operation(self, op_id: str) -> None:
         self.kicks.submit(f"operation:{op_id}", lambda: self.operations.advance(op_id))
+
+    # --- /notebook list: answered from the store, then checked against the cloud -------------------
+    LIST_REFRESH_EVERY = 10.0  # seconds; lists in a burst share one look at the cloud per process
+
+    def listing(self, user: str, *, everyone: bool) -> Listing:
+        """What the store knows of `user`'s (or everyone's) notebooks: store reads only."""
+        notebooks = self.notebooks.everyone() if everyone else self.notebooks.owned_by(user)
+        unmanaged = self.notebooks.unmanaged() if everyone else []
+        return Listing(notebooks, unmanaged, everyone)
+
+    def render(self, listing: Listing) -> tuple[str, list]:
+        return notebook_list(
+            listing.notebooks, self.config.catalog, self.clock(), everyone=listing.everyone, unmanaged=listing.unmanaged
+        )
+
+    def refresh_listing(self, user: str, shown: Listing, answer: Callable[[str, list], None]) -> None:
+        """In a kick thread: look at the cloud (at most once per LIST_REFRESH_EVERY in this process,
+        with no shared write to wait on) and answer again only if that changes what `user` saw."""
+
+        def refresh() -> None:
+            now = self.clock()
+            if now - self._listed_at < self.LIST_REFRESH_EVERY:
+                return  # a look this recent already made the store what the person was shown
+            self._listed_at = now
+            self.notebooks.sync(force=True)
+            fresh = self.listing(user, everyone=shown.everyone)
+            if fresh.signature != shown.signature:
+                answer(*self.render(fresh))
+
+        self.kicks.submit(f"list:{user}:{shown.everyone}", refresh)
+
+    _listed_at = float("-inf")
 
     def home(self, user: str) -> dict:
         """The App Home view for `user`: their notebooks, their requests, and decisions they owe."""

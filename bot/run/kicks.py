@@ -1,0 +1,55 @@
+"""Steps a request has just recorded, started at once in threads of their own.
+
+The request path writes one record and acknowledges; the first steps of that launch or operation
+(Slack posts, Google calls) run here instead of in Bolt's listener threads, so a burst of
+requests never queues acknowledgements behind cloud calls. The reconciler would take the same
+steps at its next pass anyway: a kick only makes them start now, and one lost in a crash costs a
+pass's delay, nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from bot.run.logs import ContextPropagatingExecutor
+
+log = logging.getLogger(__name__)
+
+
+class Kicks:
+    def __init__(self, threads: int = 4) -> None:
+        self._pool = ContextPropagatingExecutor(max_workers=threads, thread_name_prefix="notebook-bot-kick")
+        self._waiting: set[str] = set()  # kicked and not started yet: a second kick adds nothing
+        self._running = 0
+        self._lock = threading.Condition()
+
+    def submit(self, key: str, steps: Callable[[], object]) -> None:
+        """Run `steps` soon in a kick thread; a key already waiting is not queued twice."""
+        with self._lock:
+            if key in self._waiting:
+                return
+            self._waiting.add(key)
+            self._running += 1
+        self._pool.submit(self._run, key, steps)
+
+    def _run(self, key: str, steps: Callable[[], object]) -> None:
+        with self._lock:
+            self._waiting.discard(key)
+        try:
+            steps()
+        except Exception:  # the record is durable: the next reconcile pass takes it up
+            log.exception("steps after a request failed; the next pass carries on")
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._lock.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every kick so far has run (shutdown, tests); False if the time ran out."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._running == 0, timeout)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
