@@ -15,7 +15,8 @@ run passes and each step runs in one of them. A step does at most one side effec
 - apply a decision or a cancel (an approver creates the launch's one decision document, a
   requester writes only the cancel field; the state machine makes the transition);
 - call Workbench: create with request_id = launch id and a name derived from it, so a retried or
-  lost create is the same create; look at its operation with backoff.
+  lost create is the same create; then watch for the instance in its zone's one list per tick
+  (bot/adapters/observer.py), reading the operation only to explain an instance that is missing.
 
 Transient errors back off and retry for as long as creation may take (CREATE_TIMEOUT), counted
 apart from how many times a step looked; a launch that gives up after a create may have gone
@@ -34,6 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.adapters.notify import Posted, Slack
+from bot.adapters.observer import Observer
 from bot.adapters.store import Store
 from bot.adapters.workbench import Workbench, WorkbenchError, label_value
 from bot.domain import audit, leases, outbox
@@ -98,7 +100,7 @@ class Launch:
     approved_at: float | None = None
     create_sent_at: float | None = None  # a create call went out: an instance may exist from here on
     creating_since: float | None = None
-    polls: int = 0  # looks at the operation (they pace the backoff, never fail a launch)
+    polls: int = 0  # looks at the zone's list (they never fail a launch)
     errors: int = 0  # transient errors in a row (they pace the retries; CREATE_TIMEOUT ends them)
     next_at: float = 0.0
     shown: str | None = None  # the state the launch message last showed
@@ -150,6 +152,7 @@ class Launcher:
         buckets: BucketChecker | None = None,
         poll_seconds: float = 2.0,
         messages: Any = None,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -162,6 +165,7 @@ class Launcher:
         self.prepare_metadata = prepare_metadata or (lambda spec: {})
         self.buckets = buckets  # UserError if a bucket= can't be mounted
         self.poll_seconds = poll_seconds
+        self.observer = observer or Observer(workbench, clock)  # shared with operations: one list per zone per tick
         self.records = Records(store, clock)
         self.outbox = outbox.Outbox(store, slack, clock)
         self.messages = messages  # bot/ui/launch_views.py LaunchViews: what each message says
@@ -495,25 +499,30 @@ class Launcher:
             "owner_email": email,
             "polls": 0,
             "errors": 0,
-            "next_at": self._next_look(0),
+            "next_at": self.clock() + self.poll_seconds,
         }
 
     def _follow(self, launch: Launch) -> dict[str, Any]:
-        """CREATING: look at the operation, then the instance, until it is ACTIVE."""
+        """CREATING: watch for the instance in its zone's list until it is ACTIVE with a link.
+
+        The operation is read only where the list can't tell: the instance is missing from a list
+        taken after the create went out (a failed create leaves nothing), which the error explains."""
         if self.clock() - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT:
             return self._give_up(launch, "Creation took too long; the instance may still appear in `/notebook list`.")
-        spec = launch.notebook_spec
-        if launch.operation:
-            status = self.workbench.operation(launch.operation)
-            if not status.done:
-                return self._looked(launch)
-            if status.error is not None:
-                return self._fail(launch, status.error.message)
-        info = self.workbench.get(spec.zone, launch.instance_id)
+        seen = self.observer.look(launch.notebook_spec.zone, launch.instance_id)
+        info = seen.info
         if info is None:
+            if not seen.absent_since(launch.create_sent_at or launch.created_at):
+                return self._looked(launch)
+            if launch.operation:
+                status = self.workbench.operation(launch.operation)
+                if not status.done:
+                    return self._looked(launch)
+                if status.error is not None:
+                    return self._fail(launch, status.error.message)
             return self._fail(launch, "The instance disappeared while it was being created.")
         if info.state != "ACTIVE" or not info.url:
-            return {**self._looked(launch), "operation": None}
+            return self._looked(launch)
         self.records.mark_ready(launch.instance_id, launch.id, info.url)
         audit.record(self.store, self.clock(), "bot", "launch.ready", launch.instance_id, launch=launch.id)
         if launch.cancel and self.delete_instance is not None:
@@ -582,10 +591,8 @@ class Launcher:
             return None  # can't tell: keep the record
 
     def _looked(self, launch: Launch) -> dict[str, Any]:
-        return {"polls": launch.polls + 1, "errors": 0, "next_at": self._next_look(launch.polls + 1)}
-
-    def _next_look(self, polls: int) -> float:
-        return self.clock() + leases.backoff(self.poll_seconds, polls)
+        """Look again at the next tick: a look is a share of the zone's one list, not a call of its own."""
+        return {"polls": launch.polls + 1, "errors": 0, "next_at": self.clock() + self.poll_seconds}
 
     def _later(self, errors: int) -> float:
         return self.clock() + min(self.poll_seconds * 2**errors, 60.0)

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from bot.adapters.notify import Slack
+from bot.adapters.observer import Observer
 from bot.adapters.store import Doc, Store
-from bot.adapters.workbench import Workbench, WorkbenchError
+from bot.adapters.workbench import InstanceInfo, Workbench, WorkbenchError
 from bot.domain import audit, leases, outbox
 from bot.domain.errors import UserError
 from bot.domain.policy import Rules
@@ -41,6 +42,9 @@ class OpState(StrEnum):
     FAILED = "FAILED"
 
 
+IN_PASSING = {"STARTING", "PROVISIONING", "INITIALIZING", "STOPPING", "DELETED", "UPGRADING", "SUSPENDING"}
+
+
 class Action(StrEnum):
     STOP = "stop"
     START = "start"
@@ -53,6 +57,11 @@ class Action(StrEnum):
     @property
     def done(self) -> str:
         return {Action.STOP: "⏹ Stopped", Action.START: "▶️ Started", Action.DELETE: "🗑 Deleted"}[self]
+
+    @property
+    def target(self) -> str | None:
+        """The instance state Workbench shows once done (None: the instance is gone)."""
+        return {Action.STOP: "STOPPED", Action.START: "ACTIVE", Action.DELETE: None}[self]
 
     @property
     def leaves(self) -> NotebookState | None:
@@ -74,6 +83,7 @@ class Operations:
         clock: Callable[[], float] = time.time,
         worker_id: str | None = None,
         poll_seconds: float = 2.0,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -82,6 +92,7 @@ class Operations:
         self.clock = clock
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.poll_seconds = poll_seconds
+        self.observer = observer or Observer(workbench, clock)  # shared with launches: one list per zone per tick
         self.records = Records(store, clock)
         self.outbox = outbox.Outbox(store, slack, clock)
         self.on_change: Callable[[set[str]], None] | None = None  # refreshes App Homes of these users
@@ -211,13 +222,28 @@ class Operations:
             return {"open": False, "next_at": 0.0}
         if state == OpState.REQUESTED:
             return self._call(op, action)
+        return self._follow(op, action)
+
+    def _follow(self, op: Doc, action: Action) -> Doc:
+        """RUNNING: done when the zone's list shows the instance where the action leaves it; the
+        operation is read only where the list can't tell (neither there nor on its way: a failure)."""
+        seen = self.observer.look(op["zone"], op["notebook"])
+        if seen.at <= op.get("called_at", 0.0):
+            return self._looked(op)  # the list predates the call
+        info = seen.info
+        if (info is None) if action == Action.DELETE else (info is not None and info.state == action.target):
+            return self._finish(op, action, info)
+        if info is not None and info.state in IN_PASSING:
+            return self._looked(op)
         status = self.workbench.operation(op["operation"])
         if not status.done:
-            polls = op.get("polls", 0) + 1
-            return {"polls": polls, "errors": 0, "next_at": self._next_look(polls)}
+            return self._looked(op)
         if status.error is not None:
             return {"state": OpState.FAILED, "error": status.error.message, "next_at": 0.0}
-        return self._finish(op, action)
+        return self._finish(op, action, self.workbench.get(op["zone"], op["notebook"]))
+
+    def _looked(self, op: Doc) -> Doc:
+        return {"polls": op.get("polls", 0) + 1, "errors": 0, "next_at": self.clock() + self.poll_seconds}
 
     def _call(self, op: Doc, action: Action) -> Doc:
         zone, instance = op["zone"], op["notebook"]
@@ -237,16 +263,23 @@ class Operations:
                 return self._finish(op, action)
             raise
         self._show({**op, "state": OpState.RUNNING})
-        return {"state": OpState.RUNNING, "operation": name, "polls": 0, "errors": 0, "next_at": self._next_look(0)}
+        now = self.clock()
+        return {
+            "state": OpState.RUNNING,
+            "operation": name,
+            "called_at": now,
+            "polls": 0,
+            "errors": 0,
+            "next_at": now + self.poll_seconds,
+        }
 
-    def _finish(self, op: Doc, action: Action) -> Doc:
+    def _finish(self, op: Doc, action: Action, info: InstanceInfo | None = None) -> Doc:
         instance, url = op["notebook"], None
         if action.leaves is None:
             self.records.free(instance)
         else:
             self.records.operation_done(instance, action.leaves)
         if action == Action.START:
-            info = self.workbench.get(op["zone"], instance)
             url = info.url if info else None
             if url:
                 self.records.observed(instance, "ACTIVE", url)
@@ -270,9 +303,6 @@ class Operations:
             self.slack.update(op["message_channel"], op["message_ts"], describe(op), op_blocks(op))
         except Exception:
             log.warning("could not show the operation in Slack", exc_info=True)
-
-    def _next_look(self, polls: int) -> float:
-        return self.clock() + leases.backoff(self.poll_seconds, polls)
 
 
 def op_blocks(op: Doc) -> list[dict]:

@@ -83,7 +83,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3000
     worker_interval: float = 3.0  # seconds between reconcile passes inside serve/socket
-    poll_seconds: float = 2.0  # first wait before polling a Workbench operation (grows x1.5 to 20 s)
+    poll_seconds: float = 2.0  # between two looks at work in flight (each a share of its zone's one list per pass)
     task_audience: str | None = None  # OIDC audience expected on POST /tasks/reconcile
     task_invoker: str | None = None  # the only service account allowed to call it (Cloud Scheduler's)
     task_token: str | None = None  # or a shared bearer token for it, for deployments outside Cloud Run

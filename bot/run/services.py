@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from bot.adapters.notify import Slack, web_client
+from bot.adapters.observer import Observer
 from bot.adapters.startup import StartupScripts
 from bot.adapters.store import Store, open_store
 from bot.adapters.workbench import InstanceInfo, Workbench, WorkbenchError
@@ -73,6 +74,11 @@ class Services:
         )
 
     @cached_property
+    def observer(self) -> Observer:
+        """The zones' instance lists, one per zone per reconcile pass, that launches and operations follow."""
+        return Observer(self.workbench, self.clock)
+
+    @cached_property
     def slack(self) -> Slack:
         token = self.settings.slack_bot_token
         return Slack(web_client(token), web_client(token, retry_connection_errors=False))
@@ -109,6 +115,7 @@ class Services:
             prepare_metadata=StartupScripts(self.storage, self.settings.scripts_bucket, self.config.catalog).metadata,
             buckets=BucketChecker(self.storage, self.settings.scripts_bucket),
             messages=LaunchViews(self.config.catalog, self.config.policy.approval_expires_after),
+            observer=self.observer,
         )
         launcher.ask_approvers = lambda launch: self.approvals.ask(launch)
         launcher.delete_instance = self._delete_cancelled
@@ -146,6 +153,7 @@ class Services:
             rules=self.rules,
             clock=self.clock,
             poll_seconds=self.settings.poll_seconds,
+            observer=self.observer,
         )
         operations.on_change = self.publish_homes
         return operations
@@ -242,6 +250,7 @@ class Services:
     def reconcile(self) -> dict[str, int]:
         """One pass of everything periodic; what /tasks/reconcile and the worker thread run."""
         counts: dict[str, int] = {}
+        self.observer.new_tick()
         stages: dict[str, Callable[[], int]] = {
             "launches": self.launcher.reconcile,
             "operations": self.operations.reconcile,

@@ -235,6 +235,7 @@ class WorkbenchSimulator:
                     return 200, self._create(parent, query, body or {})
                 name = f"{parent}/instances/{rid}"
                 if kind == "get":
+                    self._looked_at(name)
                     return 200, self._public(self._get(name))
                 return 200, self._act(kind, name, query, body or {})
             except ApiError as e:
@@ -294,6 +295,7 @@ class WorkbenchSimulator:
         return self._op_json(self._start_op(kind, name, request_id))
 
     def _list(self, parent: str, query: dict[str, str]) -> dict[str, Any]:
+        self._looked_at(f"{parent}/instances/")
         found = [i for n, i in sorted(self._instances.items()) if n.startswith(f"{parent}/instances/")]
         label = re.fullmatch(r'\s*labels\.([\w-]+)\s*[=:]\s*"?([^"\s]*)"?\s*', query.get("filter", ""))
         if label:
@@ -326,12 +328,23 @@ class WorkbenchSimulator:
         op = self._ops.get(name)
         if op is None:
             raise ApiError(404, f"Operation '{name}' not found")
-        if not op.done:
-            if op.polls_left > 0:
-                op.polls_left -= 1
-            else:
-                self._finish(op)
+        self._progress(op)
         return self._op_json(op)
+
+    def _progress(self, op: _Operation) -> None:
+        """One look at a running operation moves it on: after op_polls_until_done looks it is done."""
+        if op.done:
+            return
+        if op.polls_left > 0:
+            op.polls_left -= 1
+        else:
+            self._finish(op)
+
+    def _looked_at(self, parent: str) -> None:
+        """A get or list of instances is a look at the operations running on them (so a client that
+        follows instances instead of polling operations sees them finish, as time would)."""
+        for op in [op for op in self._ops.values() if not op.done and op.target.startswith(parent)]:
+            self._progress(op)
 
     def _finish(self, op: _Operation) -> None:
         op.done, op.ended = True, self._now()
@@ -427,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description="Run the simulated Workbench v2 API in the foreground.")
     parser.add_argument("--port", type=int, default=8089)
-    parser.add_argument("--polls", type=int, default=2, help="get_operation polls before an operation is done")
+    parser.add_argument("--polls", type=int, default=2, help="looks (polls, gets, lists) before an operation is done")
     args = parser.parse_args(argv)
     sim = WorkbenchSimulator(op_polls_until_done=args.polls)
     host = sim.start(args.port)
