@@ -250,7 +250,7 @@ def substituted(text: str, build: dict[str, Any], **built_in: str) -> str:
 
 def test_steps_run_in_order(build: dict[str, Any]) -> None:
     ids = [s["id"] for s in build["steps"]]
-    assert ids == ["test", "build", "push", "environments", "deploy", "scheduler"]
+    assert ids == ["test", "build", "push", "environments", "indexes", "deploy", "scheduler"]
     assert not any("waitFor" in s for s in build["steps"])  # each step waits for the one before
 
 

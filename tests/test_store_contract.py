@@ -117,3 +117,14 @@ def test_two_sqlite_stores_on_one_file_serialise_their_transactions(tmp_path) ->
     for t in threads:
         t.join()
     assert second.get("counters", "c") == {"n": 50}
+
+
+def test_due_reads_only_open_records_whose_time_has_come_soonest_first(store: Store) -> None:
+    store.put("queue", "later", {"id": "later", "open": True, "next_at": 200.0})
+    store.put("queue", "soon", {"id": "soon", "open": True, "next_at": 50.0})
+    store.put("queue", "now", {"id": "now", "open": True, "next_at": 100.0})
+    store.put("queue", "closed", {"id": "closed", "open": False, "next_at": 0.0})
+    store.put("other", "elsewhere", {"id": "elsewhere", "open": True, "next_at": 0.0})
+    assert [d["id"] for d in store.due("queue", 100.0)] == ["soon", "now"]
+    assert [d["id"] for d in store.due("queue", 100.0, limit=1)] == ["soon"]
+    assert store.due("queue", 10.0) == []

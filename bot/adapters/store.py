@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 Doc = dict[str, Any]
 Change = Callable[[Doc | None], Doc | None]
+DUE_LIMIT = 500  # records one pass takes on; the rest are due at the next
 
 
 class Store(Protocol):
@@ -39,6 +40,13 @@ class Store(Protocol):
 
     def query(self, collection: str, **where: Any) -> list[Doc]:
         """Docs whose fields equal the given values; a list or tuple value means 'any of these'."""
+        ...
+
+    def due(self, collection: str, now: float, limit: int = DUE_LIMIT) -> list[Doc]:
+        """Open docs (`open` true) whose `next_at` is at most `now`, soonest first, at most `limit`.
+
+        What a reconcile pass reads: the work that is due, not every open record. On Firestore it
+        needs the composite index (open ASC, next_at ASC) on each queue collection (README)."""
         ...
 
     def delete(self, collection: str, key: str) -> None: ...
@@ -126,6 +134,15 @@ class SqliteStore:
         docs = (json.loads(row[0]) for row in rows)
         return [doc for doc in docs if matches(doc, where)]
 
+    def due(self, collection: str, now: float, limit: int = DUE_LIMIT) -> list[Doc]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM docs WHERE collection = ? AND json_extract(body, '$.open') = 1"
+                " AND json_extract(body, '$.next_at') <= ? ORDER BY json_extract(body, '$.next_at') LIMIT ?",
+                (collection, now, limit),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     def delete(self, collection: str, key: str) -> None:
         self._transaction(
             lambda: self._db.execute("DELETE FROM docs WHERE collection = ? AND key = ?", (collection, key))
@@ -192,6 +209,18 @@ class FirestoreStore:
                 query = query.where(filter=FieldFilter(field, "in", list(wanted)))
             else:
                 query = query.where(filter=FieldFilter(field, "==", wanted))
+        return [snapshot.to_dict() for snapshot in query.stream()]
+
+    def due(self, collection: str, now: float, limit: int = DUE_LIMIT) -> list[Doc]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self._client.collection(self._prefix + collection)
+            .where(filter=FieldFilter("open", "==", True))
+            .where(filter=FieldFilter("next_at", "<=", now))
+            .order_by("next_at")
+            .limit(limit)
+        )
         return [snapshot.to_dict() for snapshot in query.stream()]
 
     def delete(self, collection: str, key: str) -> None:

@@ -101,9 +101,7 @@ def first(store: Store, collection: str, key: str, flag: str) -> bool:
 
 def due(store: Store, collection: str, now: float) -> list[Doc]:
     """Open records whose next look is due and that nobody holds, oldest first."""
-    docs = store.query(collection, open=True)
-    ready = [d for d in docs if d.get("next_at", 0) <= now and d.get("lease_until", 0) <= now]
-    return sorted(ready, key=lambda d: d.get("next_at", 0))
+    return [d for d in store.due(collection, now) if d.get("lease_until", 0) <= now]
 
 
 def work_due(store: Store, collection: str, now: float, advance: Callable[[str], bool]) -> int:
