@@ -223,3 +223,25 @@ def test_an_unexpected_failure_is_told_to_the_user_not_swallowed(bot: Bot) -> No
     assert bot.driver.command("U0ALICE", "new").status == 200
     sorry = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if m.ephemeral and m.user == "U0ALICE"])
     assert "went wrong on my side" in sorry[0].text
+
+
+def test_progress_refreshes_of_many_launches_share_one_budget_and_the_link_never_waits(bot: Bot) -> None:
+    bot.workbench.op_polls_until_done = 10_000  # creations that take a long while
+    for user in ("U0ALICE", "U0BOB", "U0ADMIN"):
+        for i in range(2):
+            bot.driver.command(user, f"new name=slow-{user[2:].lower()}-{i}")
+    bot.slack.wait_for(lambda: len([d for d in bot.launches() if d["state"] == "CREATING"]) == 6 and bot.settled())
+    start, updates_before = bot.clock(), len(bot.slack.calls("chat.update"))
+    for _ in range(30):  # five simulated minutes, a pass every 10 s
+        bot.clock.advance(10)
+        bot.services.reconcile()
+    minutes = (bot.clock() - start) / 60
+    progress = len(bot.slack.calls("chat.update")) - updates_before
+    assert progress <= 15 * minutes + 3, f"{progress} refreshes in {minutes:.0f} min for 6 launches"
+    assert progress >= 6, "each launch's message still moves on"
+
+    bot.workbench.settle()  # all six turn ACTIVE at once
+    bot.clock.advance(10)
+    bot.services.reconcile()
+    linked = [m for m in bot.channel_messages() if m.thread_ts is None and "is ready for" in m.text]
+    assert len(linked) == 6, "every link shown in the first pass after ACTIVE, budget or not"

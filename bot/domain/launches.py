@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
+from bot.adapters.budget import Budget
 from bot.adapters.notify import Posted, Slack
 from bot.adapters.observer import Observer
 from bot.adapters.store import Store
@@ -50,6 +51,7 @@ from bot.run.logs import log_context
 log = logging.getLogger(__name__)
 LAUNCH_NAMESPACE = uuid.UUID("6f0d1c1e-8a4b-4c55-9d59-2b1f3c6a7e10")
 COLLECTION = "launches"
+PROGRESS_PER_MINUTE = 15.0  # refreshes per process, all launches together: 3 replicas stay under ~50/min
 DECISIONS = "decisions"  # one document per launch, created once by the approver who decides first
 
 
@@ -134,7 +136,7 @@ class Launch:
 class Launcher:
     LEASE_SECONDS = 30  # a step is one or two API calls; a crashed worker delays its job this long
     CREATE_TIMEOUT = 45 * 60
-    SHOW_EVERY = 10.0  # seconds between "creating…" message refreshes
+    SHOW_EVERY = 30.0  # at most this often a "creating…" message's elapsed time, budget permitting
     MAX_STEPS_AT_ONCE = 12  # `advance` runs a launch's due steps back to back, up to this many
 
     def __init__(
@@ -153,6 +155,7 @@ class Launcher:
         poll_seconds: float = 2.0,
         messages: Any = None,
         observer: Observer | None = None,
+        progress_budget: Budget | None = None,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -166,6 +169,7 @@ class Launcher:
         self.buckets = buckets  # UserError if a bucket= can't be mounted
         self.poll_seconds = poll_seconds
         self.observer = observer or Observer(workbench, clock)  # shared with operations: one list per zone per tick
+        self.progress_budget = progress_budget or Budget(PROGRESS_PER_MINUTE, clock)  # shared by all launches
         self.records = Records(store, clock)
         self.outbox = outbox.Outbox(store, slack, clock)
         self.messages = messages  # bot/ui/launch_views.py LaunchViews: what each message says
@@ -609,9 +613,10 @@ class Launcher:
         if not launch.message_ts or not launch.message_channel:
             return
         now = self.clock()
-        progress = launch.state == State.CREATING and now - launch.last_shown >= self.SHOW_EVERY
-        if launch.shown == launch.state and not progress:
-            return
+        if launch.shown == launch.state:  # only the elapsed time would change: it waits for a token
+            due = launch.state == State.CREATING and now - launch.last_shown >= self.SHOW_EVERY
+            if not due or not self.progress_budget.take():
+                return
         text, blocks = self.messages.launch(launch, now)
         try:
             self.slack.update(launch.message_channel, launch.message_ts, text, blocks)
