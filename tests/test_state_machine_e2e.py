@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from bot.adapters.store import SqliteStore
 from bot.domain import leases
 from bot.run.config import load_config
 from tests.harness import Bot, ephemeral
@@ -275,6 +276,42 @@ def test_stop_now_clicked_twice_stops_once_and_says_so(store, monkeypatch, tmp_p
         assert bot.driver.click("U0ALICE", reminder, "lifecycle_stop").status == 200  # the stale copy
         told = bot.slack.wait_for(lambda: [m for m in ephemerals(bot, "U0ALICE") if "Already asked" in m.text])
         assert "busy" in told[0].text
+        idle(bot)
+        bot.reconcile_until(lambda: "Stopped `busy`" in bot.slack.message(reminder.channel, reminder.ts).text)
+        assert bot.workbench.count("stop") == 1
+
+
+class OneStaleRead(SqliteStore):
+    """A store whose next reads of operations miss them, as a click racing the one that recorded
+    it reads: the interleaving in which both clicks pass the duplicate checks by key."""
+
+    stale = 0
+
+    def get(self, collection: str, key: str):
+        if collection == "operations" and self.stale:
+            self.stale -= 1
+            return None
+        return super().get(collection, key)
+
+
+def test_a_second_click_racing_the_first_is_told_it_was_already_asked(monkeypatch, tmp_path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[reminders]\nrespect_working_hours = false\nrunning_gpu_after = "1h"\n')
+    store = OneStaleRead(tmp_path / "store.sqlite3")
+    with Bot(store, monkeypatch, config=load_config(config)) as bot:
+        bot.driver.command("U0ALICE", "new gpu=l4 name=busy")
+        bot.slack.wait_for(lambda: top_level(bot))
+        idle(bot)
+        bot.reconcile_until(lambda: ready(bot))
+        bot.clock.advance(2 * 3600)
+        bot.services.lifecycle.sweep()
+        [reminder] = [m for m in bot.slack.messages("DU0ALICE") if "running for" in m.text]
+        bot.driver.click("U0ALICE", reminder, "lifecycle_stop")
+        bot.slack.wait_for(lambda: bot.store.query("operations"))
+        store.stale = 2
+        bot.driver.click("U0ALICE", reminder, "lifecycle_stop")  # its looks by key miss the first click's record
+        told = bot.slack.wait_for(lambda: [m for m in ephemerals(bot, "U0ALICE") if "busy" in m.text])
+        assert "Already asked" in told[0].text and "already stopping" not in told[0].text
         idle(bot)
         bot.reconcile_until(lambda: "Stopped `busy`" in bot.slack.message(reminder.channel, reminder.ts).text)
         assert bot.workbench.count("stop") == 1

@@ -130,6 +130,8 @@ class Operations:
         if action == Action.START and notebook.state == NotebookState.ACTIVE:
             raise UserError(f"`{notebook.id}` is already running.", link=notebook.url)
         for other in self.store.query(COLLECTION, notebook=notebook.id, open=True):
+            if other["id"] == op_id:  # the same offer clicked twice at once: the other click recorded it
+                return other, False
             raise UserError(
                 f"`{notebook.id}` is already {Action(other['action']).doing.lower()} (asked by "
                 f"<@{other['requester']}>); try again when that is done."
