@@ -4,6 +4,8 @@ auto-stop, opt-in auto-delete, working hours, and concurrent sweeps."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from bot.adapters.store import FirestoreStore
 from bot.run.config import load_config
 from tests.harness import Bot
+from tests.support.store_calls import CountedStore
 
 MONDAY_10_UTC = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()  # 11:00 in Paris, 05:00 in New York
 MONDAY_06_UTC = MONDAY_10_UTC - 4 * 3600  # so that 9 hours later it is still working hours in Paris
@@ -28,7 +31,7 @@ def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
     def make(reminders: str = "") -> Bot:
         config = tmp_path / "config.toml"
         config.write_text(BASE + "[reminders]\n" + reminders)
-        store = FirestoreStore(firestore.Client(project=firestore_project))
+        store = CountedStore(FirestoreStore(firestore.Client(project=firestore_project)))
         bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
         bot.clock.now = MONDAY_10_UTC
         bots.append(bot)
@@ -50,6 +53,18 @@ def dms(bot: Bot, user: str) -> list:
 
 def sweep(bot: Bot):
     return bot.services.lifecycle.sweep()
+
+
+def store_calls(bot: Bot, action: Callable[[], Any]) -> Counter[tuple[str, str]]:
+    """The store calls `action` made, by (method, collection)."""
+    assert isinstance(bot.store, CountedStore)
+    before = Counter(bot.store.calls)
+    action()
+    return Counter(bot.store.calls) - before
+
+
+def writes(calls: Counter[tuple[str, str]], collection: str) -> int:
+    return sum(calls[method, collection] for method in ("create", "put", "update", "delete"))
 
 
 def test_a_long_running_gpu_gets_one_reminder_with_cost_and_buttons(make_bot) -> None:
@@ -228,3 +243,28 @@ def test_a_reminder_slack_failed_to_deliver_is_sent_by_the_next_sweep(make_bot) 
     bot.slack.fail_next("chat.postMessage", "internal_error")
     assert sweep(bot).reminders == 0 and dms(bot, "U0ALICE") == []
     assert sweep(bot).reminders == 1 and len(dms(bot, "U0ALICE")) == 1
+
+
+# --- what a sweep costs ------------------------------------------------------------------------------
+def test_a_sweep_with_nothing_due_writes_nothing(make_bot) -> None:
+    """The cloud agrees with the records and no reminder is due: no transaction, claim or audit
+    entry, and no App Home refreshed."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for name in ("nb-a", "nb-b"):
+        launch_ready(bot, "U0ALICE", name)
+    bot.clock.advance(30 * 60)
+    homes = len(bot.slack.calls("views.publish"))
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert [writes(calls, c) for c in ("notebooks", "reminders", "audit")] == [0, 0, 0], calls
+    assert calls["query", "notebooks"] >= 1 and len(bot.slack.calls("views.publish")) == homes
+
+
+def test_the_sweep_records_a_running_notebooks_new_address(make_bot) -> None:
+    """Only the URL changed in the cloud (same state): the record follows it."""
+    bot = make_bot()
+    launch_ready(bot, "U0ALICE", "nb")
+    [(name, instance)] = [(n, i) for n, i in bot.workbench.instances().items() if n.endswith("/nb")]
+    moved = "moved-dot-us-central1.notebooks.googleusercontent.com"
+    bot.workbench.restore({name: {**instance, "proxyUri": moved}})
+    sweep(bot)
+    assert bot.store.get("notebooks", "nb")["url"] == f"https://{moved}"

@@ -218,11 +218,13 @@ class Notebooks:
                 info = found.pop(notebook.id, None)
                 if notebook.id in busy:
                     continue
-                # written only if the record still says what it said before the list call: a state the
-                # bot wrote meanwhile is newer than what the list saw
+                # a transaction only where the cloud differs from the record as read above, and written
+                # only if the record still says that: a state the bot wrote meanwhile is newer than the list
                 if info is None:
-                    self.records.mark_gone(notebook.id, seen=notebook.state)
-                    changed.add(notebook.owner)
+                    if self.records.mark_gone(notebook.id, seen=notebook.state):
+                        changed.add(notebook.owner)
+                elif notebook.agrees_with(info.state, info.url):
+                    continue
                 elif self.records.observed(notebook.id, info.state, info.url, seen=notebook.state):
                     changed.add(notebook.owner)
             unmanaged += [i for i in found.values() if i.instance_id not in managed_ids]

@@ -115,6 +115,10 @@ class Notebook:
     def cost_so_far(self, now: float) -> float:
         return self.uptime(now) / 3600 * self.spec.usd_per_hour
 
+    def agrees_with(self, state: str, url: str | None) -> bool:
+        """The record already says what a list or get call saw: `Records.observed` would write nothing."""
+        return self.state == NotebookState.of_cloud(state) and (not url or url == self.url)
+
 
 def _moved(doc: Doc, state: NotebookState, now: float) -> Doc:
     """The doc moved to `state`, with running time accounted (it is what the cost estimate uses)."""
@@ -298,33 +302,46 @@ class Records:
 
     # --- transitions: what the cloud and the bot's operations say -----------------------------------
     def observed(self, instance_id: str, state: str, url: str | None, *, seen: str | None = None) -> bool:
-        """Record what a list or get call saw. With `seen`, only if the record still says what it said
-        before the call: a state the bot wrote meanwhile is newer than what the call saw."""
+        """Record what a list or get call saw; True if that changed the record. With `seen`, only if
+        the record still says what it said before the call: a state the bot wrote meanwhile is newer
+        than what the call saw."""
         now = self.clock()
         cloud = NotebookState.of_cloud(state)
+        wrote: list[bool] = []
 
         def change(doc: Doc | None) -> Doc | None:
+            wrote.clear()  # the store may run this more than once
             if doc is None or (seen is not None and doc.get("state") != seen):
                 return None
-            new = _moved(doc, cloud, now)
+            new = dict(_moved(doc, cloud, now))  # a copy: _moved returns `doc` itself when the state is the same
             if cloud == NotebookState.STOPPED and doc.get("state") in (NotebookState.ACTIVE, NotebookState.STOPPING):
                 new["stopped_outside"] = True  # idle shutdown or the console; the owner is told once
             if url:
                 new["url"] = url
-            return new if new != doc else None
+            if new == doc:
+                return None
+            wrote.append(True)
+            return new
 
-        return self.store.update(COLLECTION, instance_id, change) is not None
+        self.store.update(COLLECTION, instance_id, change)
+        return bool(wrote)
 
-    def mark_gone(self, instance_id: str, *, seen: str | None = None) -> None:
+    def mark_gone(self, instance_id: str, *, seen: str | None = None) -> bool:
+        """The instance is no longer in the cloud; True (and audited) if that changed the record."""
         now = self.clock()
+        wrote: list[bool] = []
 
         def gone(doc: Doc | None) -> Doc | None:
-            if doc is None or (seen is not None and doc.get("state") != seen):
+            wrote.clear()
+            if doc is None or (seen is not None and doc.get("state") != seen) or doc.get("state") == NotebookState.GONE:
                 return None
+            wrote.append(True)
             return _moved(doc, NotebookState.GONE, now)
 
-        if self.store.update(COLLECTION, instance_id, gone) is not None:
+        self.store.update(COLLECTION, instance_id, gone)
+        if wrote:
             audit.record(self.store, now, "bot", "notebook.gone", instance_id)
+        return bool(wrote)
 
     def operation_done(self, instance_id: str, state: NotebookState) -> None:
         now = self.clock()
