@@ -268,3 +268,36 @@ def test_the_sweep_records_a_running_notebooks_new_address(make_bot) -> None:
     bot.workbench.restore({name: {**instance, "proxyUri": moved}})
     sweep(bot)
     assert bot.store.get("notebooks", "nb")["url"] == f"https://{moved}"
+
+
+def test_a_reminder_is_one_claim_one_record_write_and_one_audit_entry(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.advance(2 * HOUR)
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert len(dms(bot, "U0ALICE")) == 1
+    assert (calls["create", "reminders"], writes(calls, "notebooks"), writes(calls, "audit")) == (1, 1, 1), calls
+
+
+def test_a_later_sweep_in_the_same_period_tries_no_claim_again(make_bot) -> None:
+    """The record says which reminder went out, so sweeps every few minutes don't re-claim it."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.advance(2 * HOUR)
+    assert sweep(bot).reminders == 1
+    bot.clock.advance(10 * 60)
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert [writes(calls, c) for c in ("notebooks", "reminders", "audit")] == [0, 0, 0], calls
+    bot.clock.advance(DAY)  # the next period: reminded again, as before
+    assert sweep(bot).reminders == 1 and len(dms(bot, "U0ALICE")) == 2
+
+
+def test_an_owners_timezone_is_looked_up_once_per_sweep(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(3):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    asked = len(bot.slack.calls("users.info"))
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert len(dms(bot, "U0ALICE")) == 3
+    assert calls["get", "users"] == 1 and len(bot.slack.calls("users.info")) - asked <= 1, calls

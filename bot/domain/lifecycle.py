@@ -4,6 +4,10 @@ A sweep looks at every managed notebook after one list call per zone (Notebooks.
 reminder is claimed by creating a record whose key names the notebook, the run (when its
 current state began) and the reminder's period, so however many replicas sweep at once, a
 reminder goes out once. Reminders wait for the owner's working hours in their Slack timezone.
+
+What a notebook needs is decided from its record as the sweep's one query read it: a notebook with
+nothing due costs no store call, a claim the record says was used already is not tried again, and
+what a sweep said about a notebook is written to its record in one transition (Records.swept).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +45,44 @@ class SweepReport:
     auto_stops: int = 0
     auto_deletes: int = 0
     deferred: int = 0  # due, but outside the owner's working hours or over the sweep's message budget
+
+    @property
+    def messages(self) -> int:
+        """What counts against the sweep's message budget."""
+        return self.reminders + self.notes + self.escalations
+
+
+@dataclass
+class _Sweep:
+    """One sweep: its moment, its tally, and what does not change within it (owners' timezones)."""
+
+    now: float
+    report: SweepReport = field(default_factory=SweepReport)
+    zones: dict[str, ZoneInfo] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    """What a sweep has to do about one notebook, decided from its record (and its owner's timezone)
+    alone; a step whose claim the record says was used already is left out."""
+
+    kind: str  # running or stopped
+    since: float  # seconds in its current state
+    tell_stopped_outside: bool = False
+    delete_notice: bool = False  # announce the policy's automatic deletion
+    delete: bool = False  # delete it (if the deletion was announced)
+    escalate: bool = False
+    reminder: int | None = None  # the reminder period due
+    deferred: bool = False  # a reminder is due, outside the owner's working hours
+
+    @property
+    def messages(self) -> int:
+        """The most messages carrying it out counts against the sweep's budget."""
+        return self.tell_stopped_outside + self.delete_notice + (self.escalate or self.reminder is not None)
+
+    @property
+    def work(self) -> bool:
+        return bool(self.messages or self.delete)
 
 
 class Lifecycle:
@@ -73,68 +115,119 @@ class Lifecycle:
 
     def sweep(self) -> SweepReport:
         self.notebooks.sync(force=True)
-        report = SweepReport()
-        now = self.clock()
+        sweep = _Sweep(self.clock())
+        report = sweep.report
         for notebook in self.notebooks.everyone():
             report.notebooks += 1
-            if report.reminders + report.notes + report.escalations >= self.policy.max_messages_per_sweep:
+            if report.messages >= self.policy.max_messages_per_sweep:
                 report.deferred += 1
                 continue
             try:
-                self._look_at(notebook, now, report)
+                plan = self._plan(notebook, sweep)
+                if plan.work:
+                    self._act(notebook, plan, sweep, report)
+                elif plan.deferred:
+                    report.deferred += 1
             except Exception:
                 log.exception("lifecycle check failed", extra={"instance": notebook.id})
         return report
 
-    def _look_at(self, nb: Notebook, now: float, report: SweepReport) -> None:
-        if nb.stopped_outside and nb.state == NotebookState.STOPPED:
-            with self._once(nb, "idle-stop", 0) as mine:
-                if mine:
-                    self._dm(
-                        nb.owner,
-                        f"💤 `{nb.id}` was stopped (Workbench's idle shutdown, or outside the bot). "
-                        f"Its disks still bill ≈${self._disk_month(nb):.2f}/month; `/notebook start {nb.id}` "
-                        "brings it back.",
-                    )
-                    report.notes += 1
-            self.records.told_stopped_outside(nb.id)
+    def _plan(self, nb: Notebook, sweep: _Sweep) -> _Plan:
+        now = sweep.now
+        kind, since = self._kind(nb), now - nb.state_since
+        plan = _Plan(kind, since, tell_stopped_outside=nb.stopped_outside and nb.state == NotebookState.STOPPED)
         if nb.state not in (NotebookState.ACTIVE, NotebookState.STOPPED) or nb.snoozed_until > now:
-            return
-        kind = "running" if nb.state == NotebookState.ACTIVE else "stopped"
-        since = now - nb.state_since
-        threshold = self._threshold(nb)
-        if kind == "stopped" and self.policy.auto_delete_stopped_after:
-            self._auto_delete(nb, since, report)
-        if since < threshold:
-            return
-        period = int((since - threshold) // self.policy.repeat_every)
+            return plan
+        limit = self.policy.auto_delete_stopped_after
+        if kind == "stopped" and limit:
+            notice_due = since >= limit - self.policy.auto_delete_notice
+            plan.delete_notice = notice_due and self._key(nb, "delete-notice", 0) not in nb.said
+            plan.delete = since >= limit and self._key(nb, "auto-delete", 0) not in nb.said
+        if since < self._threshold(nb):
+            return plan
         unanswered = nb.unanswered if nb.unanswered_run == nb.state_since else 0
         if unanswered >= self.policy.escalate_after:
-            self._escalate(nb, kind, since, report)
-            return
-        if not self._working_hours(nb.owner, now):
-            report.deferred += 1
-            return
-        with self._once(nb, kind, period) as mine:
+            plan.escalate = self._key(nb, "escalation", 0) not in nb.said
+            return plan
+        if not self._working_hours(nb.owner, now, sweep):
+            plan.deferred = True
+            return plan
+        period = int((since - self._threshold(nb)) // self.policy.repeat_every)
+        if self._key(nb, kind, period) not in nb.said:
+            plan.reminder = period
+        return plan
+
+    def _act(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport) -> None:
+        """Carry out `plan`, then write to the record once what was said about the notebook."""
+        said: list[str] = []
+        told = False
+        posted: dict[str, str] | None = None
+        try:
+            if plan.tell_stopped_outside:
+                self._tell_stopped_outside(nb, report, said)
+                told = True
+            if plan.delete_notice or plan.delete:
+                self._auto_delete(nb, plan, sweep, report, said)
+            if plan.escalate:
+                self._escalate(nb, plan.kind, plan.since, report, said)
+            elif plan.deferred:
+                report.deferred += 1
+            elif plan.reminder is not None:
+                posted = self._remind(nb, plan.kind, plan.reminder, plan.since, sweep.now, said)
+        finally:
+            if told or said:
+                reminded = (nb.state_since, posted) if posted is not None else None
+                self.records.swept(nb.id, said=said, told_stopped_outside=told, reminded=reminded)
+        if posted is not None:
+            audit.record(
+                self.store, sweep.now, "bot", f"reminder.{plan.kind}", nb.id, owner=nb.owner, period=plan.reminder
+            )
+            report.reminders += 1
+
+    def _tell_stopped_outside(self, nb: Notebook, report: SweepReport, said: list[str]) -> None:
+        with self._once(nb, "idle-stop", 0, said) as mine:
+            if mine:
+                self._dm(
+                    nb.owner,
+                    f"💤 `{nb.id}` was stopped (Workbench's idle shutdown, or outside the bot). "
+                    f"Its disks still bill ≈${self._disk_month(nb):.2f}/month; `/notebook start {nb.id}` "
+                    "brings it back.",
+                )
+                report.notes += 1
+
+    def _remind(
+        self, nb: Notebook, kind: str, period: int, since: float, now: float, said: list[str]
+    ) -> dict[str, str] | None:
+        """Send the reminder for `period` unless another sweep has; the posted message, if sent."""
+        with self._once(nb, kind, period, said) as mine:
             if not mine:
-                return
+                return None
             text, blocks = self.reminder(nb, kind, since, now)
-            posted = self._dm(nb.owner, text, blocks)
-        self.records.note_reminder(nb.id, nb.state_since, posted)
-        audit.record(self.store, now, "bot", f"reminder.{kind}", nb.id, owner=nb.owner, period=period)
-        report.reminders += 1
+            return self._dm(nb.owner, text, blocks)
+
+    @staticmethod
+    def _kind(nb: Notebook) -> str:
+        return "running" if nb.state == NotebookState.ACTIVE else "stopped"
 
     def _threshold(self, nb: Notebook) -> float:
         if nb.state == NotebookState.STOPPED:
             return self.policy.stopped_after
         return self.policy.running_gpu_after if nb.spec.gpu_count else self.policy.running_cpu_after
 
+    @staticmethod
+    def _key(nb: Notebook, kind: str, period: int) -> str:
+        return f"{nb.id}:{nb.state_since:.0f}:{kind}:{period}"
+
     @contextmanager
-    def _once(self, nb: Notebook, kind: str, period: int) -> Iterator[bool]:
+    def _once(self, nb: Notebook, kind: str, period: int, said: list[str]) -> Iterator[bool]:
         """Exactly one sweep, on any replica, sends this message for this run and period: the body
         runs only for the sweep that claimed it (True), and a failure in it gives the claim back so a
-        later sweep tries again instead of the message being lost."""
-        key = f"{nb.id}:{nb.state_since:.0f}:{kind}:{period}"
+        later sweep tries again instead of the message being lost. A claim the record lists as used
+        is not tried again; one used here is added to `said`, for the record."""
+        key = self._key(nb, kind, period)
+        if key in nb.said:
+            yield False
+            return
         mine = self.store.create("reminders", key, {"notebook": nb.id, "kind": kind, "at": self.clock()})
         try:
             yield mine
@@ -142,6 +235,8 @@ class Lifecycle:
             if mine:
                 self.store.delete("reminders", key)
             raise
+        if mine:
+            said.append(key)
 
     # --- messages ----------------------------------------------------------------------------------
     def reminder(self, nb: Notebook, kind: str, since: float, now: float) -> tuple[str, Blocks]:
@@ -193,8 +288,8 @@ class Lifecycle:
         self.records.answered(nb_id)
 
     # --- escalation and automatic actions ------------------------------------------------------------
-    def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport) -> None:
-        with self._once(nb, "escalation", 0) as mine:
+    def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport, said: list[str]) -> None:
+        with self._once(nb, "escalation", 0, said) as mine:
             if mine:
                 self._escalate_now(nb, kind, since, report)
 
@@ -220,20 +315,23 @@ class Lifecycle:
         audit.record(self.store, self.clock(), "bot", "reminder.escalated", nb.id, auto_stop=bool(action))
         report.escalations += 1
 
-    def _auto_delete(self, nb: Notebook, since: float, report: SweepReport) -> None:
+    def _auto_delete(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport, said: list[str]) -> None:
         limit = self.policy.auto_delete_stopped_after or 0
-        if since >= limit - self.policy.auto_delete_notice:
-            with self._once(nb, "delete-notice", 0) as mine:
+        if plan.delete_notice:
+            with self._once(nb, "delete-notice", 0, said) as mine:
                 if mine:
-                    self._announce_deletion(nb, since, limit, report)
-        announced = self.store.get("reminders", f"{nb.id}:{nb.state_since:.0f}:delete-notice:0")
-        if since >= limit and announced:
-            with self._once(nb, "auto-delete", 0) as mine:
+                    self._announce_deletion(nb, plan.since, limit, sweep, report)
+        if not plan.delete:
+            return
+        notice = self._key(nb, "delete-notice", 0)
+        if notice in nb.said or notice in said or self.store.get("reminders", notice):  # announced
+            with self._once(nb, "auto-delete", 0, said) as mine:
                 if mine:
-                    self._delete_now(nb, since, report)
+                    self._delete_now(nb, plan.since, report)
 
-    def _announce_deletion(self, nb: Notebook, since: float, limit: float, report: SweepReport) -> None:
-        on = datetime.fromtimestamp(nb.state_since + limit, self._tz(nb.owner)).strftime("%a %d %b %H:%M")
+    def _announce_deletion(self, nb: Notebook, since: float, limit: float, sweep: _Sweep, report: SweepReport) -> None:
+        tz = self._tz(nb.owner, sweep.zones)
+        on = datetime.fromtimestamp(nb.state_since + limit, tz).strftime("%a %d %b %H:%M")
         text = (
             f"🗑 `{nb.id}` has been stopped for {hours(since)}. By policy it will be *deleted on {on}* "
             "(your time), with its disks, unless you keep it."
@@ -264,15 +362,18 @@ class Lifecycle:
             self._dm(admin, text)
 
     # --- working hours -----------------------------------------------------------------------------
-    def _working_hours(self, user: str, now: float) -> bool:
+    def _working_hours(self, user: str, now: float, sweep: _Sweep) -> bool:
         if not self.policy.respect_working_hours:
             return True
-        local = datetime.fromtimestamp(now, self._tz(user))
+        local = datetime.fromtimestamp(now, self._tz(user, sweep.zones))
         start, end = self.policy.working_hours
         return local.weekday() in self.policy.working_days and start <= local.hour < end
 
-    def _tz(self, user: str) -> ZoneInfo:
-        """The user's timezone from Slack (users.info), cached in the store for a day."""
+    def _tz(self, user: str, zones: dict[str, ZoneInfo] | None = None) -> ZoneInfo:
+        """The user's timezone from Slack (users.info), cached in the store for a day and, given
+        one sweep's `zones`, looked up once per sweep."""
+        if zones is not None and user in zones:
+            return zones[user]
         now = self.clock()
         cached = self.store.get("users", user)
         if cached is None or now - cached.get("at", 0) > self.USER_CACHE_SECONDS:
@@ -284,6 +385,9 @@ class Lifecycle:
                 cached = {"tz": "UTC", "at": now}
             self.store.put("users", user, cached)
         try:
-            return ZoneInfo(cached["tz"])
+            zone = ZoneInfo(cached["tz"])
         except (ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo("UTC")
+            zone = ZoneInfo("UTC")
+        if zones is not None:
+            zones[user] = zone
+        return zone

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -78,6 +78,7 @@ class Notebook:
     snoozed_until: float
     unanswered: int
     unanswered_run: float | None
+    said: tuple[str, ...] = ()  # claim keys of the latest lifecycle messages sent about it (Records.swept)
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Notebook:
@@ -98,6 +99,7 @@ class Notebook:
             snoozed_until=doc.get("snoozed_until", 0.0),
             unanswered=doc.get("unanswered", 0),
             unanswered_run=doc.get("unanswered_run"),
+            said=tuple(doc.get("said") or ()),
         )
 
     @property
@@ -361,14 +363,35 @@ class Records:
             check_quota(self.counted(notebook.owner, besides=notebook.id))
 
     # --- transitions: reminders -----------------------------------------------------------------------
-    def note_reminder(self, instance_id: str, run: float, posted: dict[str, str]) -> None:
-        """One more unanswered reminder for this run (a new run starts counting from zero)."""
+    SAID_KEPT = 8  # a key dropped from a record only costs one refused claim in a later sweep
+
+    def swept(
+        self,
+        instance_id: str,
+        *,
+        said: Sequence[str] = (),
+        told_stopped_outside: bool = False,
+        reminded: tuple[float, Doc] | None = None,
+    ) -> None:
+        """What one sweep did about a notebook, in one write: the claim keys of the messages it sent
+        (so later sweeps skip those claims), that its owner now knows it was stopped outside the bot,
+        and one more unanswered reminder for the run `reminded[0]`, posted as `reminded[1]` (a new
+        run starts counting from zero)."""
 
         def change(doc: Doc | None) -> Doc | None:
             if doc is None:
                 return None
-            earlier = doc.get("unanswered", 0) if doc.get("unanswered_run") == run else 0
-            return {**doc, "unanswered": earlier + 1, "unanswered_run": run, "last_reminder": posted}
+            new = dict(doc)
+            if said:
+                earlier = [k for k in doc.get("said") or () if k not in said]
+                new["said"] = [*earlier, *said][-self.SAID_KEPT :]
+            if told_stopped_outside and doc.get("stopped_outside"):
+                new["stopped_outside"] = False
+            if reminded is not None:
+                run, posted = reminded
+                earlier_count = doc.get("unanswered", 0) if doc.get("unanswered_run") == run else 0
+                new.update(unanswered=earlier_count + 1, unanswered_run=run, last_reminder=posted)
+            return new if new != doc else None
 
         self.store.update(COLLECTION, instance_id, change)
 
@@ -380,10 +403,3 @@ class Records:
     def answered(self, instance_id: str) -> None:
         """The owner acted on a reminder: unanswered reminders start again from zero."""
         self.store.update(COLLECTION, instance_id, lambda d: {**d, "unanswered": 0} if d else None)
-
-    def told_stopped_outside(self, instance_id: str) -> None:
-        self.store.update(
-            COLLECTION,
-            instance_id,
-            lambda d: {**d, "stopped_outside": False} if d and d.get("stopped_outside") else None,
-        )
