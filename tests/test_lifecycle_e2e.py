@@ -301,3 +301,13 @@ def test_an_owners_timezone_is_looked_up_once_per_sweep(make_bot) -> None:
     calls = store_calls(bot, lambda: sweep(bot))
     assert len(dms(bot, "U0ALICE")) == 3
     assert calls["get", "users"] == 1 and len(bot.slack.calls("users.info")) - asked <= 1, calls
+
+
+def test_a_sweep_reads_the_notebooks_once(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(2):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert len(dms(bot, "U0ALICE")) == 2
+    assert calls["query", "notebooks"] == 1 and calls["get", "notebooks"] == 0, calls

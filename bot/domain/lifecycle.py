@@ -1,6 +1,6 @@
 """Idle and forgotten notebooks: reminders, snoozes, escalation, auto-stop and opt-in auto-delete.
 
-A sweep looks at every managed notebook after one list call per zone (Notebooks.sync). Each
+A sweep looks at every managed notebook after one list call per zone (Notebooks.synced). Each
 reminder is claimed by creating a record whose key names the notebook, the run (when its
 current state began) and the reminder's period, so however many replicas sweep at once, a
 reminder goes out once. Reminders wait for the owner's working hours in their Slack timezone.
@@ -114,10 +114,10 @@ class Lifecycle:
         return self.sweep() if leases.throttle(self.store, "sweep", self.clock(), every) else None
 
     def sweep(self) -> SweepReport:
-        self.notebooks.sync(force=True)
+        notebooks = self.notebooks.synced()
         sweep = _Sweep(self.clock())
         report = sweep.report
-        for notebook in self.notebooks.everyone():
+        for notebook in notebooks:
             report.notebooks += 1
             if report.messages >= self.policy.max_messages_per_sweep:
                 report.deferred += 1

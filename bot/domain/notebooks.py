@@ -205,8 +205,26 @@ class Notebooks:
         every = self.SYNC_EVERY if fresher_than is None else fresher_than
         if not force and not leases.throttle(self.store, "sync", now, every):
             return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
+        return self._sync(now)[0]
+
+    def synced(self) -> list[Notebook]:
+        """Sync now (as `sync(force=True)`) and return every record as it then stands, from the sync's
+        one query: what the sync wrote replaces what it read (the lifecycle sweep reads no more)."""
+        return self._sync(self.clock())[1]
+
+    def _sync(self, now: float) -> tuple[list[InstanceInfo], list[Notebook]]:
         records = self.records.everyone()
-        self._forget_abandoned_launches(records, now)
+        current = {n.id: n for n in records}  # the records as they stand after this sync, in order
+
+        def read_again(instance_id: str) -> None:  # changed by someone else meanwhile (rare)
+            again = self.records.get(instance_id)
+            if again is None:
+                current.pop(instance_id, None)
+            else:
+                current[instance_id] = again
+
+        for freed in self._forget_abandoned_launches(records, now):
+            read_again(freed)
         busy = {d["notebook"] for d in self.store.query("operations", open=True)}  # the bot's own stop/start
         zones = {n.zone for n in records if n.zone} | {self.default_zone}
         unmanaged: list[InstanceInfo] = []
@@ -218,24 +236,28 @@ class Notebooks:
                 info = found.pop(notebook.id, None)
                 if notebook.id in busy:
                     continue
-                # a transaction only where the cloud differs from the record as read above, and written
-                # only if the record still says that: a state the bot wrote meanwhile is newer than the list
+                if info is not None and notebook.agrees_with(info.state, info.url):
+                    continue  # a transaction only where the cloud differs from the record as read above
+                # written only if the record still says that: a state the bot wrote meanwhile is newer
                 if info is None:
-                    if self.records.mark_gone(notebook.id, seen=notebook.state):
-                        changed.add(notebook.owner)
-                elif notebook.agrees_with(info.state, info.url):
-                    continue
-                elif self.records.observed(notebook.id, info.state, info.url, seen=notebook.state):
+                    written = self.records.mark_gone(notebook.id, seen=notebook.state)
+                else:
+                    written = self.records.observed(notebook.id, info.state, info.url, seen=notebook.state)
+                if written is None:
+                    read_again(notebook.id)
+                else:
+                    current[notebook.id] = written
                     changed.add(notebook.owner)
             unmanaged += [i for i in found.values() if i.instance_id not in managed_ids]
         self.store.put("meta", "unmanaged", {"at": now, "instances": [i.__dict__ for i in unmanaged]})
         if changed and self.on_change:
             self.on_change(changed)
-        return unmanaged
+        return unmanaged, list(current.values())
 
-    def _forget_abandoned_launches(self, records: list[Notebook], now: float) -> None:
+    def _forget_abandoned_launches(self, records: list[Notebook], now: float) -> list[str]:
         """A name reserved by a launch that ended without creating anything (a crash between two
-        writes, say) would hold the name and the quota for ever: free it."""
+        writes, say) would hold the name and the quota for ever: free it. Returns the names freed."""
+        freed: list[str] = []
         for notebook in records:
             if notebook.state not in LAUNCH_PHASES or now - notebook.created_at < self.ABANDONED_AFTER:
                 continue
@@ -243,3 +265,5 @@ class Notebooks:
             if launch is None or not launch.get("open"):
                 self.records.free(notebook.id, launch_id=notebook.launch_id)
                 log.warning("freed the name %s, reserved by a launch that never finished", notebook.id)
+                freed.append(notebook.id)
+        return freed

@@ -303,10 +303,10 @@ class Records:
         self.store.delete(COLLECTION, instance_id)
 
     # --- transitions: what the cloud and the bot's operations say -----------------------------------
-    def observed(self, instance_id: str, state: str, url: str | None, *, seen: str | None = None) -> bool:
-        """Record what a list or get call saw; True if that changed the record. With `seen`, only if
-        the record still says what it said before the call: a state the bot wrote meanwhile is newer
-        than what the call saw."""
+    def observed(self, instance_id: str, state: str, url: str | None, *, seen: str | None = None) -> Notebook | None:
+        """Record what a list or get call saw; the record as written, or None if that changed nothing.
+        With `seen`, only if the record still says what it said before the call: a state the bot
+        wrote meanwhile is newer than what the call saw."""
         now = self.clock()
         cloud = NotebookState.of_cloud(state)
         wrote: list[bool] = []
@@ -325,11 +325,12 @@ class Records:
             wrote.append(True)
             return new
 
-        self.store.update(COLLECTION, instance_id, change)
-        return bool(wrote)
+        doc = self.store.update(COLLECTION, instance_id, change)
+        return Notebook.from_doc(doc) if wrote and doc else None
 
-    def mark_gone(self, instance_id: str, *, seen: str | None = None) -> bool:
-        """The instance is no longer in the cloud; True (and audited) if that changed the record."""
+    def mark_gone(self, instance_id: str, *, seen: str | None = None) -> Notebook | None:
+        """The instance is no longer in the cloud: the record as written (and audited), or None if
+        that changed nothing."""
         now = self.clock()
         wrote: list[bool] = []
 
@@ -340,10 +341,11 @@ class Records:
             wrote.append(True)
             return _moved(doc, NotebookState.GONE, now)
 
-        self.store.update(COLLECTION, instance_id, gone)
-        if wrote:
-            audit.record(self.store, now, "bot", "notebook.gone", instance_id)
-        return bool(wrote)
+        doc = self.store.update(COLLECTION, instance_id, gone)
+        if not (wrote and doc):
+            return None
+        audit.record(self.store, now, "bot", "notebook.gone", instance_id)
+        return Notebook.from_doc(doc)
 
     def operation_done(self, instance_id: str, state: NotebookState) -> None:
         now = self.clock()
