@@ -303,6 +303,18 @@ def test_an_owners_timezone_is_looked_up_once_per_sweep(make_bot) -> None:
     assert calls["get", "users"] == 1 and len(bot.slack.calls("users.info")) - asked <= 1, calls
 
 
+def test_the_message_budget_holds_exactly_though_notebooks_are_looked_at_together(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\nmax_messages_per_sweep = 2\n')
+    for n in range(3):  # the default quota
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    first = sweep(bot)
+    assert (first.reminders, first.deferred) == (2, 1)
+    reminded = sorted(m.text.split("`")[1] for m in dms(bot, "U0ALICE"))
+    assert reminded == ["nb-0", "nb-1"], "in the sweep's order, as one at a time"
+    assert sweep(bot).reminders == 1 and sweep(bot).reminders == 0 and len(dms(bot, "U0ALICE")) == 3
+
+
 def test_a_sweep_reads_the_notebooks_once(make_bot) -> None:
     bot = make_bot('running_cpu_after = "1h"\n')
     for n in range(2):

@@ -13,8 +13,10 @@ what a sweep said about a notebook is written to its record in one transition (R
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +53,11 @@ class SweepReport:
         """What counts against the sweep's message budget."""
         return self.reminders + self.notes + self.escalations
 
+    def add(self, other: SweepReport) -> None:
+        """Count in what a part of the sweep did (not the notebooks it looked at)."""
+        for name in ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 @dataclass
 class _Sweep:
@@ -59,6 +66,7 @@ class _Sweep:
     now: float
     report: SweepReport = field(default_factory=SweepReport)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
+    zones_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -87,6 +95,7 @@ class _Plan:
 
 class Lifecycle:
     USER_CACHE_SECONDS = 24 * 3600
+    WORKERS = 8  # notebooks carried out at once within a sweep
 
     def __init__(
         self,
@@ -114,22 +123,48 @@ class Lifecycle:
         return self.sweep() if leases.throttle(self.store, "sweep", self.clock(), every) else None
 
     def sweep(self) -> SweepReport:
+        """Look at every notebook in order; the ones with something due are carried out WORKERS at a
+        time (each one's steps in order), as the store and Slack calls are mostly waiting. The message
+        budget holds exactly as if one at a time: a notebook is looked at only once the messages of
+        the ones before it (sent, or at most what those in flight may send) certainly leave room."""
         notebooks = self.notebooks.synced()
         sweep = _Sweep(self.clock())
         report = sweep.report
-        for notebook in notebooks:
-            report.notebooks += 1
-            if report.messages >= self.policy.max_messages_per_sweep:
-                report.deferred += 1
-                continue
-            try:
-                plan = self._plan(notebook, sweep)
+        budget = self.policy.max_messages_per_sweep
+        running: dict[Future[SweepReport], int] = {}  # in flight -> the most messages it may send
+        with ThreadPoolExecutor(self.WORKERS, thread_name_prefix="sweep") as pool:
+            for notebook in notebooks:
+                report.notebooks += 1
+                while running and report.messages < budget <= report.messages + sum(running.values()):
+                    self._collect(running, report, FIRST_COMPLETED)
+                if report.messages >= budget:
+                    report.deferred += 1
+                    continue
+                try:
+                    plan = self._plan(notebook, sweep)
+                except Exception:
+                    log.exception("lifecycle check failed", extra={"instance": notebook.id})
+                    continue
                 if plan.work:
-                    self._act(notebook, plan, sweep, report)
+                    running[pool.submit(self._visit, notebook, plan, sweep)] = plan.messages
                 elif plan.deferred:
                     report.deferred += 1
-            except Exception:
-                log.exception("lifecycle check failed", extra={"instance": notebook.id})
+            self._collect(running, report, ALL_COMPLETED)
+        return report
+
+    @staticmethod
+    def _collect(running: dict[Future[SweepReport], int], report: SweepReport, until: str) -> None:
+        done, _ = wait(running, return_when=until)
+        for future in done:
+            report.add(future.result())
+            del running[future]
+
+    def _visit(self, nb: Notebook, plan: _Plan, sweep: _Sweep) -> SweepReport:
+        report = SweepReport()
+        try:
+            self._act(nb, plan, sweep, report)
+        except Exception:
+            log.exception("lifecycle check failed", extra={"instance": nb.id})
         return report
 
     def _plan(self, nb: Notebook, sweep: _Sweep) -> _Plan:
@@ -330,7 +365,7 @@ class Lifecycle:
                     self._delete_now(nb, plan.since, report)
 
     def _announce_deletion(self, nb: Notebook, since: float, limit: float, sweep: _Sweep, report: SweepReport) -> None:
-        tz = self._tz(nb.owner, sweep.zones)
+        tz = self._sweep_tz(nb.owner, sweep)
         on = datetime.fromtimestamp(nb.state_since + limit, tz).strftime("%a %d %b %H:%M")
         text = (
             f"🗑 `{nb.id}` has been stopped for {hours(since)}. By policy it will be *deleted on {on}* "
@@ -365,15 +400,19 @@ class Lifecycle:
     def _working_hours(self, user: str, now: float, sweep: _Sweep) -> bool:
         if not self.policy.respect_working_hours:
             return True
-        local = datetime.fromtimestamp(now, self._tz(user, sweep.zones))
+        local = datetime.fromtimestamp(now, self._sweep_tz(user, sweep))
         start, end = self.policy.working_hours
         return local.weekday() in self.policy.working_days and start <= local.hour < end
 
-    def _tz(self, user: str, zones: dict[str, ZoneInfo] | None = None) -> ZoneInfo:
-        """The user's timezone from Slack (users.info), cached in the store for a day and, given
-        one sweep's `zones`, looked up once per sweep."""
-        if zones is not None and user in zones:
-            return zones[user]
+    def _sweep_tz(self, user: str, sweep: _Sweep) -> ZoneInfo:
+        """The user's timezone, looked up once per sweep."""
+        with sweep.zones_lock:
+            if user not in sweep.zones:
+                sweep.zones[user] = self._tz(user)
+            return sweep.zones[user]
+
+    def _tz(self, user: str) -> ZoneInfo:
+        """The user's timezone from Slack (users.info), cached in the store for a day."""
         now = self.clock()
         cached = self.store.get("users", user)
         if cached is None or now - cached.get("at", 0) > self.USER_CACHE_SECONDS:
@@ -385,9 +424,6 @@ class Lifecycle:
                 cached = {"tz": "UTC", "at": now}
             self.store.put("users", user, cached)
         try:
-            zone = ZoneInfo(cached["tz"])
+            return ZoneInfo(cached["tz"])
         except (ZoneInfoNotFoundError, ValueError):
-            zone = ZoneInfo("UTC")
-        if zones is not None:
-            zones[user] = zone
-        return zone
+            return ZoneInfo("UTC")
