@@ -14,7 +14,7 @@ import pytest
 from bot.adapters.store import FirestoreStore
 from bot.run.config import load_config
 from tests.harness import Bot
-from tests.support.store_calls import CountedStore
+from tests.support.store_calls import WRITES, CountedStore
 
 MONDAY_10_UTC = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()  # 11:00 in Paris, 05:00 in New York
 MONDAY_06_UTC = MONDAY_10_UTC - 4 * 3600  # so that 9 hours later it is still working hours in Paris
@@ -64,7 +64,7 @@ def store_calls(bot: Bot, action: Callable[[], Any]) -> Counter[tuple[str, str]]
 
 
 def writes(calls: Counter[tuple[str, str]], collection: str) -> int:
-    return sum(calls[method, collection] for method in ("create", "put", "update", "delete"))
+    return sum(calls[method, collection] for method in WRITES)
 
 
 def test_a_long_running_gpu_gets_one_reminder_with_cost_and_buttons(make_bot) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from bot.adapters.store import Change, Doc, Store
 
+WRITES = ("create", "put", "update", "delete", "update_many", "put_many")
+
 
 class CountedStore:
     """Forwards every call to `inner` (a real Store) and counts (method, collection)."""
@@ -25,8 +27,8 @@ class CountedStore:
         return self.calls[method, collection]
 
     def writes(self, collection: str) -> int:
-        """Calls that write or may write: create, put, update (a transaction, even one writing nothing), delete."""
-        return sum(self.calls[m, collection] for m in ("create", "put", "update", "delete"))
+        """Calls that write or may write (an update is a transaction, even one writing nothing)."""
+        return sum(self.calls[m, collection] for m in WRITES)
 
     def get(self, collection: str, key: str) -> Doc | None:
         self._note("get", collection)
@@ -43,6 +45,14 @@ class CountedStore:
     def update(self, collection: str, key: str, change: Change) -> Doc | None:
         self._note("update", collection)
         return self.inner.update(collection, key, change)
+
+    def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
+        self._note("update_many", collection)
+        return self.inner.update_many(collection, changes)
+
+    def put_many(self, collection: str, docs: dict[str, Doc]) -> None:
+        self._note("put_many", collection)
+        self.inner.put_many(collection, docs)
 
     def query(self, collection: str, **where: Any) -> list[Doc]:
         self._note("query", collection)
