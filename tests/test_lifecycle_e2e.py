@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.store import FirestoreStore
+from bot.domain.records import Records, Reminded, Swept
 from bot.run.config import load_config
 from tests.harness import Bot
 from tests.support.store_calls import WRITES, CountedStore
@@ -323,3 +324,17 @@ def test_a_sweep_reads_the_notebooks_once(make_bot) -> None:
     calls = store_calls(bot, lambda: sweep(bot))
     assert len(dms(bot, "U0ALICE")) == 2
     assert calls["query", "notebooks"] == 1 and calls["get", "notebooks"] == 0, calls
+
+
+def test_what_a_sweep_said_counts_once_however_often_it_is_written(make_bot) -> None:
+    """A batch of the sweep's bookkeeping that fails is written again one notebook at a time: the
+    reminder it carries must not count twice."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    run = bot.store.get("notebooks", "nb")["state_since"]
+    visit = Swept("nb", ("nb:1:running:0",), reminder=Reminded("nb:1:running:0", run, {"channel": "D", "ts": "1"}))
+    records = Records(bot.store)
+    records.swept([visit])
+    records.swept([visit])
+    doc = bot.store.get("notebooks", "nb")
+    assert (doc["unanswered"], doc["unanswered_run"], doc["said"]) == (1, run, ["nb:1:running:0"])

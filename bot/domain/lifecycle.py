@@ -7,7 +7,8 @@ reminder goes out once. Reminders wait for the owner's working hours in their Sl
 
 What a notebook needs is decided from its record as the sweep's one query read it: a notebook with
 nothing due costs no store call, a claim the record says was used already is not tried again, and
-what a sweep said about a notebook is written to its record in one transition (Records.swept).
+what a sweep said about a notebook is written to its record once (Records.swept), batched with
+the other notebooks' in one transaction.
 """
 
 from __future__ import annotations
@@ -20,22 +21,24 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoo
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.adapters.notify import Slack
-from bot.adapters.store import Store
+from bot.adapters.store import MAX_BATCH, Store
 from bot.domain import audit, leases
 from bot.domain.catalog import Catalog
 from bot.domain.notebooks import Notebooks
 from bot.domain.policy import Rules
-from bot.domain.records import Notebook, NotebookState, Records
+from bot.domain.records import Notebook, NotebookState, Records, Reminded, Swept
 from bot.domain.reminder_policy import Reminders
 from bot.domain.spec import format_duration
 from bot.ui.blocks import Blocks, actions, button, section, select_menu
 from bot.ui.listing import confirm_dialog, hours
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,11 +62,69 @@ class SweepReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+class _Ledger:
+    """What a sweep said about its notebooks, written together: the visits that finish while one
+    batch is being written go in the next, each batch one transaction on the records and one write
+    of audit entries, so a visit's bookkeeping waits for at most one batch. Writing is idempotent,
+    so a batch that fails is tried again one visit at a time."""
+
+    def __init__(self, records: Records, store: Store) -> None:
+        self.records = records
+        self.store = store
+        self._pending: list[tuple[Swept, tuple[str, dict[str, Any]] | None]] = []
+        self._mutex = threading.Lock()  # guards _pending
+        self._writing = threading.Lock()  # held by the one thread writing batches
+
+    def add(self, visit: Swept, event: tuple[str, dict[str, Any]] | None) -> None:
+        with self._mutex:
+            self._pending.append((visit, event))
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write what is pending unless another thread is at it (it then writes this too)."""
+        while self._writing.acquire(blocking=False):
+            try:
+                while batch := self._take():
+                    self._write(batch)
+            finally:
+                self._writing.release()
+            with self._mutex:
+                if not self._pending:
+                    return
+
+    def _take(self) -> list[tuple[Swept, tuple[str, dict[str, Any]] | None]]:
+        with self._mutex:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        return batch
+
+    def _write(self, batch: list[tuple[Swept, tuple[str, dict[str, Any]] | None]]) -> None:
+        _in_one_or_each(self.records.swept, [visit for visit, _ in batch])
+        _in_one_or_each(partial(audit.record_all, self.store), [event for _, event in batch if event is not None])
+
+
+def _in_one_or_each(write: Callable[[list[T]], None], items: list[T]) -> None:
+    """`write(items)`; if that fails, each item on its own (so one bad item loses only itself)."""
+    if not items:
+        return
+    try:
+        write(items)
+        return
+    except Exception:
+        log.exception("a sweep's batch write failed; writing it one at a time")
+    for item in items:
+        try:
+            write([item])
+        except Exception:
+            log.exception("a sweep's write failed")
+
+
 @dataclass
 class _Sweep:
-    """One sweep: its moment, its tally, and what does not change within it (owners' timezones)."""
+    """One sweep: its moment, its tally, its ledger, and what does not change within it (owners'
+    timezones)."""
 
     now: float
+    ledger: _Ledger
     report: SweepReport = field(default_factory=SweepReport)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
     zones_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,7 +189,7 @@ class Lifecycle:
         budget holds exactly as if one at a time: a notebook is looked at only once the messages of
         the ones before it (sent, or at most what those in flight may send) certainly leave room."""
         notebooks = self.notebooks.synced()
-        sweep = _Sweep(self.clock())
+        sweep = _Sweep(self.clock(), _Ledger(self.records, self.store))
         report = sweep.report
         budget = self.policy.max_messages_per_sweep
         running: dict[Future[SweepReport], int] = {}  # in flight -> the most messages it may send
@@ -150,6 +211,7 @@ class Lifecycle:
                 elif plan.deferred:
                     report.deferred += 1
             self._collect(running, report, ALL_COMPLETED)
+        sweep.ledger.write_pending()  # nothing is left by now: each visit's add() saw its write through
         return report
 
     @staticmethod
@@ -193,10 +255,10 @@ class Lifecycle:
         return plan
 
     def _act(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport) -> None:
-        """Carry out `plan`, then write to the record once what was said about the notebook."""
+        """Carry out `plan`, then hand the sweep's ledger what was said about the notebook."""
         said: list[str] = []
         told = False
-        posted: dict[str, str] | None = None
+        reminded: Reminded | None = None
         try:
             if plan.tell_stopped_outside:
                 self._tell_stopped_outside(nb, report, said)
@@ -208,15 +270,15 @@ class Lifecycle:
             elif plan.deferred:
                 report.deferred += 1
             elif plan.reminder is not None:
-                posted = self._remind(nb, plan.kind, plan.reminder, plan.since, sweep.now, said)
+                reminded = self._remind(nb, plan.kind, plan.reminder, plan.since, sweep.now, said)
         finally:
             if told or said:
-                reminded = (nb.state_since, posted) if posted is not None else None
-                self.records.swept(nb.id, said=said, told_stopped_outside=told, reminded=reminded)
-        if posted is not None:
-            audit.record(
-                self.store, sweep.now, "bot", f"reminder.{plan.kind}", nb.id, owner=nb.owner, period=plan.reminder
-            )
+                event = None
+                if reminded is not None:
+                    action = f"reminder.{plan.kind}"
+                    event = audit.entry(sweep.now, "bot", action, nb.id, owner=nb.owner, period=plan.reminder)
+                sweep.ledger.add(Swept(nb.id, tuple(said), told, reminded), event)
+        if reminded is not None:
             report.reminders += 1
 
     def _tell_stopped_outside(self, nb: Notebook, report: SweepReport, said: list[str]) -> None:
@@ -232,13 +294,13 @@ class Lifecycle:
 
     def _remind(
         self, nb: Notebook, kind: str, period: int, since: float, now: float, said: list[str]
-    ) -> dict[str, str] | None:
-        """Send the reminder for `period` unless another sweep has; the posted message, if sent."""
+    ) -> Reminded | None:
+        """Send the reminder for `period` unless another sweep has; None if not sent here."""
         with self._once(nb, kind, period, said) as mine:
             if not mine:
                 return None
             text, blocks = self.reminder(nb, kind, since, now)
-            return self._dm(nb.owner, text, blocks)
+            return Reminded(self._key(nb, kind, period), nb.state_since, self._dm(nb.owner, text, blocks))
 
     @staticmethod
     def _kind(nb: Notebook) -> str:

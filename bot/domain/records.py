@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.adapters.store import Doc, Store
+from bot.adapters.store import MAX_BATCH, Doc, Store
 from bot.domain import audit
 from bot.domain.errors import UserError, one_of
 from bot.domain.spec import INSTANCE_NAME, NotebookSpec, instance_name
@@ -120,6 +120,27 @@ class Notebook:
     def agrees_with(self, state: str, url: str | None) -> bool:
         """The record already says what a list or get call saw: `Records.observed` would write nothing."""
         return self.state == NotebookState.of_cloud(state) and (not url or url == self.url)
+
+
+@dataclass(frozen=True)
+class Reminded:
+    """A reminder a sweep sent: its claim key, the run it was about, and the message as posted."""
+
+    key: str
+    run: float
+    posted: Doc
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What one sweep did about one notebook: the claim keys of the messages it sent (later sweeps
+    skip those claims), that its owner now knows it was stopped outside the bot, and one more
+    unanswered reminder for a run (a new run starts counting from zero)."""
+
+    instance_id: str
+    said: tuple[str, ...] = ()
+    told_stopped_outside: bool = False
+    reminder: Reminded | None = None
 
 
 def _moved(doc: Doc, state: NotebookState, now: float) -> Doc:
@@ -367,35 +388,33 @@ class Records:
     # --- transitions: reminders -----------------------------------------------------------------------
     SAID_KEPT = 8  # a key dropped from a record only costs one refused claim in a later sweep
 
-    def swept(
-        self,
-        instance_id: str,
-        *,
-        said: Sequence[str] = (),
-        told_stopped_outside: bool = False,
-        reminded: tuple[float, Doc] | None = None,
-    ) -> None:
-        """What one sweep did about a notebook, in one write: the claim keys of the messages it sent
-        (so later sweeps skip those claims), that its owner now knows it was stopped outside the bot,
-        and one more unanswered reminder for the run `reminded[0]`, posted as `reminded[1]` (a new
-        run starts counting from zero)."""
+    def swept(self, visits: Sequence[Swept]) -> None:
+        """What a sweep did about these notebooks, one transaction per MAX_BATCH of them; writing the
+        same visits again changes nothing more (a reminder whose key the record lists is counted)."""
+        if len({v.instance_id for v in visits}) != len(visits):
+            raise ValueError("one visit per notebook")
+        for start in range(0, len(visits), MAX_BATCH):
+            batch = visits[start : start + MAX_BATCH]
+            self.store.update_many(COLLECTION, {v.instance_id: self._sweep_change(v) for v in batch})
 
+    def _sweep_change(self, visit: Swept) -> Callable[[Doc | None], Doc | None]:
         def change(doc: Doc | None) -> Doc | None:
             if doc is None:
                 return None
             new = dict(doc)
-            if said:
-                earlier = [k for k in doc.get("said") or () if k not in said]
-                new["said"] = [*earlier, *said][-self.SAID_KEPT :]
-            if told_stopped_outside and doc.get("stopped_outside"):
+            known = list(doc.get("said") or ())
+            reminder = visit.reminder
+            if reminder is not None and reminder.key not in known:
+                run = reminder.run
+                earlier = doc.get("unanswered", 0) if doc.get("unanswered_run") == run else 0
+                new.update(unanswered=earlier + 1, unanswered_run=run, last_reminder=reminder.posted)
+            if visit.said:
+                new["said"] = [*(k for k in known if k not in visit.said), *visit.said][-self.SAID_KEPT :]
+            if visit.told_stopped_outside and doc.get("stopped_outside"):
                 new["stopped_outside"] = False
-            if reminded is not None:
-                run, posted = reminded
-                earlier_count = doc.get("unanswered", 0) if doc.get("unanswered_run") == run else 0
-                new.update(unanswered=earlier_count + 1, unanswered_run=run, last_reminder=posted)
             return new if new != doc else None
 
-        self.store.update(COLLECTION, instance_id, change)
+        return change
 
     def snooze(self, instance_id: str, until: float) -> None:
         self.store.update(
