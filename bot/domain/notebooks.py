@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bot.adapters.notify import Slack
@@ -225,13 +226,18 @@ class Notebooks:
 
         for freed in self._forget_abandoned_launches(records, now):
             read_again(freed)
-        busy = {d["notebook"] for d in self.store.query("operations", open=True)}  # the bot's own stop/start
-        zones = {n.zone for n in records if n.zone} | {self.default_zone}
+        zones = sorted({n.zone for n in records if n.zone} | {self.default_zone})
+        # every list call after the records were read (a list older than a record must not overwrite it),
+        # all at once: they and the operations query only wait on the network
+        with ThreadPoolExecutor(min(len(zones) + 1, 8), thread_name_prefix="sync") as pool:
+            lists = {zone: pool.submit(self.workbench.list, zone) for zone in zones}
+            open_operations = pool.submit(self.store.query, "operations", open=True)
+        busy = {d["notebook"] for d in open_operations.result()}  # the bot's own stop/start
         unmanaged: list[InstanceInfo] = []
         changed: set[str] = set()
         managed_ids = {n.id for n in records}
-        for zone in sorted(zones):
-            found = {i.instance_id: i for i in self.workbench.list(zone)}
+        for zone, listed in lists.items():
+            found = {i.instance_id: i for i in listed.result()}
             for notebook in (n for n in records if n.zone == zone and not n.launching and n.state != GONE):
                 info = found.pop(notebook.id, None)
                 if notebook.id in busy:
