@@ -250,10 +250,11 @@ def add_store_flag(parser: Any, default: str = "auto") -> None:
 class CountingStore:
     """Any Store, forwarded, with every call counted by (method, collection) and the documents it
     read and wrote. `update` counts one read per run of its change function (a retried transaction
-    reads again) and a write when the change returns a document. Unknown methods (a rewrite may add
-    some) are forwarded and counted; a list they return counts as that many documents read."""
+    reads again) and a write when the change returns a document; `update_many` and `put_many` count
+    each of their documents the same way. Unknown methods (a rewrite may add some) are forwarded and
+    counted; a list they return counts as that many documents read."""
 
-    KNOWN = ("get", "create", "put", "update", "query", "delete")
+    KNOWN = ("get", "create", "put", "update", "update_many", "put_many", "query", "delete")
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -298,6 +299,28 @@ class CountingStore:
             return self.inner.update(collection, key, counted)
         finally:
             self._count("update", collection, reads=len(runs), writes=int(bool(runs and runs[-1])))
+
+    def update_many(self, collection: str, changes: dict[str, Callable[[Any], Any]]) -> Any:
+        """One transaction over several documents: reads and writes counted per document, as `update`."""
+        runs: dict[str, list[bool]] = {key: [] for key in changes}
+
+        def counted(key: str, change: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            def run(doc: Any) -> Any:
+                new = change(doc)
+                runs[key].append(new is not None)
+                return new
+
+            return run
+
+        try:
+            return self.inner.update_many(collection, {key: counted(key, ch) for key, ch in changes.items()})
+        finally:
+            reads = sum(len(r) for r in runs.values())
+            self._count("update_many", collection, reads=reads, writes=sum(bool(r and r[-1]) for r in runs.values()))
+
+    def put_many(self, collection: str, docs: dict[str, Any]) -> None:
+        self.inner.put_many(collection, docs)
+        self._count("put_many", collection, writes=len(docs))
 
     def query(self, collection: str, **where: Any) -> list[Any]:
         docs = self.inner.query(collection, **where)

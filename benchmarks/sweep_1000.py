@@ -38,8 +38,11 @@ NOW = 1_796_047_200.0  # Monday 2026-11-30, 14:00 UTC: working hours for all fou
 GOAL = 2.0
 
 
-def seed(store: Any, workbench: c.WorkbenchSimulator | None, count: int, project: str) -> None:
-    """Write `count` notebook records (and, given a simulator, their instances).
+def seed(store: Any, workbench: c.WorkbenchSimulator, count: int, project: str, *, instances: bool) -> None:
+    """Write `count` notebook records (and, with `instances`, their instances in the simulator).
+
+    Each record agrees with its instance, URL included (as a launch leaves it), so the sweep meets
+    the steady state rather than records that all need a fix from the cloud.
 
     INTERNAL: the notebook record's fields as bot/domain/notebooks.py reads them today (id, zone,
     owner, channel, spec, state, created_at, state_since, running_seconds, url, managed). If the
@@ -52,6 +55,12 @@ def seed(store: Any, workbench: c.WorkbenchSimulator | None, count: int, project
         for zone in ZONES
         for gpu in (False, True)
     }
+
+    if instances:
+        for n in range(count):
+            state = "STOPPED" if n % 5 == 0 else "ACTIVE"
+            workbench.add_instance(ZONES[n % len(ZONES)], f"nb-{n:04d}", {"state": state}, project=project)
+    urls = {name.rsplit("/", 1)[-1]: f"https://{i['proxyUri']}" for name, i in workbench.instances().items()}
 
     def one(n: int) -> None:
         zone, owner = ZONES[n % len(ZONES)], OWNERS[n % len(OWNERS)]
@@ -72,15 +81,11 @@ def seed(store: Any, workbench: c.WorkbenchSimulator | None, count: int, project
                 "created_at": NOW - age,
                 "state_since": NOW - age,
                 "running_seconds": 0.0,
-                "url": None,
+                "url": urls.get(name),
                 "managed": True,
             },
         )
 
-    if workbench is not None:
-        for n in range(count):
-            state = "STOPPED" if n % 5 == 0 else "ACTIVE"
-            workbench.add_instance(ZONES[n % len(ZONES)], f"nb-{n:04d}", {"state": state}, project=project)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, range(count)))
 
@@ -143,7 +148,7 @@ def main() -> None:
         for n in range(rounds):
             inner = backend.empty(env, inner)
             started = time.perf_counter()
-            seed(inner, workbench if n == 0 else None, count, settings.project or "")
+            seed(inner, workbench, count, settings.project or "", instances=n == 0)
             seeded = time.perf_counter() - started
             store = c.CountingStore(inner)
             services = Services(settings, config=load_config(None), clock=lambda: NOW, store=store)

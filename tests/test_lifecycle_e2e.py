@@ -4,14 +4,18 @@ auto-stop, opt-in auto-delete, working hours, and concurrent sweeps."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from bot.adapters.store import FirestoreStore
+from bot.domain.records import Records, Reminded, Swept
 from bot.run.config import load_config
 from tests.harness import Bot
+from tests.support.store_calls import WRITES, CountedStore
 
 MONDAY_10_UTC = datetime(2026, 11, 30, 10, 0, tzinfo=UTC).timestamp()  # 11:00 in Paris, 05:00 in New York
 MONDAY_06_UTC = MONDAY_10_UTC - 4 * 3600  # so that 9 hours later it is still working hours in Paris
@@ -28,7 +32,7 @@ def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
     def make(reminders: str = "") -> Bot:
         config = tmp_path / "config.toml"
         config.write_text(BASE + "[reminders]\n" + reminders)
-        store = FirestoreStore(firestore.Client(project=firestore_project))
+        store = CountedStore(FirestoreStore(firestore.Client(project=firestore_project)))
         bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
         bot.clock.now = MONDAY_10_UTC
         bots.append(bot)
@@ -50,6 +54,18 @@ def dms(bot: Bot, user: str) -> list:
 
 def sweep(bot: Bot):
     return bot.services.lifecycle.sweep()
+
+
+def store_calls(bot: Bot, action: Callable[[], Any]) -> Counter[tuple[str, str]]:
+    """The store calls `action` made, by (method, collection)."""
+    assert isinstance(bot.store, CountedStore)
+    before = Counter(bot.store.calls)
+    action()
+    return Counter(bot.store.calls) - before
+
+
+def writes(calls: Counter[tuple[str, str]], collection: str) -> int:
+    return sum(calls[method, collection] for method in WRITES)
 
 
 def test_a_long_running_gpu_gets_one_reminder_with_cost_and_buttons(make_bot) -> None:
@@ -228,3 +244,97 @@ def test_a_reminder_slack_failed_to_deliver_is_sent_by_the_next_sweep(make_bot) 
     bot.slack.fail_next("chat.postMessage", "internal_error")
     assert sweep(bot).reminders == 0 and dms(bot, "U0ALICE") == []
     assert sweep(bot).reminders == 1 and len(dms(bot, "U0ALICE")) == 1
+
+
+# --- what a sweep costs ------------------------------------------------------------------------------
+def test_a_sweep_with_nothing_due_writes_nothing(make_bot) -> None:
+    """The cloud agrees with the records and no reminder is due: no transaction, claim or audit
+    entry, and no App Home refreshed."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for name in ("nb-a", "nb-b"):
+        launch_ready(bot, "U0ALICE", name)
+    bot.clock.advance(30 * 60)
+    homes = len(bot.slack.calls("views.publish"))
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert [writes(calls, c) for c in ("notebooks", "reminders", "audit")] == [0, 0, 0], calls
+    assert calls["query", "notebooks"] >= 1 and len(bot.slack.calls("views.publish")) == homes
+
+
+def test_the_sweep_records_a_running_notebooks_new_address(make_bot) -> None:
+    """Only the URL changed in the cloud (same state): the record follows it."""
+    bot = make_bot()
+    launch_ready(bot, "U0ALICE", "nb")
+    [(name, instance)] = [(n, i) for n, i in bot.workbench.instances().items() if n.endswith("/nb")]
+    moved = "moved-dot-us-central1.notebooks.googleusercontent.com"
+    bot.workbench.restore({name: {**instance, "proxyUri": moved}})
+    sweep(bot)
+    assert bot.store.get("notebooks", "nb")["url"] == f"https://{moved}"
+
+
+def test_a_reminder_is_one_claim_one_record_write_and_one_audit_entry(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.advance(2 * HOUR)
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert len(dms(bot, "U0ALICE")) == 1
+    assert (calls["create", "reminders"], writes(calls, "notebooks"), writes(calls, "audit")) == (1, 1, 1), calls
+
+
+def test_a_later_sweep_in_the_same_period_tries_no_claim_again(make_bot) -> None:
+    """The record says which reminder went out, so sweeps every few minutes don't re-claim it."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.advance(2 * HOUR)
+    assert sweep(bot).reminders == 1
+    bot.clock.advance(10 * 60)
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert [writes(calls, c) for c in ("notebooks", "reminders", "audit")] == [0, 0, 0], calls
+    bot.clock.advance(DAY)  # the next period: reminded again, as before
+    assert sweep(bot).reminders == 1 and len(dms(bot, "U0ALICE")) == 2
+
+
+def test_an_owners_timezone_is_looked_up_once_per_sweep(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(3):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    asked = len(bot.slack.calls("users.info"))
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert len(dms(bot, "U0ALICE")) == 3
+    assert calls["get", "users"] == 1 and len(bot.slack.calls("users.info")) - asked <= 1, calls
+
+
+def test_the_message_budget_holds_exactly_though_notebooks_are_looked_at_together(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\nmax_messages_per_sweep = 2\n')
+    for n in range(3):  # the default quota
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    first = sweep(bot)
+    assert (first.reminders, first.deferred) == (2, 1)
+    reminded = sorted(m.text.split("`")[1] for m in dms(bot, "U0ALICE"))
+    assert reminded == ["nb-0", "nb-1"], "in the sweep's order, as one at a time"
+    assert sweep(bot).reminders == 1 and sweep(bot).reminders == 0 and len(dms(bot, "U0ALICE")) == 3
+
+
+def test_a_sweep_reads_the_notebooks_once(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(2):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert len(dms(bot, "U0ALICE")) == 2
+    assert calls["query", "notebooks"] == 1 and calls["get", "notebooks"] == 0, calls
+
+
+def test_what_a_sweep_said_counts_once_however_often_it_is_written(make_bot) -> None:
+    """A batch of the sweep's bookkeeping that fails is written again one notebook at a time: the
+    reminder it carries must not count twice."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    run = bot.store.get("notebooks", "nb")["state_since"]
+    visit = Swept("nb", ("nb:1:running:0",), reminder=Reminded("nb:1:running:0", run, {"channel": "D", "ts": "1"}))
+    records = Records(bot.store)
+    records.swept([visit])
+    records.swept([visit])
+    doc = bot.store.get("notebooks", "nb")
+    assert (doc["unanswered"], doc["unanswered_run"], doc["said"]) == (1, run, ["nb:1:running:0"])

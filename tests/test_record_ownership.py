@@ -8,12 +8,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WRITES = {"create", "put", "update", "delete"}
+WRITES = {"create", "put", "update", "delete", "update_many", "put_many"}
 OWNER = ROOT / "bot" / "domain" / "records.py"
 
 
 def writes_to(tree: ast.AST, collection: str) -> list[int]:
-    """Lines calling `<anything>.create/put/update/delete(collection, …)` with the name as a literal."""
+    """Lines calling `<anything>.<a write>(collection, …)` (WRITES) with the name as a literal."""
     lines = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in WRITES:
@@ -36,6 +36,7 @@ def test_only_the_records_module_writes_notebook_records() -> None:
 
 def test_the_check_sees_a_write_when_there_is_one() -> None:
     assert writes_to(ast.parse('store.update("notebooks", key, change)'), "notebooks") == [1]
+    assert writes_to(ast.parse('store.update_many("notebooks", changes)'), "notebooks") == [1]
     assert writes_to(OWNER_TREE, "notebooks") == [], "the owner writes through its COLLECTION constant"
     assert writes_to(ast.parse(OWNER.read_text().replace("COLLECTION,", '"notebooks",')), "notebooks")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.adapters.store import FirestoreStore, SqliteStore, Store
+from bot.adapters.store import MAX_BATCH, FirestoreStore, SqliteStore, Store
 
 
 @pytest.fixture(params=["sqlite", "firestore"])
@@ -63,6 +63,47 @@ def test_an_exception_in_the_change_aborts_the_write(store: Store) -> None:
     with pytest.raises(RuntimeError):
         store.update("things", "a", boom)
     assert store.get("things", "a") == {"n": 1}
+
+
+def test_update_many_changes_each_doc_as_it_stands_in_one_transaction(store: Store) -> None:
+    store.put("things", "a", {"n": 1})
+    store.put("things", "b", {"n": 5})
+    stood = store.update_many(
+        "things",
+        {
+            "a": lambda d: {**d, "n": d["n"] + 1},
+            "b": lambda d: None,  # writes nothing
+            "new": lambda d: {"n": 0} if d is None else None,
+            "missing": lambda d: None,
+        },
+    )
+    assert stood == {"a": {"n": 2}, "b": {"n": 5}, "new": {"n": 0}, "missing": None}
+    assert [store.get("things", k) for k in ("a", "b", "new", "missing")] == [{"n": 2}, {"n": 5}, {"n": 0}, None]
+    assert store.update_many("things", {}) == {}
+
+
+def test_an_exception_in_one_change_of_many_writes_none_of_them(store: Store) -> None:
+    store.put("things", "a", {"n": 1})
+
+    def boom(doc):
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        store.update_many("things", {"a": lambda d: {"n": 2}, "b": boom})
+    assert store.get("things", "a") == {"n": 1} and store.get("things", "b") is None
+
+
+def test_put_many_writes_every_doc(store: Store) -> None:
+    store.put("things", "a", {"n": 0})
+    store.put_many("things", {"a": {"n": 1}, "b": {"n": 2}})
+    store.put_many("things", {})
+    assert [store.get("things", k) for k in ("a", "b")] == [{"n": 1}, {"n": 2}]
+
+
+def test_one_write_holds_at_most_a_batch(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.put_many("things", {str(n): {"n": n} for n in range(MAX_BATCH + 1)})
+    assert store.get("things", "0") is None
 
 
 def test_concurrent_updates_lose_nothing(store: Store) -> None:

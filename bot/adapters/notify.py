@@ -8,6 +8,7 @@ sandbox talk to a local fake.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,6 +80,7 @@ class Slack:
         self.client = client
         self.post_client = post_client or client  # without connection-error retries (see web_client)
         self._dm_channels: dict[str, str] = {}  # user -> DM channel; conversations.open once per user
+        self._dm_lock = threading.Lock()  # ... even from several threads (a sweep's workers)
 
     def post(
         self,
@@ -113,7 +115,10 @@ class Slack:
     def dm_channel(self, user: str) -> str:
         channel = self._dm_channels.get(user)
         if channel is None:
-            channel = self._dm_channels[user] = self.client.conversations_open(users=user)["channel"]["id"]
+            with self._dm_lock:
+                channel = self._dm_channels.get(user)
+                if channel is None:
+                    channel = self._dm_channels[user] = self.client.conversations_open(users=user)["channel"]["id"]
         return channel
 
     def post_or_dm(self, channel: str, user: str, text: str, blocks: list[dict] | None = None) -> Posted:

@@ -1,9 +1,10 @@
 """Where the bot keeps its records: Firestore in production, SQLite on a laptop.
 
 The store is a small document store (collections of JSON-like dicts keyed by id) with one
-transactional primitive, `update`, on which leases, state transitions and "exactly once" are
-built. Both implementations pass the same contract tests (tests/test_store_contract.py).
-Timestamps are stored as float epoch seconds so both back ends hold the same values.
+transactional primitive, `update` (and `update_many`, the same over several docs), on which
+leases, state transitions and "exactly once" are built. Both implementations pass the same
+contract tests (tests/test_store_contract.py). Timestamps are stored as float epoch seconds so
+both back ends hold the same values.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ class Store(Protocol):
         """
         ...
 
+    def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
+        """`update` of several docs (at most MAX_BATCH) in one transaction: every change sees its doc
+        as it is, and all the docs they return are written, or none. Returns each doc as it now stands."""
+        ...
+
+    def put_many(self, collection: str, docs: dict[str, Doc]) -> None:
+        """`put` of several docs (at most MAX_BATCH) in one write."""
+        ...
+
     def query(self, collection: str, **where: Any) -> list[Doc]:
         """Docs whose fields equal the given values; a list or tuple value means 'any of these'."""
         ...
@@ -50,6 +60,14 @@ class Store(Protocol):
         ...
 
     def delete(self, collection: str, key: str) -> None: ...
+
+
+MAX_BATCH = 500  # writes in one Firestore transaction or batch
+
+
+def _check_batch(size: int) -> None:
+    if size > MAX_BATCH:
+        raise ValueError(f"{size} documents in one write; at most {MAX_BATCH}")
 
 
 def matches(doc: Doc, where: dict[str, Any]) -> bool:
@@ -128,6 +146,30 @@ class SqliteStore:
 
         return self._transaction(work)
 
+    def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
+        _check_batch(len(changes))
+
+        def work() -> dict[str, Doc | None]:
+            stood: dict[str, Doc | None] = {}
+            for key, change in changes.items():
+                current = self._read(collection, key)
+                new = change(json.loads(json.dumps(current)) if current is not None else None)
+                if new is not None:
+                    self._write(collection, key, new)
+                stood[key] = current if new is None else new
+            return stood
+
+        return self._transaction(work)
+
+    def put_many(self, collection: str, docs: dict[str, Doc]) -> None:
+        _check_batch(len(docs))
+
+        def work() -> None:
+            for key, doc in docs.items():
+                self._write(collection, key, doc)
+
+        self._transaction(work)
+
     def query(self, collection: str, **where: Any) -> list[Doc]:
         with self._lock:
             rows = self._db.execute("SELECT body FROM docs WHERE collection = ?", (collection,)).fetchall()
@@ -197,6 +239,38 @@ class FirestoreStore:
             return new
 
         return work(self._client.transaction(max_attempts=10))
+
+    def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
+        from google.cloud import firestore
+
+        _check_batch(len(changes))
+        if not changes:
+            return {}
+        refs = {key: self._ref(collection, key) for key in changes}
+
+        @firestore.transactional
+        def work(transaction: Any) -> dict[str, Doc | None]:
+            found = {s.reference.id: s for s in transaction.get_all(list(refs.values()))}  # one read for all
+            stood: dict[str, Doc | None] = {}
+            for key, change in changes.items():
+                snapshot = found.get(key)
+                current = snapshot.to_dict() if snapshot is not None and snapshot.exists else None
+                new = change(json.loads(json.dumps(current)) if current is not None else None)
+                if new is not None:
+                    transaction.set(refs[key], new)
+                stood[key] = current if new is None else new
+            return stood
+
+        return work(self._client.transaction(max_attempts=10))
+
+    def put_many(self, collection: str, docs: dict[str, Doc]) -> None:
+        _check_batch(len(docs))
+        if not docs:
+            return
+        batch = self._client.batch()
+        for key, doc in docs.items():
+            batch.set(self._ref(collection, key), doc)
+        batch.commit()
 
     def query(self, collection: str, **where: Any) -> list[Doc]:
         from google.cloud.firestore_v1.base_query import FieldFilter

@@ -1,35 +1,44 @@
 """Idle and forgotten notebooks: reminders, snoozes, escalation, auto-stop and opt-in auto-delete.
 
-A sweep looks at every managed notebook after one list call per zone (Notebooks.sync). Each
+A sweep looks at every managed notebook after one list call per zone (Notebooks.synced). Each
 reminder is claimed by creating a record whose key names the notebook, the run (when its
 current state began) and the reminder's period, so however many replicas sweep at once, a
 reminder goes out once. Reminders wait for the owner's working hours in their Slack timezone.
+
+What a notebook needs is decided from its record as the sweep's one query read it: a notebook with
+nothing due costs no store call, a claim the record says was used already is not tried again, and
+what a sweep said about a notebook is written to its record once (Records.swept), batched with
+the other notebooks' in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.adapters.notify import Slack
-from bot.adapters.store import Store
+from bot.adapters.store import MAX_BATCH, Store
 from bot.domain import audit, leases
 from bot.domain.catalog import Catalog
 from bot.domain.notebooks import Notebooks
 from bot.domain.policy import Rules
-from bot.domain.records import Notebook, NotebookState, Records
+from bot.domain.records import Notebook, NotebookState, Records, Reminded, Swept
 from bot.domain.reminder_policy import Reminders
 from bot.domain.spec import format_duration
 from bot.ui.blocks import Blocks, actions, button, section, select_menu
 from bot.ui.listing import confirm_dialog, hours
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,9 +51,112 @@ class SweepReport:
     auto_deletes: int = 0
     deferred: int = 0  # due, but outside the owner's working hours or over the sweep's message budget
 
+    @property
+    def messages(self) -> int:
+        """What counts against the sweep's message budget."""
+        return self.reminders + self.notes + self.escalations
+
+    def add(self, other: SweepReport) -> None:
+        """Count in what a part of the sweep did (not the notebooks it looked at)."""
+        for name in ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class _Ledger:
+    """What a sweep said about its notebooks, written together: the visits that finish while one
+    batch is being written go in the next, each batch one transaction on the records and one write
+    of audit entries, so a visit's bookkeeping waits for at most one batch. Writing is idempotent,
+    so a batch that fails is tried again one visit at a time."""
+
+    def __init__(self, records: Records, store: Store) -> None:
+        self.records = records
+        self.store = store
+        self._pending: list[tuple[Swept, tuple[str, dict[str, Any]] | None]] = []
+        self._mutex = threading.Lock()  # guards _pending
+        self._writing = threading.Lock()  # held by the one thread writing batches
+
+    def add(self, visit: Swept, event: tuple[str, dict[str, Any]] | None) -> None:
+        with self._mutex:
+            self._pending.append((visit, event))
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write what is pending unless another thread is at it (it then writes this too)."""
+        while self._writing.acquire(blocking=False):
+            try:
+                while batch := self._take():
+                    self._write(batch)
+            finally:
+                self._writing.release()
+            with self._mutex:
+                if not self._pending:
+                    return
+
+    def _take(self) -> list[tuple[Swept, tuple[str, dict[str, Any]] | None]]:
+        with self._mutex:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        return batch
+
+    def _write(self, batch: list[tuple[Swept, tuple[str, dict[str, Any]] | None]]) -> None:
+        _in_one_or_each(self.records.swept, [visit for visit, _ in batch])
+        _in_one_or_each(partial(audit.record_all, self.store), [event for _, event in batch if event is not None])
+
+
+def _in_one_or_each(write: Callable[[list[T]], None], items: list[T]) -> None:
+    """`write(items)`; if that fails, each item on its own (so one bad item loses only itself)."""
+    if not items:
+        return
+    try:
+        write(items)
+        return
+    except Exception:
+        log.exception("a sweep's batch write failed; writing it one at a time")
+    for item in items:
+        try:
+            write([item])
+        except Exception:
+            log.exception("a sweep's write failed")
+
+
+@dataclass
+class _Sweep:
+    """One sweep: its moment, its tally, its ledger, and what does not change within it (owners'
+    timezones)."""
+
+    now: float
+    ledger: _Ledger
+    report: SweepReport = field(default_factory=SweepReport)
+    zones: dict[str, ZoneInfo] = field(default_factory=dict)
+    zones_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Plan:
+    """What a sweep has to do about one notebook, decided from its record (and its owner's timezone)
+    alone; a step whose claim the record says was used already is left out."""
+
+    kind: str  # running or stopped
+    since: float  # seconds in its current state
+    tell_stopped_outside: bool = False
+    delete_notice: bool = False  # announce the policy's automatic deletion
+    delete: bool = False  # delete it (if the deletion was announced)
+    escalate: bool = False
+    reminder: int | None = None  # the reminder period due
+    deferred: bool = False  # a reminder is due, outside the owner's working hours
+
+    @property
+    def messages(self) -> int:
+        """The most messages carrying it out counts against the sweep's budget."""
+        return self.tell_stopped_outside + self.delete_notice + (self.escalate or self.reminder is not None)
+
+    @property
+    def work(self) -> bool:
+        return bool(self.messages or self.delete)
+
 
 class Lifecycle:
     USER_CACHE_SECONDS = 24 * 3600
+    WORKERS = 8  # notebooks carried out at once within a sweep
 
     def __init__(
         self,
@@ -72,69 +184,147 @@ class Lifecycle:
         return self.sweep() if leases.throttle(self.store, "sweep", self.clock(), every) else None
 
     def sweep(self) -> SweepReport:
-        self.notebooks.sync(force=True)
-        report = SweepReport()
-        now = self.clock()
-        for notebook in self.notebooks.everyone():
-            report.notebooks += 1
-            if report.reminders + report.notes + report.escalations >= self.policy.max_messages_per_sweep:
-                report.deferred += 1
-                continue
-            try:
-                self._look_at(notebook, now, report)
-            except Exception:
-                log.exception("lifecycle check failed", extra={"instance": notebook.id})
+        """Look at every notebook in order; the ones with something due are carried out WORKERS at a
+        time (each one's steps in order), as the store and Slack calls are mostly waiting. The message
+        budget holds exactly as if one at a time: a notebook is looked at only once the messages of
+        the ones before it (sent, or at most what those in flight may send) certainly leave room."""
+        notebooks = self.notebooks.synced()
+        sweep = _Sweep(self.clock(), _Ledger(self.records, self.store))
+        report = sweep.report
+        budget = self.policy.max_messages_per_sweep
+        running: dict[Future[SweepReport], int] = {}  # in flight -> the most messages it may send
+        with ThreadPoolExecutor(self.WORKERS, thread_name_prefix="sweep") as pool:
+            for notebook in notebooks:
+                report.notebooks += 1
+                while running and report.messages < budget <= report.messages + sum(running.values()):
+                    self._collect(running, report, FIRST_COMPLETED)
+                if report.messages >= budget:
+                    report.deferred += 1
+                    continue
+                try:
+                    plan = self._plan(notebook, sweep)
+                except Exception:
+                    log.exception("lifecycle check failed", extra={"instance": notebook.id})
+                    continue
+                if plan.work:
+                    running[pool.submit(self._visit, notebook, plan, sweep)] = plan.messages
+                elif plan.deferred:
+                    report.deferred += 1
+            self._collect(running, report, ALL_COMPLETED)
+        sweep.ledger.write_pending()  # nothing is left by now: each visit's add() saw its write through
         return report
 
-    def _look_at(self, nb: Notebook, now: float, report: SweepReport) -> None:
-        if nb.stopped_outside and nb.state == NotebookState.STOPPED:
-            with self._once(nb, "idle-stop", 0) as mine:
-                if mine:
-                    self._dm(
-                        nb.owner,
-                        f"💤 `{nb.id}` was stopped (Workbench's idle shutdown, or outside the bot). "
-                        f"Its disks still bill ≈${self._disk_month(nb):.2f}/month; `/notebook start {nb.id}` "
-                        "brings it back.",
-                    )
-                    report.notes += 1
-            self.records.told_stopped_outside(nb.id)
+    @staticmethod
+    def _collect(running: dict[Future[SweepReport], int], report: SweepReport, until: str) -> None:
+        done, _ = wait(running, return_when=until)
+        for future in done:
+            report.add(future.result())
+            del running[future]
+
+    def _visit(self, nb: Notebook, plan: _Plan, sweep: _Sweep) -> SweepReport:
+        report = SweepReport()
+        try:
+            self._act(nb, plan, sweep, report)
+        except Exception:
+            log.exception("lifecycle check failed", extra={"instance": nb.id})
+        return report
+
+    def _plan(self, nb: Notebook, sweep: _Sweep) -> _Plan:
+        now = sweep.now
+        kind, since = self._kind(nb), now - nb.state_since
+        plan = _Plan(kind, since, tell_stopped_outside=nb.stopped_outside and nb.state == NotebookState.STOPPED)
         if nb.state not in (NotebookState.ACTIVE, NotebookState.STOPPED) or nb.snoozed_until > now:
-            return
-        kind = "running" if nb.state == NotebookState.ACTIVE else "stopped"
-        since = now - nb.state_since
-        threshold = self._threshold(nb)
-        if kind == "stopped" and self.policy.auto_delete_stopped_after:
-            self._auto_delete(nb, since, report)
-        if since < threshold:
-            return
-        period = int((since - threshold) // self.policy.repeat_every)
+            return plan
+        limit = self.policy.auto_delete_stopped_after
+        if kind == "stopped" and limit:
+            notice_due = since >= limit - self.policy.auto_delete_notice
+            plan.delete_notice = notice_due and self._key(nb, "delete-notice", 0) not in nb.said
+            plan.delete = since >= limit and self._key(nb, "auto-delete", 0) not in nb.said
+        if since < self._threshold(nb):
+            return plan
         unanswered = nb.unanswered if nb.unanswered_run == nb.state_since else 0
         if unanswered >= self.policy.escalate_after:
-            self._escalate(nb, kind, since, report)
-            return
-        if not self._working_hours(nb.owner, now):
-            report.deferred += 1
-            return
-        with self._once(nb, kind, period) as mine:
+            plan.escalate = self._key(nb, "escalation", 0) not in nb.said
+            return plan
+        if not self._working_hours(nb.owner, now, sweep):
+            plan.deferred = True
+            return plan
+        period = int((since - self._threshold(nb)) // self.policy.repeat_every)
+        if self._key(nb, kind, period) not in nb.said:
+            plan.reminder = period
+        return plan
+
+    def _act(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport) -> None:
+        """Carry out `plan`, then hand the sweep's ledger what was said about the notebook."""
+        said: list[str] = []
+        told = False
+        reminded: Reminded | None = None
+        try:
+            if plan.tell_stopped_outside:
+                self._tell_stopped_outside(nb, report, said)
+                told = True
+            if plan.delete_notice or plan.delete:
+                self._auto_delete(nb, plan, sweep, report, said)
+            if plan.escalate:
+                self._escalate(nb, plan.kind, plan.since, report, said)
+            elif plan.deferred:
+                report.deferred += 1
+            elif plan.reminder is not None:
+                reminded = self._remind(nb, plan.kind, plan.reminder, plan.since, sweep.now, said)
+        finally:
+            if told or said:
+                event = None
+                if reminded is not None:
+                    action = f"reminder.{plan.kind}"
+                    event = audit.entry(sweep.now, "bot", action, nb.id, owner=nb.owner, period=plan.reminder)
+                sweep.ledger.add(Swept(nb.id, tuple(said), told, reminded), event)
+        if reminded is not None:
+            report.reminders += 1
+
+    def _tell_stopped_outside(self, nb: Notebook, report: SweepReport, said: list[str]) -> None:
+        with self._once(nb, "idle-stop", 0, said) as mine:
+            if mine:
+                self._dm(
+                    nb.owner,
+                    f"💤 `{nb.id}` was stopped (Workbench's idle shutdown, or outside the bot). "
+                    f"Its disks still bill ≈${self._disk_month(nb):.2f}/month; `/notebook start {nb.id}` "
+                    "brings it back.",
+                )
+                report.notes += 1
+
+    def _remind(
+        self, nb: Notebook, kind: str, period: int, since: float, now: float, said: list[str]
+    ) -> Reminded | None:
+        """Send the reminder for `period` unless another sweep has; None if not sent here."""
+        with self._once(nb, kind, period, said) as mine:
             if not mine:
-                return
+                return None
             text, blocks = self.reminder(nb, kind, since, now)
-            posted = self._dm(nb.owner, text, blocks)
-        self.records.note_reminder(nb.id, nb.state_since, posted)
-        audit.record(self.store, now, "bot", f"reminder.{kind}", nb.id, owner=nb.owner, period=period)
-        report.reminders += 1
+            return Reminded(self._key(nb, kind, period), nb.state_since, self._dm(nb.owner, text, blocks))
+
+    @staticmethod
+    def _kind(nb: Notebook) -> str:
+        return "running" if nb.state == NotebookState.ACTIVE else "stopped"
 
     def _threshold(self, nb: Notebook) -> float:
         if nb.state == NotebookState.STOPPED:
             return self.policy.stopped_after
         return self.policy.running_gpu_after if nb.spec.gpu_count else self.policy.running_cpu_after
 
+    @staticmethod
+    def _key(nb: Notebook, kind: str, period: int) -> str:
+        return f"{nb.id}:{nb.state_since:.0f}:{kind}:{period}"
+
     @contextmanager
-    def _once(self, nb: Notebook, kind: str, period: int) -> Iterator[bool]:
+    def _once(self, nb: Notebook, kind: str, period: int, said: list[str]) -> Iterator[bool]:
         """Exactly one sweep, on any replica, sends this message for this run and period: the body
         runs only for the sweep that claimed it (True), and a failure in it gives the claim back so a
-        later sweep tries again instead of the message being lost."""
-        key = f"{nb.id}:{nb.state_since:.0f}:{kind}:{period}"
+        later sweep tries again instead of the message being lost. A claim the record lists as used
+        is not tried again; one used here is added to `said`, for the record."""
+        key = self._key(nb, kind, period)
+        if key in nb.said:
+            yield False
+            return
         mine = self.store.create("reminders", key, {"notebook": nb.id, "kind": kind, "at": self.clock()})
         try:
             yield mine
@@ -142,6 +332,8 @@ class Lifecycle:
             if mine:
                 self.store.delete("reminders", key)
             raise
+        if mine:
+            said.append(key)
 
     # --- messages ----------------------------------------------------------------------------------
     def reminder(self, nb: Notebook, kind: str, since: float, now: float) -> tuple[str, Blocks]:
@@ -193,8 +385,8 @@ class Lifecycle:
         self.records.answered(nb_id)
 
     # --- escalation and automatic actions ------------------------------------------------------------
-    def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport) -> None:
-        with self._once(nb, "escalation", 0) as mine:
+    def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport, said: list[str]) -> None:
+        with self._once(nb, "escalation", 0, said) as mine:
             if mine:
                 self._escalate_now(nb, kind, since, report)
 
@@ -220,20 +412,23 @@ class Lifecycle:
         audit.record(self.store, self.clock(), "bot", "reminder.escalated", nb.id, auto_stop=bool(action))
         report.escalations += 1
 
-    def _auto_delete(self, nb: Notebook, since: float, report: SweepReport) -> None:
+    def _auto_delete(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport, said: list[str]) -> None:
         limit = self.policy.auto_delete_stopped_after or 0
-        if since >= limit - self.policy.auto_delete_notice:
-            with self._once(nb, "delete-notice", 0) as mine:
+        if plan.delete_notice:
+            with self._once(nb, "delete-notice", 0, said) as mine:
                 if mine:
-                    self._announce_deletion(nb, since, limit, report)
-        announced = self.store.get("reminders", f"{nb.id}:{nb.state_since:.0f}:delete-notice:0")
-        if since >= limit and announced:
-            with self._once(nb, "auto-delete", 0) as mine:
+                    self._announce_deletion(nb, plan.since, limit, sweep, report)
+        if not plan.delete:
+            return
+        notice = self._key(nb, "delete-notice", 0)
+        if notice in nb.said or notice in said or self.store.get("reminders", notice):  # announced
+            with self._once(nb, "auto-delete", 0, said) as mine:
                 if mine:
-                    self._delete_now(nb, since, report)
+                    self._delete_now(nb, plan.since, report)
 
-    def _announce_deletion(self, nb: Notebook, since: float, limit: float, report: SweepReport) -> None:
-        on = datetime.fromtimestamp(nb.state_since + limit, self._tz(nb.owner)).strftime("%a %d %b %H:%M")
+    def _announce_deletion(self, nb: Notebook, since: float, limit: float, sweep: _Sweep, report: SweepReport) -> None:
+        tz = self._sweep_tz(nb.owner, sweep)
+        on = datetime.fromtimestamp(nb.state_since + limit, tz).strftime("%a %d %b %H:%M")
         text = (
             f"🗑 `{nb.id}` has been stopped for {hours(since)}. By policy it will be *deleted on {on}* "
             "(your time), with its disks, unless you keep it."
@@ -264,12 +459,19 @@ class Lifecycle:
             self._dm(admin, text)
 
     # --- working hours -----------------------------------------------------------------------------
-    def _working_hours(self, user: str, now: float) -> bool:
+    def _working_hours(self, user: str, now: float, sweep: _Sweep) -> bool:
         if not self.policy.respect_working_hours:
             return True
-        local = datetime.fromtimestamp(now, self._tz(user))
+        local = datetime.fromtimestamp(now, self._sweep_tz(user, sweep))
         start, end = self.policy.working_hours
         return local.weekday() in self.policy.working_days and start <= local.hour < end
+
+    def _sweep_tz(self, user: str, sweep: _Sweep) -> ZoneInfo:
+        """The user's timezone, looked up once per sweep."""
+        with sweep.zones_lock:
+            if user not in sweep.zones:
+                sweep.zones[user] = self._tz(user)
+            return sweep.zones[user]
 
     def _tz(self, user: str) -> ZoneInfo:
         """The user's timezone from Slack (users.info), cached in the store for a day."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bot.adapters.notify import Slack
@@ -209,35 +210,64 @@ class Notebooks:
         every = self.SYNC_EVERY if fresher_than is None else fresher_than
         if not force and not leases.throttle(self.store, "sync", now, every):
             return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
+        return self._sync(now)[0]
+
+    def synced(self) -> list[Notebook]:
+        """Sync now (as `sync(force=True)`) and return every record as it then stands, from the sync's
+        one query: what the sync wrote replaces what it read (the lifecycle sweep reads no more)."""
+        return self._sync(self.clock())[1]
+
+    def _sync(self, now: float) -> tuple[list[InstanceInfo], list[Notebook]]:
         records = self.records.everyone()
-        self._forget_abandoned_launches(records, now)
-        busy = {d["notebook"] for d in self.store.query("operations", open=True)}  # the bot's own stop/start
-        zones = {n.zone for n in records if n.zone} | {self.default_zone}
+        current = {n.id: n for n in records}  # the records as they stand after this sync, in order
+
+        def read_again(instance_id: str) -> None:  # changed by someone else meanwhile (rare)
+            again = self.records.get(instance_id)
+            if again is None:
+                current.pop(instance_id, None)
+            else:
+                current[instance_id] = again
+
+        for freed in self._forget_abandoned_launches(records, now):
+            read_again(freed)
+        zones = sorted({n.zone for n in records if n.zone} | {self.default_zone})
+        # every list call after the records were read (a list older than a record must not overwrite it),
+        # all at once: they and the operations query only wait on the network
+        with ThreadPoolExecutor(min(len(zones) + 1, 8), thread_name_prefix="sync") as pool:
+            lists = {zone: pool.submit(self.workbench.list, zone) for zone in zones}
+            open_operations = pool.submit(self.store.query, "operations", open=True)
+        busy = {d["notebook"] for d in open_operations.result()}  # the bot's own stop/start
         unmanaged: list[InstanceInfo] = []
         changed: set[str] = set()
         managed_ids = {n.id for n in records}
-        for zone in sorted(zones):
-            found = {i.instance_id: i for i in self.workbench.list(zone)}
+        for zone, listed in lists.items():
+            found = {i.instance_id: i for i in listed.result()}
             for notebook in (n for n in records if n.zone == zone and not n.launching and n.state != GONE):
                 info = found.pop(notebook.id, None)
                 if notebook.id in busy:
                     continue
-                # written only if the record still says what it said before the list call: a state the
-                # bot wrote meanwhile is newer than what the list saw
+                if info is not None and notebook.agrees_with(info.state, info.url):
+                    continue  # a transaction only where the cloud differs from the record as read above
+                # written only if the record still says that: a state the bot wrote meanwhile is newer
                 if info is None:
-                    self.records.mark_gone(notebook.id, seen=notebook.state)
-                    changed.add(notebook.owner)
-                elif self.records.observed(notebook.id, info.state, info.url, seen=notebook.state):
+                    written = self.records.mark_gone(notebook.id, seen=notebook.state)
+                else:
+                    written = self.records.observed(notebook.id, info.state, info.url, seen=notebook.state)
+                if written is None:
+                    read_again(notebook.id)
+                else:
+                    current[notebook.id] = written
                     changed.add(notebook.owner)
             unmanaged += [i for i in found.values() if i.instance_id not in managed_ids]
         self.store.put("meta", "unmanaged", {"at": now, "instances": [i.__dict__ for i in unmanaged]})
         if changed and self.on_change:
             self.on_change(changed)
-        return unmanaged
+        return unmanaged, list(current.values())
 
-    def _forget_abandoned_launches(self, records: list[Notebook], now: float) -> None:
+    def _forget_abandoned_launches(self, records: list[Notebook], now: float) -> list[str]:
         """A name reserved by a launch that ended without creating anything (a crash between two
-        writes, say) would hold the name and the quota for ever: free it."""
+        writes, say) would hold the name and the quota for ever: free it. Returns the names freed."""
+        freed: list[str] = []
         for notebook in records:
             if notebook.state not in LAUNCH_PHASES or now - notebook.created_at < self.ABANDONED_AFTER:
                 continue
@@ -245,3 +275,5 @@ class Notebooks:
             if launch is None or not launch.get("open"):
                 self.records.free(notebook.id, launch_id=notebook.launch_id)
                 log.warning("freed the name %s, reserved by a launch that never finished", notebook.id)
+                freed.append(notebook.id)
+        return freed

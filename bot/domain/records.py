@@ -15,12 +15,12 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.adapters.store import Doc, Store
+from bot.adapters.store import MAX_BATCH, Doc, Store
 from bot.domain import audit
 from bot.domain.errors import UserError, one_of
 from bot.domain.spec import INSTANCE_NAME, NotebookSpec, instance_name
@@ -78,6 +78,7 @@ class Notebook:
     snoozed_until: float
     unanswered: int
     unanswered_run: float | None
+    said: tuple[str, ...] = ()  # claim keys of the latest lifecycle messages sent about it (Records.swept)
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Notebook:
@@ -98,6 +99,7 @@ class Notebook:
             snoozed_until=doc.get("snoozed_until", 0.0),
             unanswered=doc.get("unanswered", 0),
             unanswered_run=doc.get("unanswered_run"),
+            said=tuple(doc.get("said") or ()),
         )
 
     @property
@@ -114,6 +116,31 @@ class Notebook:
 
     def cost_so_far(self, now: float) -> float:
         return self.uptime(now) / 3600 * self.spec.usd_per_hour
+
+    def agrees_with(self, state: str, url: str | None) -> bool:
+        """The record already says what a list or get call saw: `Records.observed` would write nothing."""
+        return self.state == NotebookState.of_cloud(state) and (not url or url == self.url)
+
+
+@dataclass(frozen=True)
+class Reminded:
+    """A reminder a sweep sent: its claim key, the run it was about, and the message as posted."""
+
+    key: str
+    run: float
+    posted: Doc
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What one sweep did about one notebook: the claim keys of the messages it sent (later sweeps
+    skip those claims), that its owner now knows it was stopped outside the bot, and one more
+    unanswered reminder for a run (a new run starts counting from zero)."""
+
+    instance_id: str
+    said: tuple[str, ...] = ()
+    told_stopped_outside: bool = False
+    reminder: Reminded | None = None
 
 
 def _moved(doc: Doc, state: NotebookState, now: float) -> Doc:
@@ -297,34 +324,49 @@ class Records:
         self.store.delete(COLLECTION, instance_id)
 
     # --- transitions: what the cloud and the bot's operations say -----------------------------------
-    def observed(self, instance_id: str, state: str, url: str | None, *, seen: str | None = None) -> bool:
-        """Record what a list or get call saw. With `seen`, only if the record still says what it said
-        before the call: a state the bot wrote meanwhile is newer than what the call saw."""
+    def observed(self, instance_id: str, state: str, url: str | None, *, seen: str | None = None) -> Notebook | None:
+        """Record what a list or get call saw; the record as written, or None if that changed nothing.
+        With `seen`, only if the record still says what it said before the call: a state the bot
+        wrote meanwhile is newer than what the call saw."""
         now = self.clock()
         cloud = NotebookState.of_cloud(state)
+        wrote: list[bool] = []
 
         def change(doc: Doc | None) -> Doc | None:
+            wrote.clear()  # the store may run this more than once
             if doc is None or (seen is not None and doc.get("state") != seen):
                 return None
-            new = _moved(doc, cloud, now)
+            new = dict(_moved(doc, cloud, now))  # a copy: _moved returns `doc` itself when the state is the same
             if cloud == NotebookState.STOPPED and doc.get("state") in (NotebookState.ACTIVE, NotebookState.STOPPING):
                 new["stopped_outside"] = True  # idle shutdown or the console; the owner is told once
             if url:
                 new["url"] = url
-            return new if new != doc else None
+            if new == doc:
+                return None
+            wrote.append(True)
+            return new
 
-        return self.store.update(COLLECTION, instance_id, change) is not None
+        doc = self.store.update(COLLECTION, instance_id, change)
+        return Notebook.from_doc(doc) if wrote and doc else None
 
-    def mark_gone(self, instance_id: str, *, seen: str | None = None) -> None:
+    def mark_gone(self, instance_id: str, *, seen: str | None = None) -> Notebook | None:
+        """The instance is no longer in the cloud: the record as written (and audited), or None if
+        that changed nothing."""
         now = self.clock()
+        wrote: list[bool] = []
 
         def gone(doc: Doc | None) -> Doc | None:
-            if doc is None or (seen is not None and doc.get("state") != seen):
+            wrote.clear()
+            if doc is None or (seen is not None and doc.get("state") != seen) or doc.get("state") == NotebookState.GONE:
                 return None
+            wrote.append(True)
             return _moved(doc, NotebookState.GONE, now)
 
-        if self.store.update(COLLECTION, instance_id, gone) is not None:
-            audit.record(self.store, now, "bot", "notebook.gone", instance_id)
+        doc = self.store.update(COLLECTION, instance_id, gone)
+        if not (wrote and doc):
+            return None
+        audit.record(self.store, now, "bot", "notebook.gone", instance_id)
+        return Notebook.from_doc(doc)
 
     def operation_done(self, instance_id: str, state: NotebookState) -> None:
         now = self.clock()
@@ -344,16 +386,35 @@ class Records:
             check_quota(self.counted(notebook.owner, besides=notebook.id))
 
     # --- transitions: reminders -----------------------------------------------------------------------
-    def note_reminder(self, instance_id: str, run: float, posted: dict[str, str]) -> None:
-        """One more unanswered reminder for this run (a new run starts counting from zero)."""
+    SAID_KEPT = 8  # a key dropped from a record only costs one refused claim in a later sweep
 
+    def swept(self, visits: Sequence[Swept]) -> None:
+        """What a sweep did about these notebooks, one transaction per MAX_BATCH of them; writing the
+        same visits again changes nothing more (a reminder whose key the record lists is counted)."""
+        if len({v.instance_id for v in visits}) != len(visits):
+            raise ValueError("one visit per notebook")
+        for start in range(0, len(visits), MAX_BATCH):
+            batch = visits[start : start + MAX_BATCH]
+            self.store.update_many(COLLECTION, {v.instance_id: self._sweep_change(v) for v in batch})
+
+    def _sweep_change(self, visit: Swept) -> Callable[[Doc | None], Doc | None]:
         def change(doc: Doc | None) -> Doc | None:
             if doc is None:
                 return None
-            earlier = doc.get("unanswered", 0) if doc.get("unanswered_run") == run else 0
-            return {**doc, "unanswered": earlier + 1, "unanswered_run": run, "last_reminder": posted}
+            new = dict(doc)
+            known = list(doc.get("said") or ())
+            reminder = visit.reminder
+            if reminder is not None and reminder.key not in known:
+                run = reminder.run
+                earlier = doc.get("unanswered", 0) if doc.get("unanswered_run") == run else 0
+                new.update(unanswered=earlier + 1, unanswered_run=run, last_reminder=reminder.posted)
+            if visit.said:
+                new["said"] = [*(k for k in known if k not in visit.said), *visit.said][-self.SAID_KEPT :]
+            if visit.told_stopped_outside and doc.get("stopped_outside"):
+                new["stopped_outside"] = False
+            return new if new != doc else None
 
-        self.store.update(COLLECTION, instance_id, change)
+        return change
 
     def snooze(self, instance_id: str, until: float) -> None:
         self.store.update(
@@ -363,10 +424,3 @@ class Records:
     def answered(self, instance_id: str) -> None:
         """The owner acted on a reminder: unanswered reminders start again from zero."""
         self.store.update(COLLECTION, instance_id, lambda d: {**d, "unanswered": 0} if d else None)
-
-    def told_stopped_outside(self, instance_id: str) -> None:
-        self.store.update(
-            COLLECTION,
-            instance_id,
-            lambda d: {**d, "stopped_outside": False} if d and d.get("stopped_outside") else None,
-        )

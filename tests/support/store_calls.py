@@ -1,0 +1,63 @@
+"""A real store that also notes each call it forwards, so a test can say what a pass cost."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from bot.adapters.store import Change, Doc, Store
+
+WRITES = ("create", "put", "update", "delete", "update_many", "put_many")
+
+
+class CountedStore:
+    """Forwards every call to `inner` (a real Store) and counts (method, collection)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def _note(self, method: str, collection: str) -> None:
+        with self._lock:
+            self.calls[method, collection] += 1
+
+    def count(self, method: str, collection: str) -> int:
+        return self.calls[method, collection]
+
+    def writes(self, collection: str) -> int:
+        """Calls that write or may write (an update is a transaction, even one writing nothing)."""
+        return sum(self.calls[m, collection] for m in WRITES)
+
+    def get(self, collection: str, key: str) -> Doc | None:
+        self._note("get", collection)
+        return self.inner.get(collection, key)
+
+    def create(self, collection: str, key: str, doc: Doc) -> bool:
+        self._note("create", collection)
+        return self.inner.create(collection, key, doc)
+
+    def put(self, collection: str, key: str, doc: Doc) -> None:
+        self._note("put", collection)
+        self.inner.put(collection, key, doc)
+
+    def update(self, collection: str, key: str, change: Change) -> Doc | None:
+        self._note("update", collection)
+        return self.inner.update(collection, key, change)
+
+    def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
+        self._note("update_many", collection)
+        return self.inner.update_many(collection, changes)
+
+    def put_many(self, collection: str, docs: dict[str, Doc]) -> None:
+        self._note("put_many", collection)
+        self.inner.put_many(collection, docs)
+
+    def query(self, collection: str, **where: Any) -> list[Doc]:
+        self._note("query", collection)
+        return self.inner.query(collection, **where)
+
+    def delete(self, collection: str, key: str) -> None:
+        self._note("delete", collection)
+        self.inner.delete(collection, key)
