@@ -252,6 +252,7 @@ def test_the_replacement_gpu_offer_launches_once_however_often_and_by_whom_it_is
     reply = bot.driver.command("U0ALICE", "new gpu=p100 name=offered").json()
     offer = ephemeral(reply, user="U0ALICE", channel="C0GENERAL")
     first = bot.driver.click("U0ALICE", offer, "launch_offer")
+    bot.slack.wait_for(bot.launches)  # clicks are acknowledged first: let Alice's be the first one taken
     again = bot.driver.click("U0BOB", offer, "launch_offer")  # the same message, a second click
     assert first.status == again.status == 200
     told = bot.slack.wait_for(lambda: [m for m in bot.slack.messages() if "already used" in m.text])

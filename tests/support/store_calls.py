@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from bot.adapters.store import Change, Doc, Store
+from bot.adapters.store import DUE_LIMIT, Change, Doc, Store
 
 WRITES = ("create", "put", "update", "delete", "update_many", "put_many")
 
@@ -57,6 +57,10 @@ class CountedStore:
     def query(self, collection: str, **where: Any) -> list[Doc]:
         self._note("query", collection)
         return self.inner.query(collection, **where)
+
+    def due(self, collection: str, now: float, limit: int = DUE_LIMIT) -> list[Doc]:
+        self._note("due", collection)
+        return self.inner.due(collection, now, limit)
 
     def delete(self, collection: str, key: str) -> None:
         self._note("delete", collection)
