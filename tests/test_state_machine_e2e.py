@@ -262,17 +262,28 @@ def test_the_replacement_gpu_offer_launches_once_however_often_and_by_whom_it_is
     assert len(bot.launches()) == 1 and bot.workbench.count("create") == 1
 
 
-def test_stop_now_clicked_twice_stops_once_and_says_so(store, monkeypatch, tmp_path) -> None:
+def reminding_after_an_hour(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[reminders]\nrespect_working_hours = false\nrunning_gpu_after = "1h"\n')
+    return config
+
+
+def reminded_of_a_busy_gpu(bot: Bot):
+    """Alice's GPU notebook `busy`, ready and running for two hours: the reminder DM it got."""
+    bot.driver.command("U0ALICE", "new gpu=l4 name=busy")
+    bot.slack.wait_for(lambda: top_level(bot))
+    idle(bot)
+    bot.reconcile_until(lambda: ready(bot))
+    bot.clock.advance(2 * 3600)
+    bot.services.lifecycle.sweep()
+    [reminder] = [m for m in bot.slack.messages("DU0ALICE") if "running for" in m.text]
+    return reminder
+
+
+def test_stop_now_clicked_twice_stops_once_and_says_so(store, monkeypatch, tmp_path) -> None:
+    config = reminding_after_an_hour(tmp_path)
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
-        bot.driver.command("U0ALICE", "new gpu=l4 name=busy")
-        bot.slack.wait_for(lambda: top_level(bot))
-        idle(bot)
-        bot.reconcile_until(lambda: ready(bot))
-        bot.clock.advance(2 * 3600)
-        bot.services.lifecycle.sweep()
-        [reminder] = [m for m in bot.slack.messages("DU0ALICE") if "running for" in m.text]
+        reminder = reminded_of_a_busy_gpu(bot)
         assert bot.driver.click("U0ALICE", reminder, "lifecycle_stop").status == 200
         assert bot.driver.click("U0ALICE", reminder, "lifecycle_stop").status == 200  # the stale copy
         told = bot.slack.wait_for(lambda: [m for m in ephemerals(bot, "U0ALICE") if "Already asked" in m.text])
@@ -296,17 +307,10 @@ class OneStaleRead(SqliteStore):
 
 
 def test_a_second_click_racing_the_first_is_told_it_was_already_asked(monkeypatch, tmp_path) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text('[reminders]\nrespect_working_hours = false\nrunning_gpu_after = "1h"\n')
+    config = reminding_after_an_hour(tmp_path)
     store = OneStaleRead(tmp_path / "store.sqlite3")
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
-        bot.driver.command("U0ALICE", "new gpu=l4 name=busy")
-        bot.slack.wait_for(lambda: top_level(bot))
-        idle(bot)
-        bot.reconcile_until(lambda: ready(bot))
-        bot.clock.advance(2 * 3600)
-        bot.services.lifecycle.sweep()
-        [reminder] = [m for m in bot.slack.messages("DU0ALICE") if "running for" in m.text]
+        reminder = reminded_of_a_busy_gpu(bot)
         bot.driver.click("U0ALICE", reminder, "lifecycle_stop")
         bot.slack.wait_for(lambda: bot.store.query("operations"))
         store.stale = 2
