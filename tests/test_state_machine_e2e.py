@@ -123,7 +123,7 @@ def test_without_the_history_scope_a_lost_post_is_given_up_rather_than_repeated(
 
 # --- Google failing while a creation takes its time -----------------------------------------------------
 def test_a_slow_creation_that_meets_transient_errors_still_ends_ready(bot: Bot) -> None:
-    bot.workbench.op_polls_until_done = 12  # about two minutes of looks with the backoff
+    bot.workbench.op_polls_until_done = 12  # twelve looks before the operation is done
     bot.driver.command("U0ALICE", "new name=slow")
     bot.slack.wait_for(lambda: bot.workbench.count("create") == 1)
     idle(bot)

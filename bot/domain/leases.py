@@ -119,11 +119,6 @@ def work_due(store: Store, collection: str, now: float, advance: Callable[[str],
     return advanced
 
 
-def backoff(first: float, attempt: int) -> float:
-    """Seconds before the next look at an operation: growing ×1.5 up to 20 s, as op.result() does."""
-    return min(first * 1.5**attempt, 20.0)
-
-
 def throttle(store: Store, key: str, now: float, every: float) -> bool:
     """True for one caller per `every` seconds across all workers (periodic work like sweeps)."""
     took: list[bool] = []

@@ -6,9 +6,10 @@
       FAILED              FAILED
 
 The request path checks who asks and writes the REQUESTED record; a step makes the Workbench call
-(delete carries request_id = the operation's id), follows its operation with backoff, applies the
-outcome to the notebook record through bot/domain/records.py and shows it in Slack: the message the
-click came from is replaced, or one message is posted at most once (bot/domain/outbox.py).
+(delete carries request_id = the operation's id), follows its instance in the zone's list
+(bot/adapters/observer.py), applies the outcome to the notebook record through bot/domain/records.py
+and shows it in Slack: the message the click came from is replaced, or one message is posted at most
+once (bot/domain/outbox.py).
 """
 
 from __future__ import annotations
