@@ -160,3 +160,16 @@ def test_with_no_zone_to_go_to_the_message_says_so_and_offers_no_button(
     failed = stocked_out(bot, available)
     assert offers(failed) == [] and says in words(failed) and "no other zone to offer" in words(failed)
     assert "Couldn't create `gpu1`" in failed.text and "Try again later" in failed.text
+
+
+def test_a_stockout_answered_to_the_create_call_itself_fails_at_once_with_the_offer(bot: Bot) -> None:
+    bot.workbench.fail_next(  # HTTP 503, as Compute Engine answers a synchronous insert (scylladb's logs, 2025)
+        "create",
+        503,
+        "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS: The zone 'projects/test-project/zones/us-central1-a' does not "
+        "have enough resources available to fulfill the request. Consider trying your request in the us-east1-b, "
+        "us-central1-c zone(s), which currently has capacity to accommodate your request.",
+    )
+    bot.driver.command("U0ALICE", "new gpu=l4 name=gpu1")
+    failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
+    assert offers(failed) == ["Launch in us-central1-c"] and bot.workbench.count("create") == 1

@@ -328,8 +328,9 @@ class translated:
             # Over REST the client sets grpc_status_code only for some statuses; the HTTP one is always there.
             code = exc.grpc_status_code.value[0] if exc.grpc_status_code is not None else HTTP_TO_CODE.get(exc.code, 2)
             error = explain(code, HTTP_PREFIX.sub("", exc.message or str(exc)), getattr(exc, "details", None) or ())
-            if isinstance(exc, g.TooManyRequests | g.ServiceUnavailable | g.InternalServerError | g.GatewayTimeout):
-                error.retriable = True
+            transient = g.TooManyRequests | g.ServiceUnavailable | g.InternalServerError | g.GatewayTimeout
+            if isinstance(exc, transient) and error.kind != "stockout":  # Compute answers a stockout with 503:
+                error.retriable = True  # retrying the zone that is out only delays the offer of one that isn't
             raise error from None
         if isinstance(exc, g.RetryError | ConnectionError | OSError):
             raise WorkbenchError("unavailable", f"Workbench could not be reached ({exc}).", retriable=True) from None
