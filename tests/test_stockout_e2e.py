@@ -173,3 +173,24 @@ def test_a_stockout_answered_to_the_create_call_itself_fails_at_once_with_the_of
     bot.driver.command("U0ALICE", "new gpu=l4 name=gpu1")
     failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
     assert offers(failed) == ["Launch in us-central1-c"] and bot.workbench.count("create") == 1
+
+
+def test_the_new_launch_asks_the_approvers_again_where_the_policy_says_so(store, monkeypatch, tmp_path) -> None:
+    approvals = '[access]\napprovers = ["U0APPROVER"]\napproval_channel = "C0APPROVALS"\n'
+    policy = f"[policy]\nallowed_zones = {ZONES}\napproval_over_usd_per_hour = 0.5\n"  # an L4 needs an approver
+    with start(store, monkeypatch, tmp_path, approvals + policy) as bot:
+        bot.workbench.stock_out("us-central1-a", ["us-central1-b"])
+        bot.driver.command("U0ALICE", "new gpu=l4 name=gpu1")
+        [request] = bot.slack.wait_for(lambda: bot.channel_messages("C0APPROVALS"))
+        idle(bot)
+        bot.driver.click("U0APPROVER", request, "approve_launch")
+        failed = bot.reconcile_until(lambda: "Couldn't create" in bot.launch_message().text and bot.launch_message())
+
+        bot.driver.click("U0ALICE", failed, "launch_elsewhere")
+        asked = bot.slack.wait_for(lambda: [m for m in bot.channel_messages("C0APPROVALS") if m.ts != request.ts])
+        assert "<@U0ALICE>" in asked[0].text and "us-central1-b" in str(asked[0].blocks)
+        idle(bot)
+        bot.clock.advance(60)
+        bot.services.reconcile()
+        [relaunched] = [d for d in bot.launches() if d["spec"]["zone"] == "us-central1-b"]
+        assert relaunched["state"] == "PENDING_APPROVAL" and bot.workbench.count("create") == 1
