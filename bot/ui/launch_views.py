@@ -26,9 +26,6 @@ def cancel_button(launch: Launch) -> dict:
     return button("Cancel", "cancel_launch", launch.id)
 
 
-ELSEWHERE = "launch_elsewhere"  # the stockout's offer: the same spec in the zone the button names
-
-
 class LaunchViews:
     def __init__(self, catalog: Catalog, approval_expires_after: int) -> None:
         self.catalog = catalog
@@ -93,7 +90,7 @@ class LaunchViews:
         if launch.retry_zone:
             return [
                 actions(
-                    button(f"Launch in {launch.retry_zone}", ELSEWHERE, launch.id, style="primary"),
+                    button(f"Launch in {launch.retry_zone}", "launch_elsewhere", launch.id, style="primary"),
                     block_id=f"elsewhere:{launch.id}",
                 ),
                 context(
