@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.errors import UserError
+from bot.domain.launches import Launch
 from bot.domain.operations import describe
 from bot.run.services import Services
 from bot.ui.blocks import error_reply
@@ -44,15 +45,37 @@ def launch_offer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond
         respond(text=reply, blocks=blocks, response_type="ephemeral", replace_original=False)
         return
     if not created:
-        respond(
-            text=f"This offer was already used: <@{launch.requester}> launched `{launch.instance_id}` "
-            f"({services.launcher.messages.state_words(launch)}). Nothing new was started.",
-            response_type="ephemeral",
-            replace_original=False,
-        )
+        respond(text=already_used(services, launch), response_type="ephemeral", replace_original=False)
         return
     respond(text=f"✅ Launching `{launch.instance_id}` as offered (`{text}`).", replace_original=True)
     services.kick_launch(launch.id)
+
+
+def launch_elsewhere(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
+    """A stockout's "Launch in ZONE": the failed launch again in that zone, once, for its requester
+    (who, or an admin, may click it); the failure message then says where it went."""
+    ack()
+    user = body["user"]["id"]
+    try:
+        failed, launch, created = services.launcher.relaunch_elsewhere(user, action.get("value"))
+    except UserError as error:
+        tell(services, body, respond, f"⚠️ {error.message}")
+        return
+    if not created:
+        tell(services, body, respond, already_used(services, launch))
+        return
+    if body.get("response_url"):
+        text, blocks = services.launcher.messages.relaunched(failed, launch, user)
+        respond(text=text, blocks=blocks, replace_original=True)
+    services.kick_launch(launch.id)
+
+
+def already_used(services: Services, launch: Launch) -> str:
+    """What a second click on a one-click launch offer is told: what the first one started."""
+    return (
+        f"This offer was already used: <@{launch.requester}> launched `{launch.instance_id}` "
+        f"({services.launcher.messages.state_words(launch)}). Nothing new was started."
+    )
 
 
 def customize_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, services: Services):
@@ -201,6 +224,7 @@ def lifecycle_snooze(ack: Ack, body: dict[str, Any], action: dict[str, Any], res
 
 def register(app: Any) -> None:
     app.action("launch_offer")(launch_offer)
+    app.action("launch_elsewhere")(launch_elsewhere)
     app.action("customize_launch")(customize_launch)
     app.action("open_notebook")(open_notebook)
     app.action("value")(form_changed)

@@ -36,6 +36,7 @@ ACTION_IDS = [
     "deny_launch",
     "review_launch",
     "launch_offer",
+    "launch_elsewhere",
     "customize_launch",
     "open_notebook",
     "value",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from bot.domain.spec import NotebookSpec
 
 RETRIABLE_CODES = {4, 10, 13, 14}  # DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
 ZONE_IN_TEXT = re.compile(r"\b([a-z]+-[a-z]+\d+-[a-z])\b")
+EXHAUSTED_ZONE = re.compile(r"zones/([a-z]+-[a-z]+\d+-[a-z])\b")  # "The zone 'projects/P/zones/Z' does not have…"
+CAPACITY_IN = re.compile(r"trying your request in the ([a-z0-9, -]+?) zone\(s\)")  # Compute's LocalizedMessage
 HTTP_PREFIX = re.compile(r"^[A-Z]+ https?://\S+: ")  # the REST client prefixes messages with "VERB URL: "
 HTTP_TO_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 14, 500: 13, 503: 14, 504: 4}  # 429: retry later
 
@@ -31,7 +34,7 @@ class WorkbenchError(Exception):
     kind: str  # quota, stockout, not_found, permission, exists, invalid, unavailable, unknown
     message: str
     retriable: bool = False
-    zones: list[str] = field(default_factory=list)  # other zones an error suggested
+    zones: list[str] = field(default_factory=list)  # a stockout's zones that Google says have capacity
 
     def __str__(self) -> str:
         return self.message
@@ -124,7 +127,7 @@ class Workbench:
         if not op.done:
             return OperationStatus(done=False)
         if op.HasField("error") and op.error.code:
-            return OperationStatus(done=True, error=explain(op.error.code, op.error.message))
+            return OperationStatus(done=True, error=explain(op.error.code, op.error.message, op.error.details))
         return OperationStatus(done=True)
 
     def get(self, zone: str, instance_id: str) -> InstanceInfo | None:
@@ -230,11 +233,12 @@ def label_value(text: str) -> str:
 
 
 # --- errors -----------------------------------------------------------------------------------------
-def explain(code: int, message: str) -> WorkbenchError:
-    """Turn a Google error code and text into a WorkbenchError a person can act on."""
+def explain(code: int, message: str, details: Iterable[Any] = ()) -> WorkbenchError:
+    """Turn a Google error code, text and details into a WorkbenchError a person can act on."""
     text = message or ""
     lowered = text.lower()
-    zones = sorted(set(ZONE_IN_TEXT.findall(text)))
+    exhausted = EXHAUSTED_ZONE.findall(text)
+    zones = sorted(set(ZONE_IN_TEXT.findall(text)) - set(exhausted))
     if "quota" in lowered:
         return WorkbenchError(
             "quota",
@@ -242,12 +246,17 @@ def explain(code: int, message: str) -> WorkbenchError:
             "(IAM & Admin → Quotas), or choose a smaller or different GPU.",
         )
     if "resource_pool_exhausted" in lowered or "does not have enough resources" in lowered or code == 8:
-        where = f" Zones named in the error: {', '.join(zones)}." if zones else ""
+        available = [z for z in zones_with_capacity(text, details) if z not in exhausted]
+        where = f" in `{exhausted[0]}`" if exhausted else " in the zone"
+        if available:
+            named = f" Google says these zones have capacity now: {', '.join(available)}."
+        else:
+            named = f" Zones named in the error: {', '.join(zones)}." if zones else ""
         return WorkbenchError(
             "stockout",
-            "Google Cloud has no capacity for this machine or GPU in the zone right now."
-            f"{where} Try again later, another zone (`zone=...`), or another GPU.",
-            zones=zones,
+            f"Google Cloud has no capacity for this machine or GPU{where} right now."
+            f"{named} Try again later, another zone (`zone=...`), or another GPU.",
+            zones=available,
         )
     if code == 5 or "not found" in lowered or "was not found" in lowered:
         return WorkbenchError(
@@ -271,6 +280,36 @@ def explain(code: int, message: str) -> WorkbenchError:
     return WorkbenchError("unknown", f"Workbench said: {text.strip() or f'error {code}'}")
 
 
+def zones_with_capacity(text: str, details: Iterable[Any] = ()) -> list[str]:
+    """The zones a stockout error says have capacity, in its order: ErrorInfo's `zonesAvailable`
+    (reason `resource_availability`), else the LocalizedMessage's or the message's "Consider trying
+    your request in the A, B zone(s)". Details may be packed (Any, as in an operation) or not."""
+    from google.rpc import error_details_pb2
+
+    hints = (error_details_pb2.ErrorInfo, error_details_pb2.LocalizedMessage)
+    sentences = [text]
+    for detail in details:
+        if hasattr(detail, "Unpack"):  # a packed Any: unpack the two kinds that can name zones
+            kind = next((k for k in hints if detail.Is(k.DESCRIPTOR)), None)
+            if kind is None:
+                continue
+            unpacked = kind()
+            detail.Unpack(unpacked)
+            detail = unpacked
+        if isinstance(detail, error_details_pb2.ErrorInfo) and detail.reason == "resource_availability":
+            listed = detail.metadata.get("zonesAvailable", "")
+            zones = [z.strip() for z in listed.split(",") if ZONE_IN_TEXT.fullmatch(z.strip())]
+            if zones:
+                return zones
+        elif isinstance(detail, error_details_pb2.LocalizedMessage):
+            sentences.append(detail.message)
+    for sentence in sentences:
+        match = CAPACITY_IN.search(sentence)
+        if match:
+            return ZONE_IN_TEXT.findall(match.group(1))
+    return []
+
+
 class translated:
     """Context manager: google.api_core exceptions become WorkbenchError (others pass through)."""
 
@@ -288,9 +327,10 @@ class translated:
         if isinstance(exc, g.GoogleAPICallError):
             # Over REST the client sets grpc_status_code only for some statuses; the HTTP one is always there.
             code = exc.grpc_status_code.value[0] if exc.grpc_status_code is not None else HTTP_TO_CODE.get(exc.code, 2)
-            error = explain(code, HTTP_PREFIX.sub("", exc.message or str(exc)))
-            if isinstance(exc, g.TooManyRequests | g.ServiceUnavailable | g.InternalServerError | g.GatewayTimeout):
-                error.retriable = True
+            error = explain(code, HTTP_PREFIX.sub("", exc.message or str(exc)), getattr(exc, "details", None) or ())
+            transient = g.TooManyRequests | g.ServiceUnavailable | g.InternalServerError | g.GatewayTimeout
+            if isinstance(exc, transient) and error.kind != "stockout":  # Compute answers a stockout with 503:
+                error.retriable = True  # retrying the zone that is out only delays the offer of one that isn't
             raise error from None
         if isinstance(exc, g.RetryError | ConnectionError | OSError):
             raise WorkbenchError("unavailable", f"Workbench could not be reached ({exc}).", retriable=True) from None

@@ -12,14 +12,23 @@ import tomllib
 from collections.abc import Iterator
 from datetime import date
 from importlib import resources
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from bot.domain.errors import unknown
 
 HOURS_PER_MONTH = 730
 CATALOG_KEY = re.compile(r"^[a-z][a-z0-9-]*$")
+ZONE_NAME = r"^[a-z]{1,20}-[a-z]{1,20}[0-9]{1,3}-[a-z]$"  # as bot/domain/spec.py's ZONE
 Loc = tuple[str | int, ...]  # a path of keys in the catalog, e.g. ("gpus", "t4", "counts")
 
 
@@ -83,6 +92,7 @@ class Gpu(_Strict):
     retires: date | None = None
     replacement: str | None = None
     aliases: list[str] = []
+    zones: list[Annotated[str, StringConstraints(pattern=ZONE_NAME)]] = []  # where Google offers it; [] = not listed
 
     def retired(self, today: date) -> bool:
         return self.retires is not None and today >= self.retires

@@ -46,6 +46,7 @@ from bot.domain.errors import NotAllowed, UserError
 from bot.domain.policy import Rules
 from bot.domain.records import NotebookState, Records
 from bot.domain.spec import NotebookRequest, NotebookSpec, SpecBounds, parse_request, resolve
+from bot.domain.zones import nearest_zone
 from bot.run.logs import log_context
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class Launch:
     message_ts: str | None = None
     operation: str | None = None
     error: str | None = None
+    stockout_zones: list[str] | None = None  # FAILED for lack of capacity: the zones Google said have it
+    retry_zone: str | None = None  # ... and the nearest of them this launch may go to (the offer's zone)
     url: str | None = None
     owner_email: str | None = None
     approval_reason: str | None = None
@@ -250,6 +253,36 @@ class Launcher:
             raise UserError(f"`{launch.instance_id}` is already being cancelled (by <@{current.cancel['by']}>).")
         raise UserError(f"`{launch.instance_id}` can't be cancelled any more: {self.messages.outcome(current)}")
 
+    def relaunch_elsewhere(self, user: str, failed_id: object) -> tuple[Launch, Launch, bool]:
+        """A stockout's one-click offer: the failed launch's spec as a new launch of its requester in
+        the zone its message names, checked like any launch (quota, approval). The requester or an
+        admin may take it, once: a second click finds the launch the first made (created False).
+        Returns (the failed launch, the new one, created)."""
+        failed = self.find_by_id(failed_id)
+        if failed is None or failed.state != State.FAILED or not failed.retry_zone:
+            raise UserError("That offer no longer exists; nothing was launched.")
+        if user != failed.requester and not self.rules.is_admin(user):
+            raise NotAllowed(
+                f"Only <@{failed.requester}>, who asked for `{failed.instance_id}`, or an admin can launch it in "
+                f"`{failed.retry_zone}`; nothing was launched."
+            )
+        request = replace(failed.notebook_spec.request(), zone=failed.retry_zone)
+        launch, created = self.request(
+            requester=failed.requester, channel=failed.channel, request=request, dedupe_key=f"elsewhere:{failed.id}"
+        )
+        if created:
+            audit.record(
+                self.store,
+                self.clock(),
+                user,
+                "launch.elsewhere",
+                launch.instance_id,
+                launch=launch.id,
+                failed=failed.id,
+                zone=failed.retry_zone,
+            )
+        return failed, launch, created
+
     def record_decision(self, launch_id: str, decision: dict[str, Any]) -> Launch | None:
         """Record an approver's decision on a waiting launch; None when it was not waiting for one
         (decided already, withdrawn, expired or gone): the step applies it, exactly once.
@@ -361,7 +394,7 @@ class Launcher:
             return self._step(launch)
         except WorkbenchError as exc:
             if not exc.retriable:
-                return self._fail(launch, exc.message)
+                return self._fail(launch, exc)
             trouble: Exception = exc
         except UserError as exc:
             return self._fail(launch, exc.message)
@@ -523,7 +556,7 @@ class Launcher:
                 if not status.done:
                     return self._looked(launch)
                 if status.error is not None:
-                    return self._fail(launch, status.error.message)
+                    return self._fail(launch, status.error)
             return self._fail(launch, "The instance disappeared while it was being created.")
         if info.state != "ACTIVE" or not info.url:
             return self._looked(launch)
@@ -576,17 +609,27 @@ class Launcher:
             )
         return {**self._to(launch, state, by=by), "operation": None, **changes}
 
-    def _fail(self, launch: Launch, error: str) -> dict[str, Any]:
+    def _fail(self, launch: Launch, error: str | WorkbenchError) -> dict[str, Any]:
         """Failed: the record is freed unless an instance may exist (the cloud sync follows it then)."""
         if launch.state == State.CREATING or (launch.state == State.APPROVED and launch.create_sent_at):
             exists = self._instance_exists(launch)
             if exists is not False:
                 return self._give_up(launch, error)
-        return self._finish(launch, State.FAILED, error=error)
+        return self._finish(launch, State.FAILED, error=str(error), **self._elsewhere(launch, error))
 
-    def _give_up(self, launch: Launch, error: str) -> dict[str, Any]:
+    def _give_up(self, launch: Launch, error: str | WorkbenchError) -> dict[str, Any]:
         self.records.hand_to_sync(launch.instance_id, launch.id)
-        return self._finish(launch, State.FAILED, keep_record=True, error=error)
+        return self._finish(launch, State.FAILED, keep_record=True, error=str(error), **self._elsewhere(launch, error))
+
+    def _elsewhere(self, launch: Launch, error: str | WorkbenchError) -> dict[str, Any]:
+        """For a stockout: the zones Google said have capacity, and the nearest one this launch may
+        go to (allowed by the policy, and listing its GPU in the catalog), for the failure's offer."""
+        if not isinstance(error, WorkbenchError) or error.kind != "stockout":
+            return {}
+        spec = launch.notebook_spec
+        gpu = self.catalog.gpus.get(spec.gpu) if spec.gpu else None
+        zone = nearest_zone(spec.zone, error.zones, allowed=self.bounds.allowed_zones, offered=gpu.zones if gpu else ())
+        return {"stockout_zones": list(error.zones), "retry_zone": zone}
 
     def _instance_exists(self, launch: Launch) -> bool | None:
         try:

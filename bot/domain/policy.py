@@ -126,7 +126,11 @@ class Policy(BaseModel):
         examples=["us-central1-a"],
     )
     allowed_zones: list[str] = Field(
-        [], description="The zones `zone=` may name. Empty: any zone.", examples=[["us-central1-a", "us-central1-b"]]
+        [],
+        description="The zones `zone=` may name, and the only zones a GPU stockout's one-click `Launch in ZONE` "
+        "offer may name. Empty: any zone (an offer may then name any zone Google says has capacity, even in another "
+        "region; list your region's zones to keep notebooks near their data).",
+        examples=[["us-central1-a", "us-central1-b"]],
     )
     idle_default: Duration = Field(
         3 * 3600, description="Workbench's idle shutdown, for launches that don't choose one."

@@ -47,6 +47,10 @@ CATALOG = """\
 #
 # [catalog.defaults]
 # environment = "base-2603"
+#
+# The zones Google offers a GPU in (optional; a stockout's offer then names only these):
+# [catalog.gpus.l4]
+# zones = ["us-central1-a", "us-central1-b", "us-central1-c"]
 """
 
 

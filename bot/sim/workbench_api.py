@@ -7,6 +7,7 @@ The real client works against it unchanged:
 
 Covered: create, get, list (paging, `labels.KEY=VALUE` filters), delete, start, stop, reset,
 update (PATCH with updateMask) and the operations mixin's get_operation. Standard library only.
+`stock_out(zone, available)` makes creations in a zone fail as a GPU stockout does (`stockout_error`).
 
 Wire facts this relies on (checked against google-cloud-notebooks 1.18 / google-api-core 2.x):
 - Data calls carry `$alt=json;enum-encoding=int`: request enums are integers, int64 are strings.
@@ -131,6 +132,7 @@ class WorkbenchSimulator:
         self._calls: list[Call] = []
         self._fail_http: dict[str, list[tuple[int, str]]] = {}
         self._fail_ops: dict[str, list[dict[str, Any]]] = {}
+        self._stockouts: dict[str, tuple[str, ...]] = {}  # zone -> the zones the error says have capacity
         self._server: ThreadingHTTPServer | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -180,6 +182,16 @@ class WorkbenchSimulator:
     def fail_next_operation(self, kind: str, code: int, message: str) -> None:
         with self._lock:
             self._fail_ops.setdefault(kind, []).append({"code": code, "message": message})
+
+    def stock_out(self, zone: str, available: tuple[str, ...] | list[str] = ()) -> None:
+        """Every creation in `zone` fails, once its operation is done, with Compute Engine's stockout
+        (ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS) naming `available` as the zones that have capacity."""
+        with self._lock:
+            self._stockouts[zone] = tuple(available)
+
+    def restock(self, zone: str) -> None:
+        with self._lock:
+            self._stockouts.pop(zone, None)
 
     # --- changes behind the bot's back -------------------------------------------------------------
     def set_state(self, name: str, state: str) -> None:
@@ -269,6 +281,9 @@ class WorkbenchSimulator:
             raise ApiError(409, f"Resource '{name}' already exists")
         self._instances[name] = self._new_instance(name, enum_names(body))
         op = self._start_op("create", name, request_id)
+        zone = parent.rsplit("/", 1)[-1]
+        if zone in self._stockouts and op.error is None:
+            op.error = stockout_error(parent, enum_names(setup), self._stockouts[zone])
         return self._op_json(op)
 
     def _act(self, kind: str, name: str, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
@@ -406,6 +421,63 @@ class WorkbenchSimulator:
 
     def _now(self) -> str:
         return self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stockout_error(parent: str, setup: dict[str, Any], available: tuple[str, ...]) -> dict[str, Any]:
+    """A create operation's error when the zone is out of the machine or GPU, as google.rpc.Status JSON.
+
+    Compute Engine's own error (seen in gcloud's output, 2026) has the code
+    ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS, the message "The zone '...' does not have enough
+    resources available to fulfill the request.", an ErrorInfo (reason `resource_availability`,
+    metadata `zone`, `vmType`, `attachment` and `zonesAvailable`, comma-separated), a LocalizedMessage
+    naming the zones with capacity, and a Help link. That Workbench relays it this way, as the status
+    code 8 with the Compute code in front of the message and these details, is assumed."""
+    zone = parent.rsplit("/", 1)[-1]
+    machine = str(setup.get("machineType") or "").rsplit("/", 1)[-1]
+    accelerators = setup.get("acceleratorConfigs") or []
+    attachment = ""
+    what = f"A {machine} VM instance"
+    if accelerators:
+        kind = str(accelerators[0].get("type", "")).lower().replace("_", "-")
+        count = int(accelerators[0].get("coreCount") or 1)
+        attachment = f"{kind}:{count}"
+        what += f" with {count} {kind} accelerator(s)"
+    project = parent.split("/")[1]
+    metadata = {"zone": zone, "vmType": machine, **({"attachment": attachment} if attachment else {})}
+    localized = f"{what} is currently unavailable in the {zone} zone."
+    if available:
+        metadata["zonesAvailable"] = ",".join(available)
+        localized += (
+            f" Consider trying your request in the {', '.join(available)} zone(s), which currently has capacity "
+            "to accommodate your request."
+        )
+    localized += (
+        " Alternatively, you can try your request again with a different VM hardware configuration or at a "
+        "later time. For more information, see the troubleshooting documentation."
+    )
+    return {
+        "code": 8,
+        "message": f"ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS: The zone 'projects/{project}/zones/{zone}' does not "
+        "have enough resources available to fulfill the request.  '(resource type:compute)'.",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "resource_availability",
+                "domain": "compute.googleapis.com",
+                "metadata": metadata,
+            },
+            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": localized},
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {
+                        "description": "Troubleshooting documentation",
+                        "url": "https://cloud.google.com/compute/docs/resource-error",
+                    }
+                ],
+            },
+        ],
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):

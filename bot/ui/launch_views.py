@@ -80,7 +80,41 @@ class LaunchViews:
             State.CANCELLED: "🚫 Cancelled:",
         }[state]
         text = f"{verdict} {name} for {who}. {launch.error or ''}".strip()
-        return text, [section(text), summary]
+        return text, [section(text), summary, *self.elsewhere(launch)]
+
+    def elsewhere(self, launch: Launch) -> Blocks:
+        """A stockout's way forward: one click to launch the same spec in the nearest zone that has
+        it, or, when no zone this launch may go to has it, the plain reason why there is no button."""
+        if launch.state != State.FAILED or launch.stockout_zones is None:
+            return []
+        if launch.retry_zone:
+            return [
+                actions(
+                    button(f"Launch in {launch.retry_zone}", "launch_elsewhere", launch.id, style="primary"),
+                    block_id=f"elsewhere:{launch.id}",
+                ),
+                context(
+                    f"The same notebook in `{launch.retry_zone}`, which Google says has capacity now: a new launch, "
+                    f"checked like any (quota, approval). Only <@{launch.requester}> or an admin can use it, once.",
+                    block_id=f"elsewhere-note:{launch.id}",
+                ),
+            ]
+        if not launch.stockout_zones:
+            return [context("Google named no zone that has capacity for it, so I have no other zone to offer.")]
+        return [
+            context(
+                f"Google says {', '.join(f'`{z}`' for z in launch.stockout_zones)} have capacity, but none of them is "
+                "a zone this notebook may be launched in here (the policy's allowed zones, and the catalog's zones "
+                "for its GPU), so I have no other zone to offer."
+            )
+        ]
+
+    def relaunched(self, failed: Launch, launch: Launch, by: str) -> tuple[str, Blocks]:
+        """The failure message once its offer was taken: no button, and where the new launch went."""
+        text, blocks = self.launch(failed, failed.updated_at)
+        note = f"↪️ <@{by}> launched it again in `{launch.notebook_spec.zone}` as `{launch.instance_id}`."
+        kept = [b for b in blocks if not str(b.get("block_id", "")).startswith("elsewhere")]
+        return text, [*kept, context(note)]
 
     # --- the approvers' request -----------------------------------------------------------------
     def approval(self, launch: Launch, now: float) -> tuple[str, Blocks]:
