@@ -281,12 +281,19 @@ def test_the_digest_goes_to_a_channel_when_configured(firestore_host, firestore_
     )
     store = FirestoreStore(firestore.Client(project=firestore_project))
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
-        bot.clock.now = datetime(2026, 12, 2, 7, 59, tzinfo=UTC).timestamp()  # Wednesday
+        bot.clock.now = datetime(2026, 12, 2, 8, 0, tzinfo=UTC).timestamp()  # Wednesday 08:00
+        assert bot.services.digest.send_if_due() is False and bot.slack.messages("C0COSTS") == []
+        assert store.get("digests", "2026-11-30")["skipped"], "no notebook lived the week before: no digest"
+
+        launch_ready(bot, "U0BOB", "bobs-nb")
+        bot.clock.now = datetime(2026, 12, 9, 7, 59, tzinfo=UTC).timestamp()  # the next Wednesday
         assert bot.services.digest.send_if_due() is False
         bot.clock.now += 60
         assert bot.services.digest.send_if_due() is True
         assert bot.services.digest.send_if_due() is False
         [digest] = [m for m in bot.slack.messages("C0COSTS") if m.text.startswith("Weekly notebook digest")]
-        assert "*Total* (0 notebooks): $0.00" in digest.blocks[1]["text"]["text"]
+        assert "• <@U0BOB>: $" in digest.blocks[1]["text"]["text"] and "*Total* (1 notebooks)" in digest.text + str(
+            digest.blocks
+        )
         [upload] = bot.slack.files()
         assert upload.channels == ("C0COSTS",) and png_size(upload.data or b"") == (1200, 600)

@@ -1,11 +1,11 @@
 """The weekly digest to the admins: last week's costs, by person, by notebook and by day, and a chart.
 
-Sent once a week across all replicas. Before the configured weekday and hour (in the [costs]
-timezone) a pass costs no store call. From then on the week's digest document (collection
-`digests`, keyed by the week's Monday) is created once, and the pass that holds its lease sends
-it; each recipient's message goes through the outbox (at most once, a lost reply recovered) and
-each chart upload is flagged before it is made (at most once). A replica that dies mid-way
-leaves a lease that expires; the next holder skips what the flags say was done.
+Sent once a week across all replicas, unless no notebook lived that week. Before the configured
+weekday and hour (in the [costs] timezone) a pass costs no store call. From then on the week's
+digest document (collection `digests`, keyed by the week's Monday) is created once, and the pass
+that holds its lease sends it; each recipient's message goes through the outbox (at most once, a
+lost reply recovered) and each chart upload is flagged before it is made (at most once). A replica
+that dies mid-way leaves a lease that expires; the next holder skips what the flags say was done.
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ class Digest:
             result = self._send(week)
         finally:
             leases.release(self.store, COLLECTION, week, self.worker, self.clock(), result)
-        if not result.get("open", True):
+        if result.get("open") is False:
             self._finished = week
-        return not result.get("open", True)
+        return result.get("open") is False and not result.get("skipped")
 
     def due_week(self) -> str | None:
         """The Monday (ISO date) of the week whose digest is due now, or None before its time."""
@@ -91,6 +91,8 @@ class Digest:
 
     def _send(self, week: str) -> Doc:
         report = self.reports.last_week()
+        if not report.notebooks:
+            return {"open": False, "skipped": "no notebook lived that week"}  # nothing to tell anyone
         text, blocks = digest_message(report)
         chart: bytes | None = None
         failed: list[str] = []
