@@ -158,6 +158,22 @@ def test_the_team_view_is_for_admins_by_person_and_by_notebook(bot: Bot, monitor
     assert "*Total* (2 notebooks)" in text
 
 
+def test_a_report_is_three_queries_and_no_read_per_notebook(bot: Bot, monitoring) -> None:
+    alice_ran_ten_hours(bot, monitoring)
+    launch_ready(bot, "U0BOB", "bobs-nb")
+    launch_ready(bot, "U0BOB", "bobs-other")
+    bot.clock.advance(HOUR)
+    store: CountedStore = bot.store  # type: ignore[assignment]
+    before = store.calls.copy()
+
+    text = text_of(bot.driver.command("U0ADMIN", "costs team").json())
+
+    made = store.calls - before
+    assert "*Total* (3 notebooks)" in text
+    read = {k: v for k, v in made.items() if k[1] in ("notebooks", "retired_notebooks", "usage")}
+    assert read == {("query", "notebooks"): 1, ("query", "retired_notebooks"): 1, ("query", "usage"): 1}
+
+
 def test_bad_costs_arguments_are_refused_and_change_nothing(bot: Bot) -> None:
     writes_before = sum(bot.store.calls[c] for c in bot.store.calls if c[0] != "get" and c[0] != "query")
     reply = bot.driver.command("U0ALICE", "costs everything").json()
@@ -267,9 +283,25 @@ def test_the_weekly_digest_goes_to_the_admins_once_with_its_chart(bot: Bot, moni
     monday = next(d for d in days if d[0] == "Mon 30 Nov")
     assert float(monday[2]) == pytest.approx(4 * hourly, abs=0.006), "Monday's idle cost: the 4 idle hours"
     week_disks = (datetime(2026, 12, 7, tzinfo=UTC).timestamp() - start) / HOUR * disks / 730
-    total = float(re.search(r"\*Total\* \(1 notebooks\): " + MONEY, text).group(1))
+    total = float(re.search(r"\*Total\* \(1 notebook\): " + MONEY, text).group(1))
     assert total == pytest.approx(10 * hourly + week_disks, abs=0.01)
     assert sum(float(usd) for _, usd, _ in days) == pytest.approx(total, abs=0.01 * len(days))
+
+
+def test_a_digest_whose_reply_was_lost_is_recovered_not_sent_twice(bot: Bot) -> None:
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.now = datetime(2026, 12, 7, 9, 0, tzinfo=UTC).timestamp()
+    bot.slack.lose_next_reply("chat.postMessage")  # Slack posts it; the bot never hears so
+
+    assert bot.services.digest.send_if_due() is False
+    assert len(about_the_week(bot)[0]) == 1 and about_the_week(bot)[1] == []
+    bot.clock.advance(60)
+    assert bot.services.digest.send_if_due() is False, "the failed recipient waits before it is tried again"
+
+    bot.clock.advance(600)
+    assert bot.services.digest.send_if_due() is True
+    digests, charts = about_the_week(bot)
+    assert len(digests) == 1 and len(charts) == 1, "the lost post was found, not repeated; the chart followed"
 
 
 def test_the_digest_goes_to_a_channel_when_configured(firestore_host, firestore_project, monkeypatch, tmp_path) -> None:
@@ -292,8 +324,7 @@ def test_the_digest_goes_to_a_channel_when_configured(firestore_host, firestore_
         assert bot.services.digest.send_if_due() is True
         assert bot.services.digest.send_if_due() is False
         [digest] = [m for m in bot.slack.messages("C0COSTS") if m.text.startswith("Weekly notebook digest")]
-        assert "• <@U0BOB>: $" in digest.blocks[1]["text"]["text"] and "*Total* (1 notebooks)" in digest.text + str(
-            digest.blocks
-        )
+        body = digest.blocks[1]["text"]["text"]
+        assert "*Total* (1 notebook)" in body and "• <@U0BOB>: $" in body
         [upload] = bot.slack.files()
         assert upload.channels == ("C0COSTS",) and png_size(upload.data or b"") == (1200, 600)

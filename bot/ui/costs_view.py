@@ -53,7 +53,8 @@ def _period_words(report: CostReport) -> str:
 
 
 def costs_lines(report: CostReport, *, people: bool = True, notebooks: bool = True, days: bool = False) -> list[str]:
-    lines = [f"*Total* ({report.total.notebooks} notebooks): {figures_line(report.total)}"]
+    count = report.total.notebooks
+    lines = [f"*Total* ({count} notebook{'' if count == 1 else 's'}): {figures_line(report.total)}"]
     if people and report.people:
         lines.append("*By person*")
         lines += [f"• <@{owner}>: {figures_line(f)}" for owner, f in report.people.items()]
