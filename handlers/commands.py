@@ -20,6 +20,7 @@ from bot.domain.errors import UserError
 from bot.domain.verbs import Command
 from bot.run.services import Services
 from bot.ui.blocks import error_reply, help_reply, notices_reply
+from bot.ui.costs_view import costs_reply
 from bot.ui.forms import default_form, launch_modal
 from bot.ui.listing import catalog_listing, delete_confirmation
 from handlers.replies import dedupe_key
@@ -111,6 +112,17 @@ def envs_verb(caller: Caller, command: Command) -> None:
     caller.ack(*catalog_listing(caller.services.config.catalog, caller.services.launcher.today()))
 
 
+def costs_verb(caller: Caller, command: Command) -> None:
+    """This week's and this month's costs, answered in the acknowledgement from the store alone."""
+    services = caller.services
+    team = verbs.costs_for_team(command)
+    if team:
+        services.rules.check_admin(caller.user, "Only admins can see the team's costs; `/notebook costs` shows yours.")
+    reports = services.cost_reports.this_week_and_month(None if team else caller.user)
+    title = "Team notebook costs" if team else "Your notebook costs"
+    caller.ack(*costs_reply(reports, title=title, people=team))
+
+
 def operation_verb(caller: Caller, command: Command) -> None:
     """stop / start NAME: recorded, acknowledged, then carried out."""
     services = caller.services
@@ -155,6 +167,7 @@ VERBS: dict[str, Callable[[Caller, Command], None]] = {
     "new": new_verb,
     "list": list_verb,
     "envs": envs_verb,
+    "costs": costs_verb,
     "stop": operation_verb,
     "start": operation_verb,
     "delete": delete_verb,

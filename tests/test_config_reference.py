@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.cost_policy import Costs
 from bot.domain.policy import Access, Policy
 from bot.domain.reminder_policy import Reminders
 from bot.run.cli import main
@@ -21,7 +22,9 @@ def test_the_committed_reference_is_the_generated_one(capsys) -> None:
     assert EXAMPLE.read_text() == generated, "run `notebook-bot config reference > config.example.toml`"
 
 
-@pytest.mark.parametrize("table, model", [("access", Access), ("policy", Policy), ("reminders", Reminders)])
+@pytest.mark.parametrize(
+    "table, model", [("access", Access), ("policy", Policy), ("reminders", Reminders), ("costs", Costs)]
+)
 def test_every_key_is_documented_with_its_meaning(table: str, model: type) -> None:
     text = EXAMPLE.read_text()
     section = text.split(f"[{table}]\n", 1)[1].split("\n[", 1)[0]
@@ -31,7 +34,7 @@ def test_every_key_is_documented_with_its_meaning(table: str, model: type) -> No
 
 
 def test_the_commented_keys_are_the_defaults(tmp_path: Path) -> None:
-    """Uncommenting every `# key = value` line of the three tables changes nothing but the opt-in example."""
+    """Uncommenting every `# key = value` line of the tables changes nothing but the opt-in example."""
     lines = []
     for line in EXAMPLE.read_text().split("\n# [catalog]")[0].splitlines():
         body = line.removeprefix("# ")
@@ -42,10 +45,10 @@ def test_the_commented_keys_are_the_defaults(tmp_path: Path) -> None:
     defaults = tmp_path / "defaults.toml"
     defaults.write_text("\n".join(lines) + "\n")
     loaded = tomllib.loads(defaults.read_text())
-    assert set(loaded) == {"access", "policy", "reminders"}
+    assert set(loaded) == {"access", "policy", "reminders", "costs"}
     config = load_config(defaults)
     assert config.policy == Policy() and config.reminders == Reminders(auto_delete_stopped_after=30 * 86400)
-    assert config.access == Access()
+    assert config.access == Access() and config.costs == Costs()
 
 
 def test_durations_are_read_as_seconds_or_words(tmp_path: Path) -> None:

@@ -108,3 +108,18 @@ def test_importing_the_chart_module_does_not_load_matplotlib() -> None:
     code = "import sys, bot.ui.chart, bot.ui.costs_view; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_this_week_and_this_month_share_one_message_within_slacks_limits() -> None:
+    from slack_sdk.models.blocks import Block
+
+    from bot.ui.costs_view import costs_reply
+
+    many = [replace(TRAINER, notebook=f"nb-{n:04d}", owner=f"U{n:04d}") for n in range(500)]
+    text, blocks = costs_reply([report(many, WEEK), report(many, WEEK)], title="Team notebook costs")
+
+    assert len(blocks) <= 50 and [b["type"] for b in blocks].count("header") == 2
+    assert all(Block.parse(b).to_dict() == b for b in blocks)  # the models accept every block
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
+    assert sum("…and " in b["text"]["text"] for b in blocks if b["type"] == "section") == 2, "the rest is counted"
+    assert text.count("Team notebook costs: this week") == 2 and len(text) < 40_000

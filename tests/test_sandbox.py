@@ -82,6 +82,8 @@ EXPECTED = {  # what shows after an example, by its first words; every example m
     "/notebook list all": "All notebooks",
     "/notebook list": "Your notebooks",
     "/notebook envs": "Machine types",
+    "/notebook costs team": "Team notebook costs",
+    "/notebook costs": "Your notebook costs",
     "/notebook stop": "⏹ Stopped `readme-nb`",
     "/notebook cancel": "Cancelling the launch of `readme-nb`",
     "/notebook transfer": "`readme-nb` now belongs to @bob",
@@ -103,7 +105,7 @@ def test_every_readme_example_works_in_the_sandbox_as_written(session: Session, 
         command = command.replace("NAME", name)
     command = command.replace("@person", "@bob")
     assert not re.search(r"\b[A-Z]{3,}\b", command), f"the test doesn't know the placeholders of {example!r}"
-    if command.startswith(("/notebook adopt", "/notebook list all")):  # the README says: admins
+    if command.startswith(("/notebook adopt", "/notebook list all", "/notebook costs team")):  # the README: admins
         session.type("as carol")
 
     shown = session.type(command)

@@ -131,6 +131,14 @@ class Slack:
         posted = self.dm(user, text, blocks)
         return Posted(posted.channel, posted.ts, fallback=True)
 
+    def upload(self, channel: str, content: bytes, *, filename: str, title: str, comment: str, alt_text: str) -> str:
+        """files_upload_v2 into `channel` (files:write): the file's id. Like a post, never retried on
+        a dropped connection (it may have been shared)."""
+        response = self.post_client.files_upload_v2(
+            channel=channel, content=content, filename=filename, title=title, initial_comment=comment, alt_txt=alt_text
+        )
+        return str(response["file"]["id"])
+
     def update(self, channel: str, ts: str, text: str, blocks: list[dict] | None = None) -> None:
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 HOURS_PER_MONTH = 730.0
@@ -151,6 +151,20 @@ def last_week(now: datetime, tz: str = "UTC") -> Period:
 def this_month(now: datetime, tz: str = "UTC") -> Period:
     local = now.astimezone(ZoneInfo(tz))
     return Period(_midnight(local.date().replace(day=1), tz), now, "this month")
+
+
+def month_of(epoch: float) -> str:
+    """The UTC month of a moment, as "2026-12": how stored history and samples are picked for a report."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m")
+
+
+def months_between(start: datetime, end: datetime) -> list[str]:
+    """The UTC months of [start, end], a day wider each side (a report's days are local days)."""
+    day, last = (start - timedelta(days=1)).astimezone(UTC).date(), (end + timedelta(days=1)).astimezone(UTC).date()
+    months = [f"{day:%Y-%m}"]
+    while (day := (day.replace(day=1) + timedelta(days=32)).replace(day=1)) <= last:
+        months.append(f"{day:%Y-%m}")
+    return months
 
 
 def _midnight(day: date, tz: str) -> datetime:

@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.adapters.monitoring import Reading
 from bot.adapters.notify import Slack
 from bot.adapters.store import MAX_BATCH, Store
 from bot.domain import audit, leases
@@ -34,6 +35,7 @@ from bot.domain.policy import Rules
 from bot.domain.records import Notebook, NotebookState, Records, Reminded, Swept
 from bot.domain.reminder_policy import Reminders
 from bot.domain.spec import format_duration
+from bot.domain.usage import UsageLog
 from bot.ui.blocks import Blocks, actions, button, section, select_menu
 from bot.ui.listing import confirm_dialog, hours
 
@@ -128,6 +130,7 @@ class _Sweep:
     report: SweepReport = field(default_factory=SweepReport)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
     zones_lock: threading.Lock = field(default_factory=threading.Lock)
+    reading: Reading | None = None  # the sweep's one Cloud Monitoring reading, when there is one
 
 
 @dataclass
@@ -177,6 +180,7 @@ class Lifecycle:
         self.policy = reminders
         self.clock = clock
         self.records = Records(store, clock)
+        self.usage: UsageLog | None = None  # keeps each sweep's reading for the cost reports (Services sets it)
 
     # --- the sweep ---------------------------------------------------------------------------------
     def sweep_if_due(self, every: float = 300.0) -> SweepReport | None:
@@ -212,6 +216,8 @@ class Lifecycle:
                     report.deferred += 1
             self._collect(running, report, ALL_COMPLETED)
         sweep.ledger.write_pending()  # nothing is left by now: each visit's add() saw its write through
+        if sweep.reading is not None and self.usage is not None:
+            self.usage.record(sweep.reading, [n.id for n in notebooks])  # batched; never raises
         return report
 
     @staticmethod

@@ -22,10 +22,14 @@ from enum import StrEnum
 
 from bot.adapters.store import MAX_BATCH, Doc, Store
 from bot.domain import audit
+from bot.domain.costs import month_of
 from bot.domain.errors import UserError, one_of
 from bot.domain.spec import INSTANCE_NAME, NotebookSpec, instance_name
 
 COLLECTION = "notebooks"
+RETIRED = "retired_notebooks"  # deleted notebooks' last records, kept so their costs still count
+HISTORY_SECONDS = 62 * 86400  # state history kept: a month's report and the week before it
+HISTORY_KEPT = 400  # and at most this many changes, whatever happens
 
 
 class NotebookState(StrEnum):
@@ -79,6 +83,7 @@ class Notebook:
     unanswered: int
     unanswered_run: float | None
     said: tuple[str, ...] = ()  # claim keys of the latest lifecycle messages sent about it (Records.swept)
+    history: tuple[tuple[str, float], ...] = ()  # (state, since), oldest first, bounded (_history)
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Notebook:
@@ -100,6 +105,7 @@ class Notebook:
             unanswered=doc.get("unanswered", 0),
             unanswered_run=doc.get("unanswered_run"),
             said=tuple(doc.get("said") or ()),
+            history=tuple((h["state"], h["at"]) for h in _history(doc)),
         )
 
     @property
@@ -143,11 +149,34 @@ class Swept:
     reminder: Reminded | None = None
 
 
+def _history(doc: Doc) -> list[Doc]:
+    """The record's state changes as {state, at}; a record written before there was a history has
+    its current state since `state_since`."""
+    if "history" in doc:
+        return list(doc["history"])
+    if not doc.get("state"):
+        return []
+    state = LEGACY_STATES.get(doc["state"], doc["state"])
+    return [{"state": state, "at": doc.get("state_since") or doc.get("created_at", 0.0)}]
+
+
+def _with_change(doc: Doc, state: str, now: float) -> list[Doc]:
+    """The history with `state` from `now`, bounded: changes that ended HISTORY_SECONDS ago are
+    dropped (the one in force then stays: it says what the state was), and so are the oldest
+    beyond HISTORY_KEPT. A list of maps, as Firestore stores no arrays inside arrays."""
+    history = [*_history(doc), {"state": state, "at": now}]
+    cutoff = now - HISTORY_SECONDS
+    while len(history) > 1 and history[1]["at"] <= cutoff:
+        history.pop(0)
+    return history[-HISTORY_KEPT:]
+
+
 def _moved(doc: Doc, state: NotebookState, now: float) -> Doc:
-    """The doc moved to `state`, with running time accounted (it is what the cost estimate uses)."""
+    """The doc moved to `state`, with running time accounted (it is what the cost estimate uses)
+    and the change added to its history (what `/notebook costs` reads)."""
     if doc.get("state") == state:
         return doc
-    new = {**doc, "state": str(state), "state_since": now}
+    new = {**doc, "state": str(state), "state_since": now, "history": _with_change(doc, str(state), now)}
     if doc.get("state") == NotebookState.ACTIVE:
         since = doc.get("state_since") or doc.get("created_at", now)
         new["running_seconds"] = doc.get("running_seconds", 0.0) + max(0.0, now - since)
@@ -277,6 +306,7 @@ class Records:
                 "state_since": now,
                 "created_at": now,
                 "managed": True,
+                "history": [{"state": str(state), "at": now}],
             }
             if not self.store.create(COLLECTION, instance_id, doc):
                 raise UserError(
@@ -316,12 +346,29 @@ class Records:
         )
 
     def free(self, instance_id: str, *, launch_id: str | None = None) -> None:
-        """Forget a record: its name and its place in the quota are free again."""
-        if launch_id is not None:
-            doc = self.store.get(COLLECTION, instance_id)
-            if doc is None or doc.get("launch_id") != launch_id:
-                return  # the name was taken by another launch meanwhile: not ours to free
+        """Forget a record: its name and its place in the quota are free again. A notebook that
+        existed in the cloud is retired first, so what it cost still counts (`retired`)."""
+        doc = self.store.get(COLLECTION, instance_id)
+        if doc is None:
+            return
+        if launch_id is not None and doc.get("launch_id") != launch_id:
+            return  # the name was taken by another launch meanwhile: not ours to free
+        self._retire(doc)
         self.store.delete(COLLECTION, instance_id)
+
+    def _retire(self, doc: Doc) -> None:
+        """Keep the record as it ends, in RETIRED, if it ever was an instance. Keyed by name and
+        creation time, so a retry writes the same document and a later notebook of the same name
+        another; `gone_month` (UTC) is what a report's query picks it by."""
+        if all(h["state"] in LAUNCH_PHASES for h in _history(doc)):
+            return  # a launch that never created anything cost nothing
+        now = self.clock()
+        gone = {**_moved(doc, NotebookState.GONE, now), "retired_at": now, "gone_month": month_of(now)}
+        self.store.create(RETIRED, f"{doc['id']}:{doc.get('created_at', 0.0):.0f}", gone)
+
+    def retired(self, months: Sequence[str]) -> list[Notebook]:
+        """The notebooks deleted in these months ("2026-12", UTC) through the bot."""
+        return [Notebook.from_doc(d) for d in self.store.query(RETIRED, gone_month=list(months))]
 
     # --- transitions: what the cloud and the bot's operations say -----------------------------------
     def observed(self, instance_id: str, state: str, url: str | None, *, seen: str | None = None) -> Notebook | None:
@@ -378,7 +425,9 @@ class Records:
 
     def adopt(self, doc: Doc) -> bool:
         """An instance made elsewhere becomes a managed notebook; False if the name is managed already."""
-        return self.store.create(COLLECTION, doc["id"], {**doc, "state": str(NotebookState.of_cloud(doc["state"]))})
+        state = str(NotebookState.of_cloud(doc["state"]))
+        history = [{"state": state, "at": self.clock()}]
+        return self.store.create(COLLECTION, doc["id"], {**doc, "state": state, "history": history})
 
     def check_start_quota(self, notebook: Notebook, check_quota: Callable[[list[Notebook]], None]) -> None:
         """Starting a stopped notebook is checked like a launch (stopped ones don't count)."""

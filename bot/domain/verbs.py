@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bot.domain.errors import UserError, did_you_mean
 from bot.domain.spec import as_typed
 
-MANAGE_VERBS = ("list", "envs", "stop", "start", "delete", "cancel", "transfer", "adopt")
+MANAGE_VERBS = ("list", "envs", "costs", "stop", "start", "delete", "cancel", "transfer", "adopt")
 VERBS = ("new", "help", *MANAGE_VERBS)
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 
@@ -63,3 +63,11 @@ def adopt_args(command: Command) -> tuple[str, str, str | None]:
 
 def list_everyone(command: Command) -> bool:
     return command.words[:1] == ["all"]
+
+
+def costs_for_team(command: Command) -> bool:
+    """`/notebook costs` (yours) or `/notebook costs team` (everyone's, for admins)."""
+    words = [w.lower() for w in command.words]
+    if words not in ([], ["team"]):
+        raise UserError("Usage: `/notebook costs` for yours, or `/notebook costs team` (admins) for everyone's.")
+    return words == ["team"]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.domain.catalog import Catalog
 from bot.domain.catalog_check import check_catalog, config_problems, report, toml_problem
+from bot.domain.cost_policy import Costs
 from bot.domain.policy import Access, Policy
 from bot.domain.reminder_policy import Reminders
 
@@ -28,6 +29,7 @@ class _ConfigFile(BaseModel):
     access: Access = Access()
     policy: Policy = Policy()
     reminders: Reminders = Reminders()
+    costs: Costs = Costs()
     catalog: dict[str, Any] = {}
 
 
@@ -37,6 +39,7 @@ class Config:
     policy: Policy
     catalog: Catalog
     reminders: Reminders = field(default_factory=Reminders)
+    costs: Costs = field(default_factory=Costs)
     source: str = "built-in defaults"
 
 
@@ -57,7 +60,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except ValidationError as exc:
         raise ConfigError(report(config_problems(exc, _ConfigFile, file, text))) from None
     catalog = _checked_catalog(parsed.catalog, file, text)
-    return Config(parsed.access, parsed.policy, catalog, parsed.reminders, source=str(file))
+    return Config(parsed.access, parsed.policy, catalog, parsed.reminders, parsed.costs, source=str(file))
 
 
 def _checked_catalog(additions: dict[str, Any], file: Path | None = None, text: str | None = None) -> Catalog:

@@ -2,7 +2,7 @@
 
 `notebook-bot config reference` prints it; tests/test_config_reference.py fails when the committed
 file differs, so the reference says what the code reads: every table, key, default and description
-comes from the pydantic models ([access] Access, [policy] Policy, [reminders] Reminders).
+comes from the pydantic models ([access] Access, [policy] Policy, [reminders] Reminders, [costs] Costs).
 """
 
 from __future__ import annotations
@@ -15,11 +15,17 @@ from typing import Any, get_args
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from bot.domain.cost_policy import Costs
 from bot.domain.policy import DURATION, Access, Policy
 from bot.domain.reminder_policy import Reminders
 
 WIDTH = 100
-TABLES: tuple[tuple[str, type[BaseModel]], ...] = (("access", Access), ("policy", Policy), ("reminders", Reminders))
+TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("access", Access),
+    ("policy", Policy),
+    ("reminders", Reminders),
+    ("costs", Costs),
+)
 
 HEADER = """\
 # notebook-bot configuration: point NOTEBOOK_BOT_CONFIG at a copy of this file.

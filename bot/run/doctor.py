@@ -35,6 +35,7 @@ MANIFEST_SCOPES = (
     "channels:history",
     "groups:history",
     "im:history",
+    "files:write",
 )
 
 NOTEBOOKS_PERMISSIONS = (

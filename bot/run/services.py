@@ -19,6 +19,8 @@ from bot.adapters.store import Store, open_store
 from bot.adapters.workbench import InstanceInfo, Workbench, WorkbenchError
 from bot.domain.approvals import Approvals
 from bot.domain.buckets import BucketChecker, Storage
+from bot.domain.cost_reports import CostReports
+from bot.domain.digest import Digest
 from bot.domain.launches import Launch, Launcher
 from bot.domain.lifecycle import Lifecycle
 from bot.domain.notebooks import Notebooks
@@ -237,13 +239,30 @@ class Services:
 
     @cached_property
     def lifecycle(self) -> Lifecycle:
-        return Lifecycle(
+        lifecycle = Lifecycle(
             store=self.store,
             notebooks=self.notebooks,
             slack=self.slack,
             catalog=self.config.catalog,
             rules=self.rules,
             reminders=self.config.reminders,
+            clock=self.clock,
+        )
+        lifecycle.usage = self.cost_reports.usage  # each sweep's Monitoring reading, kept for the cost reports
+        return lifecycle
+
+    @cached_property
+    def cost_reports(self) -> CostReports:
+        return CostReports(self.store, self.config.catalog, self.config.costs, self.clock)
+
+    @cached_property
+    def digest(self) -> Digest:
+        return Digest(
+            store=self.store,
+            reports=self.cost_reports,
+            slack=self.slack,
+            rules=self.rules,
+            settings=self.config.costs,
             clock=self.clock,
         )
 
@@ -256,6 +275,7 @@ class Services:
             "operations": self.operations.reconcile,
             "unmanaged": lambda: len(self.notebooks.sync()),
             "reminders": lambda: swept.reminders if (swept := self.lifecycle.sweep_if_due()) else 0,
+            "digest": lambda: int(self.digest.send_if_due()),
         }
         for name, stage in stages.items():  # each stage on its own: one failing must not stop the others
             try:

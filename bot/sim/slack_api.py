@@ -75,6 +75,7 @@ DEFAULT_SCOPES = (
     "channels:history",
     "groups:history",
     "im:history",
+    "files:write",
 )
 NEEDED_SCOPE = {
     "chat.postMessage": "chat:write",
@@ -85,6 +86,8 @@ NEEDED_SCOPE = {
     "users.lookupByEmail": "users:read.email",
     "conversations.open": "im:write",
     "usergroups.users.list": "usergroups:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
 HISTORY_SCOPE = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
 
@@ -108,6 +111,21 @@ class Message:
     ephemeral: bool
     updates: int  # how many times it was changed (chat.update or replace_original)
     metadata: dict[str, Any] | None = None  # chat.postMessage's `metadata` (event_type, event_payload)
+    files: list[str] | None = None  # ids of the files shared with it (files.completeUploadExternal)
+
+
+@dataclass
+class File:
+    """A file uploaded through files.getUploadURLExternal, the upload URL and files.completeUploadExternal."""
+
+    id: str
+    filename: str
+    length: int  # what getUploadURLExternal was told
+    alt_txt: str | None
+    data: bytes | None = None  # what was POSTed to the upload URL
+    title: str | None = None
+    completed: bool = False
+    channels: tuple[str, ...] = ()
 
 
 class Gate:
@@ -203,6 +221,7 @@ class SlackSimulator:
         self._lost_replies: dict[str, int] = {}  # method -> how many more calls take effect but get no reply
         self._gates: dict[str, Gate] = {}
         self._ids = itertools.count(1)
+        self._files: dict[str, File] = {}
         self._ts = itertools.count(1)
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
@@ -220,6 +239,8 @@ class SlackSimulator:
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -268,6 +289,11 @@ class SlackSimulator:
                 return _copy(self._messages[(channel, ts)])
             except KeyError:
                 raise KeyError(f"no message {ts} in {channel}; have {list(self._messages)}") from None
+
+    def files(self) -> list[File]:
+        """Every file an upload was started for, in order, completed or not."""
+        with self._lock:
+            return [replace(f) for f in self._files.values()]
 
     def views(self) -> dict[str, dict[str, Any]]:
         """The modals open now, view_id -> current view (after updates and submitted values)."""
@@ -482,6 +508,17 @@ class SlackSimulator:
                 url.original_ts, url.original_ephemeral = posted.ts, ephemeral
             return 200, "ok"
 
+    def handle_upload(self, file_id: str, data: bytes) -> tuple[int, str]:
+        """A POST of a file's bytes to the URL files.getUploadURLExternal gave (approximation: the
+        status and text for an unknown URL)."""
+        with self._lock:
+            self._calls.append(Call(method="upload", args={"file_id": file_id, "bytes": len(data)}, token=None))
+            found = self._files.get(file_id)
+            if found is None or found.completed:
+                return 404, "not found"
+            found.data = data
+            return 200, f"OK - {len(data)}"
+
     # --- Web API methods ------------------------------------------------------------------------
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -598,6 +635,52 @@ class SlackSimulator:
         if group not in self.usergroups:
             raise SlackApiFailure("no_such_subteam")
         return {"users": list(self.usergroups[group])}
+
+    def _files_get_upload_url_external(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename = _require(args, "filename")
+        try:
+            length = int(_require(args, "length"))
+        except ValueError:
+            raise SlackApiFailure("invalid_arguments") from None
+        if length <= 0:
+            raise SlackApiFailure("invalid_length")  # (approximation: the error for an empty file)
+        file_id = f"F{next(self._ids):08d}"
+        self._files[file_id] = File(file_id, filename, length, args.get("alt_txt") or None)
+        return {"upload_url": f"{self._root}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload_external(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Shares the uploaded files with `channel_id` (or `channels`) in one message, `initial_comment`
+        its text; without a channel they stay private to the app, as Slack does."""
+        files = _require(args, "files")
+        entries = json.loads(files) if isinstance(files, str) else files
+        if (
+            not isinstance(entries, list)
+            or not entries
+            or not all(isinstance(e, dict) and e.get("id") for e in entries)
+        ):
+            raise SlackApiFailure("invalid_arguments")
+        found = [self._files.get(e["id"]) for e in entries]
+        if any(f is None or f.completed or f.data is None for f in found):
+            raise SlackApiFailure("file_not_found")  # (approximation: never uploaded, or completed already)
+        channels = [c for c in [args.get("channel_id"), *str(args.get("channels") or "").split(",")] if c]
+        for f, entry in zip(found, entries, strict=True):
+            assert f is not None
+            f.completed, f.title, f.channels = True, entry.get("title") or f.filename, tuple(channels)
+        for channel in channels:
+            message = self._store(
+                _dm_channel(channel),
+                args.get("initial_comment") or "",
+                [],
+                args.get("thread_ts") or None,
+                user=None,
+                ephemeral=False,
+            )
+            message.files = [f.id for f in found if f is not None]
+        return {
+            "files": [
+                {"id": f.id, "name": f.filename, "title": f.title, "size": len(f.data or b"")} for f in found if f
+            ]
+        }
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         trigger = self._use_trigger(args)
@@ -823,6 +906,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # it happened, but the caller never hears so
                 return
             self._reply(status, json.dumps(body), "application/json; charset=utf-8", extra)
+        elif url.path.startswith("/upload/") and self.command == "POST":
+            status, text = sim.handle_upload(url.path[len("/upload/") :], raw)
+            self._reply(status, text, "text/plain")
         elif url.path.startswith("/response/") and self.command == "POST":
             try:
                 body = json.loads(raw or b"{}")
@@ -960,7 +1046,7 @@ def _with_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _copy(message: Message) -> Message:
-    return replace(message, blocks=copy.deepcopy(message.blocks))
+    return replace(message, blocks=copy.deepcopy(message.blocks), files=list(message.files or []) or None)
 
 
 def _short(args: dict[str, Any]) -> str:

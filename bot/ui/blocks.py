@@ -170,7 +170,8 @@ Examples:
 • `/notebook new tf-2-8 gpu=l4` — TensorFlow 2.8 with one NVIDIA L4
 • `/notebook new pytorch gpu=t4x2 disk=500 idle=2h`
 • `/notebook new base machine=n2-standard-8 name=churn-model bucket=my-data/training`
-Other commands: `/notebook list`, `/notebook envs`, `/notebook stop|start|delete NAME`,
+Other commands: `/notebook list`, `/notebook envs`, `/notebook costs` (this week and month; admins: \
+`/notebook costs team`), `/notebook stop|start|delete NAME`,
 `/notebook cancel NAME` (a launch under way), `/notebook transfer NAME @user`.
 Idle notebooks stop by themselves after the idle time (default 3h)."""
 

@@ -6,14 +6,14 @@ the picture and the words cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import DividerBlock
 
 from bot.domain.costs import ESTIMATE_NOTE, CostReport, Figures
-
-SECTION_LIMIT = 3000  # characters of mrkdwn in one section block
+from bot.ui.blocks import MESSAGE_BLOCKS, Blocks, context, header, packed
 
 
 def money(usd: float) -> str:
@@ -53,7 +53,8 @@ def _period_words(report: CostReport) -> str:
 
 
 def costs_lines(report: CostReport, *, people: bool = True, notebooks: bool = True, days: bool = False) -> list[str]:
-    lines = [f"*Total* ({report.total.notebooks} notebooks): {figures_line(report.total)}"]
+    count = report.total.notebooks
+    lines = [f"*Total* ({count} notebook{'' if count == 1 else 's'}): {figures_line(report.total)}"]
     if people and report.people:
         lines.append("*By person*")
         lines += [f"• <@{owner}>: {figures_line(f)}" for owner, f in report.people.items()]
@@ -70,40 +71,33 @@ def costs_message(
     report: CostReport, *, title: str = "Notebook costs", people: bool = True, days: bool = False
 ) -> tuple[str, list[dict[str, Any]]]:
     """(text, blocks) for a costs report; `text` is the notification and screen-reader fallback."""
-    heading = f"{title}: {_period_words(report)}"
-    lines = costs_lines(report, people=people, days=days)
-    blocks: list[Block] = [HeaderBlock(text=heading[:150])]
-    blocks += [SectionBlock(text=MarkdownTextObject(text=chunk)) for chunk in _chunks(lines)]
-    blocks.append(DividerBlock())
-    blocks.append(
-        ContextBlock(
-            elements=[
-                MarkdownTextObject(
-                    text=f"An {ESTIMATE_NOTE} from the catalog, not a bill. Idle: running at about 0 % "
-                    "(GPU for GPU notebooks, CPU for the others), from Cloud Monitoring."
-                )
-            ]
-        )
-    )
-    text = f"{heading} — {figures_line(report.total)} ({ESTIMATE_NOTE})"
-    return text, [b.to_dict() for b in blocks]
+    return costs_reply([report], title=title, people=people, days=days)
+
+
+def costs_reply(
+    reports: Sequence[CostReport], *, title: str, people: bool = True, days: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """Several periods (this week, this month) in one message, each under its own header, sharing
+    Slack's 50 blocks: a period whose lines do not fit ends with "…and N more"."""
+    budget = (MESSAGE_BLOCKS - 2) // max(1, len(reports)) - 1  # a header each, the divider and the note
+    blocks: Blocks = []
+    texts = []
+    for report in reports:
+        heading = f"{title}: {_period_words(report)}"
+        blocks.append(header(heading))
+        blocks += packed(costs_lines(report, people=people, days=days), max_blocks=budget)
+        texts.append(f"{heading} — {figures_line(report.total)}")
+    blocks.append(DividerBlock().to_dict())
+    blocks.append(context(NOTE))
+    return f"{'; '.join(texts)} ({ESTIMATE_NOTE})", blocks
+
+
+NOTE = (
+    f"An {ESTIMATE_NOTE} from the catalog, not a bill. Idle: running at about 0 % "
+    "(GPU for GPU notebooks, CPU for the others), from Cloud Monitoring."
+)
 
 
 def digest_message(report: CostReport) -> tuple[str, list[dict[str, Any]]]:
     """The weekly digest: the team's figures by person, by notebook and by day (the chart's days)."""
     return costs_message(report, title="Weekly notebook digest", days=True)
-
-
-def _chunks(lines: list[str]) -> list[str]:
-    chunks: list[str] = []
-    current = ""
-    for line in lines:
-        line = line[:SECTION_LIMIT]
-        if current and len(current) + 1 + len(line) > SECTION_LIMIT:
-            chunks.append(current)
-            current = line
-        else:
-            current = f"{current}\n{line}" if current else line
-    if current:
-        chunks.append(current)
-    return chunks
