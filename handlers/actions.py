@@ -204,9 +204,13 @@ def lifecycle_snooze(ack: Ack, body: dict[str, Any], action: dict[str, Any], res
 def extend_idle_timeout(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
     """A heads-up's "Extend idle timeout": owner or admin, once per offer; a worker makes the change."""
     ack()
+    value = action.get("value")
     try:
         record, created = services.idle_extensions.request(
-            body["user"]["id"], action.get("value") or "", dedupe_key=offer_key(body, action), message=message_of(body)
+            body["user"]["id"],
+            value if isinstance(value, str) else "",
+            dedupe_key=offer_key(body, action),
+            message=message_of(body),
         )
     except UserError as error:
         tell(services, body, respond, f"⚠️ {error.message}")
