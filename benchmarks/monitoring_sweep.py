@@ -13,7 +13,7 @@ client (gRPC). Each variant re-seeds the store and gets a fresh Services (client
 Printed per variant: Monitoring calls (counted by the fake), the sweep's time, the Monitoring read
 alone (timed again after the sweep, on the records the sweep left), what the sweep sent.
 
-    python benchmarks/monitoring_sweep.py [--notebooks 1000] [--rounds 1] [--store auto|firestore|sqlite]
+    python benchmarks/monitoring_sweep.py [--notebooks 1000] [--rounds 1] [--quick] [--store auto|firestore|sqlite]
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ def run_variant(variant: str, services: Services, zones: dict[str, str], sim: Mo
     report = services.lifecycle.sweep()
     seconds = time.perf_counter() - started
     calls = sim.count()
+    notebooks = services.notebooks.everyone()
     started = time.perf_counter()
-    services.lifecycle._read_utilization(services.notebooks.everyone(), fleet.NOW)  # INTERNAL: the read alone
+    services.lifecycle._read_utilization(notebooks, fleet.NOW)  # INTERNAL: the read alone
     alone = time.perf_counter() - started
     utilization.close()
     return {"calls": calls, "seconds": seconds, "read": alone if variant != VARIANTS[0] else 0.0, "report": report}
@@ -90,9 +91,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="100 notebooks, 1 round")
     c.add_store_flag(parser)
     args = parser.parse_args()
     count, rounds = max(1, min(args.notebooks, 5000)), max(1, min(args.rounds, 5))
+    if args.quick:
+        count, rounds = min(count, 100), 1
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     with (
         c.store_backend(args.store) as backend,
