@@ -130,6 +130,18 @@ def test_a_monitoring_failure_does_not_break_the_sweep_and_is_logged_once(bots, 
     assert len(warnings) == 1 and "roles/monitoring.viewer" in warnings[0]
 
 
+def test_monitoring_unavailable_falls_back_to_the_clock(bots) -> None:
+    bot = gpu_notebook(bots)
+    bot.clock.advance(9 * HOUR)
+    report_usage(bot, "gpu-nb", gpu=0.0, cpu=0.0, since=9 * HOUR)
+    bot.monitoring.fail_next(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.", times=1000)
+
+    report = sweep(bot)  # retried for a few seconds, then given up
+
+    assert report.reminders == 1 and "no utilization figures for it" in dms(bot, "U0ALICE")[0].text
+    assert bot.monitoring.count() > 1, "retried before giving up"
+
+
 # --- the heads-up: idle shutdown would stop a silent busy job ------------------------------------------
 def headed_up(bots) -> tuple[Bot, object]:
     """Alice's L4 notebook (idle timeout 3 h) has kept its GPU busy for 2 h: the sweep warns her."""

@@ -35,6 +35,9 @@ from bot.ui.launch_views import LaunchViews
 from bot.ui.listing import home_view, notebook_list
 
 log = logging.getLogger(__name__)
+# A sweep waits this long at most for Monitoring before going by the clock (it runs in the worker's
+# pass, ahead of launches' next steps): seconds per call, and for retrying "unavailable".
+MONITORING_TIMEOUT, MONITORING_RETRY_DEADLINE = 15.0, 5.0
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,8 @@ class Services:
             window=timedelta(seconds=reminders.utilization_window),
             cpu_idle_below=reminders.idle_below,
             gpu_idle_below=reminders.idle_below,
+            timeout=MONITORING_TIMEOUT,
+            retry_deadline=MONITORING_RETRY_DEADLINE,
         )
 
     @cached_property
