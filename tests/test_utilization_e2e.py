@@ -220,3 +220,15 @@ def test_monitoring_is_read_at_the_sweeps_moment(bots) -> None:
     sweep(bot)
     [call] = [c for c in bot.monitoring.calls() if "cpu" in c.filter]
     assert call.end == at(bot) and call.start == at(bot) - timedelta(hours=4)
+
+
+def test_a_refused_change_is_shown_in_place_and_the_record_keeps_its_timeout(bots) -> None:
+    bot, dm = headed_up(bots)
+    bot.workbench.fail_next("update", 403, "Permission 'notebooks.instances.update' denied")
+
+    bot.driver.click("U0ALICE", dm, EXTEND_ACTION)
+    bot.reconcile_until(lambda: "❌" in bot.slack.message(dm.channel, dm.ts).text, step=5)
+
+    assert "Couldn't extend `gpu-nb`'s idle timeout" in bot.slack.message(dm.channel, dm.ts).text
+    assert idle_timeout_in_the_cloud(bot) == "10800"
+    assert bot.store.get("notebooks", "gpu-nb")["spec"]["idle_seconds"] == 10800
