@@ -437,7 +437,7 @@ class Lifecycle:
     def heads_up(self, nb: Notebook, usage: Usage, offered: int) -> tuple[str, Blocks]:
         timeout = format_duration(self.idle_timeout(nb))
         text = (
-            f"🏃 `{nb.id}` has been busy: {usage.words(nb.spec.usd_per_hour)} Heads-up: Workbench's idle "
+            f"🏃 `{nb.id}` is working: {usage.words(nb.spec.usd_per_hour)} Heads-up: Workbench's idle "
             f"shutdown counts only notebook activity (running a cell, new output, a terminal), not "
             f"{usage.metric or 'CPU'} use, so if your job prints nothing for {timeout} the notebook is stopped "
             "while it works. Extend its idle timeout?"
