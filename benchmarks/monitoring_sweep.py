@@ -1,125 +1,146 @@
-"""Monitoring calls and time per utilization sweep over 1,000 notebooks, against floors measured in the same run.
+"""Monitoring calls and time per lifecycle sweep over 1,000 notebooks, through the real sweep, against
+the per-notebook baseline in the same run.
 
-1,000 VMs in three zones report CPU every minute for the last 4 hours; a third also report GPU
-through the Ops Agent. Everything goes through the real google-cloud-monitoring client (gRPC) to
-the local Monitoring fake; calls are counted by the fake. Printed, each labelled:
-- the sweep: Utilization.read over all zones at once (one query per metric), and one read per zone;
-- floor 1: the same number of round trips with empty answers (the client's and the wire's fixed cost);
-- floor 2: the fake computing the same answers in-process, without wire or client (its own share);
-- naive: one query per notebook (CPU for each, GPU for each GPU notebook), the way to avoid.
+The 1,000 notebooks of benchmarks/sweep_1000.py (three zones, a third with an L4, a fifth stopped,
+from fresh to well past the reminder thresholds) live in the store and the Workbench simulator; every
+running one reports CPU every minute for the last 4 hours to the Cloud Monitoring fake, and the GPU
+notebooks report GPU too (half at 0 %, half at 80 %). `Services.lifecycle.sweep()` runs on a fixed
+clock with MONITORING_EMULATOR_HOST pointing at the fake, through the real google-cloud-monitoring
+client (gRPC). Each variant re-seeds the store and gets a fresh Services (clients warmed first):
+- without Monitoring: the sweep as it was (clock rule only), the floor of what a sweep costs;
+- one read per sweep: what the bot does (Utilization.read over the running notebooks' zones);
+- one read per notebook: the baseline to avoid (Utilization.read for each running notebook in turn).
+Printed per variant: Monitoring calls (counted by the fake), the sweep's time, the Monitoring read
+alone (timed again after the sweep, on the records the sweep left), what the sweep sent.
 
-    python benchmarks/monitoring_sweep.py [--notebooks 1000] [--repeat 5]
+    python benchmarks/monitoring_sweep.py [--notebooks 1000] [--rounds 1] [--quick] [--store auto|firestore|sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import sys
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _common as c
+import sweep_1000 as fleet
 
-from google.cloud import monitoring_v3 as m
-
-from bot.adapters.monitoring import CPU_METRIC, GPU_METRIC, Utilization
+from bot.adapters.monitoring import Reading, Utilization
+from bot.run.config import Settings, load_config
+from bot.run.services import Services
 from bot.sim.monitoring_api import MonitoringSimulator
 
-ZONES = ("us-central1-a", "us-central1-b", "europe-west4-a")
-NOW = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
-PROJECT = "bench-project"
+NOW = datetime.fromtimestamp(fleet.NOW, UTC)
+VARIANTS = ("without Monitoring", "one read per sweep", "one read per notebook")
 
 
-def populate(sim: MonitoringSimulator, count: int) -> int:
-    gpus = 0
+class PerNotebook:
+    """The baseline: the same Utilization, asked about one notebook at a time (zone and name)."""
+
+    def __init__(self, inner: Utilization, zones: dict[str, str]) -> None:
+        self.inner, self.zones = inner, zones
+
+    def read(self, zones: Iterable[str], *, names: Collection[str] | None = None, now: datetime | None = None):
+        readings = [self.inner.read([self.zones[n]], names={n}, now=now) for n in sorted(names or ())]
+        first = readings[0] if readings else self.inner.read([], now=now)
+        merged = {k: v for r in readings for k, v in r.instances.items()}
+        return Reading(first.start, first.end, merged, sum(r.calls for r in readings))
+
+
+def report_usage(sim: MonitoringSimulator, count: int, project: str) -> dict[str, str]:
+    """Every running notebook's CPU (and GPU for GPU notebooks) for the last 4 h; their zones by name."""
+    zones = {}
     for n in range(count):
-        name, zone = f"nb-{n:04d}", ZONES[n % len(ZONES)]
-        sim.add_instance(name, zone, project=PROJECT)
+        if n % 5 == 0:  # stopped: Compute Engine reports nothing
+            continue
+        name, zone = f"nb-{n:04d}", fleet.ZONES[n % len(fleet.ZONES)]
+        zones[name] = zone
+        sim.add_instance(name, zone, project=project)
         sim.fill("cpu", name, (n % 10) / 10, NOW - timedelta(hours=4), NOW)
         if n % 3 == 0:
             sim.fill("gpu", name, 0.0 if n % 2 else 80.0, NOW - timedelta(hours=4), NOW)
-            gpus += 1
-    return gpus
+    return zones
 
 
-def timed(run: Callable[[], object], sim: MonitoringSimulator, repeat: int) -> tuple[int, float]:
-    """(calls of one run, median seconds over `repeat` runs)."""
-    seconds = []
-    calls = 0
-    for _ in range(repeat):
-        sim.reset_calls()
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
-        calls = sim.count()
-    return calls, statistics.median(seconds)
+def run_variant(variant: str, services: Services, zones: dict[str, str], sim: MonitoringSimulator) -> dict[str, Any]:
+    utilization = services.utilization
+    assert utilization is not None, "MONITORING_EMULATOR_HOST is set"
+    utilization.read(sorted(set(zones.values())), names={next(iter(zones))}, now=NOW)  # warm: client and channel
+    if variant == VARIANTS[0]:
+        services.__dict__["utilization"] = None
+    elif variant == VARIANTS[2]:
+        services.__dict__["utilization"] = PerNotebook(utilization, zones)
+    fleet.warm(services)
+    sim.reset_calls()
+    started = time.perf_counter()
+    report = services.lifecycle.sweep()
+    seconds = time.perf_counter() - started
+    calls = sim.count()
+    notebooks = services.notebooks.everyone()
+    started = time.perf_counter()
+    services.lifecycle._read_utilization(notebooks, fleet.NOW)  # INTERNAL: the read alone
+    alone = time.perf_counter() - started
+    utilization.close()
+    return {"calls": calls, "seconds": seconds, "read": alone if variant != VARIANTS[0] else 0.0, "report": report}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args(argv)
-
-    with MonitoringSimulator(clock=lambda: NOW) as sim:
-        gpus = populate(sim, args.notebooks)
-        reader = Utilization(PROJECT, emulator_host=sim.host, clock=lambda: NOW)
-        reading = reader.read(ZONES)  # warm up: builds the client and the channel
-        assert len(reading.instances) == args.notebooks, len(reading.instances)
-        assert sum(1 for u in reading.instances.values() if u.gpu is not None) == gpus
-        client = reader.client
-        start, end = NOW - reader.window, NOW
-
-        def request(filter_: str) -> dict:
-            aggregation = {"alignment_period": reader.alignment, "per_series_aligner": m.Aggregation.Aligner.ALIGN_MEAN}
-            interval = {"start_time": start, "end_time": end}
-            return {"name": f"projects/{PROJECT}", "filter": filter_, "interval": interval, "aggregation": aggregation}
-
-        def empty_round_trips() -> None:
-            for _ in range(2):
-                list(client.list_time_series(request=request('metric.type = "bench/nothing"')))
-
-        def in_process() -> None:
-            zones = ", ".join(f'"{z}"' for z in ZONES)
-            for metric in (CPU_METRIC, GPU_METRIC):
-                sim.list_time_series(
-                    m.ListTimeSeriesRequest(
-                        request(f'metric.type = "{metric}" AND resource.labels.zone = one_of({zones})')
-                    )
-                )
-
-        def naive() -> None:
-            for name, seen in reading.instances.items():
-                list(
-                    client.list_time_series(
-                        request=request(f'metric.type = "{CPU_METRIC}" AND metric.labels.instance_name = "{name}"')
-                    )
-                )
-                if seen.gpu is not None:
-                    gpu = f'metric.type = "{GPU_METRIC}" AND resource.labels.instance_id = "{seen.instance_id}"'
-                    list(client.list_time_series(request=request(gpu)))
-
-        runs: list[tuple[str, Callable[[], object], int]] = [
-            ("sweep: Utilization.read, all zones in one query per metric", lambda: reader.read(ZONES), args.repeat),
-            ("sweep: Utilization.read once per zone", lambda: [reader.read([z]) for z in ZONES], args.repeat),
-            ("floor 1: the same 2 round trips, empty answers", empty_round_trips, args.repeat),
-            ("floor 2: the fake computing the sweep's answers in-process", in_process, args.repeat),
-            ("naive: one query per notebook (CPU, and GPU where reported)", naive, 1),
-        ]
-        rows = [(label, timed(run, sim, repeat)) for label, run, repeat in runs]
-        reader.close()
-
-    points = 4 * 60 // int(reader.alignment.total_seconds() // 60)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="100 notebooks, 1 round")
+    c.add_store_flag(parser)
+    args = parser.parse_args()
+    count, rounds = max(1, min(args.notebooks, 5000)), max(1, min(args.rounds, 5))
+    if args.quick:
+        count, rounds = min(count, 100), 1
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    with (
+        c.store_backend(args.store) as backend,
+        c.SlackSimulator() as slack,
+        c.WorkbenchSimulator() as workbench,
+        MonitoringSimulator(clock=lambda: NOW) as sim,
+    ):
+        env = backend.fresh()
+        env.update(
+            SLACK_API_URL=slack.base_url, NOTEBOOKS_EMULATOR_HOST=workbench.host, SLACK_BOT_TOKEN=slack.bot_token
+        )
+        os.environ["MONITORING_EMULATOR_HOST"] = sim.host  # Services reads it, as in production
+        settings = Settings.from_env(env)
+        zones = report_usage(sim, count, settings.project or "")
+        inner = backend.open(env)
+        c.header(
+            f"lifecycle sweep over {count} notebooks ({len(zones)} running) with Cloud Monitoring",
+            rounds=rounds,
+            store=backend.describe(),
+        )
+        for n in range(rounds):
+            for i, variant in enumerate(c.order(n, VARIANTS)):
+                inner = backend.empty(env, inner)
+                fleet.seed(inner, workbench, count, settings.project or "", instances=n == 0 and i == 0)
+                services = Services(settings, config=load_config(None), clock=lambda: fleet.NOW, store=inner)
+                results[variant].append(run_variant(variant, services, zones, sim))
+                print(f"  round {n + 1}, {variant}: {results[variant][-1]['seconds']:.2f} s", flush=True)
+    print()
+    width = max(len(v) for v in VARIANTS)
+    header = f"  {'':<{width}}  {'Monitoring calls':>16}  {'sweep time':>10}  {'of it, the read':>15}"
+    print(f"{header}  what it sent (first round)")
+    for variant in VARIANTS:
+        runs = results[variant]
+        report = runs[0]["report"]
+        sent = f"{report.reminders} reminders, {report.heads_ups} heads-ups, {report.busy} busy left alone"
+        seconds = c.median([r["seconds"] for r in runs])
+        read = c.median([r["read"] for r in runs])
+        print(f"  {variant:<{width}}  {runs[0]['calls']:>16}  {seconds:>8.2f} s  {read:>13.2f} s  {sent}")
+    ours, naive = (c.median([r["read"] for r in results[v]]) for v in VARIANTS[1:])
+    calls = [results[v][0]["calls"] for v in VARIANTS[1:]]
     print(
-        f"Monitoring sweep over {args.notebooks} notebooks in {len(ZONES)} zones ({gpus} reporting GPU); "
-        f"window {reader.window}, {points} aligned points per series; median of {args.repeat} runs (naive: 1)"
+        f"\nthe Monitoring read: one per sweep {ours:.2f} s in {calls[0]} calls; one per notebook {naive:.2f} s "
+        f"in {calls[1]} calls ({c.ratio(naive, ours):.0f}× the time)"
     )
-    width = max(len(label) for label, _ in rows)
-    for label, (calls, seconds) in rows:
-        print(f"  {label:<{width}}  {calls:>5} calls  {seconds * 1000:>9.1f} ms")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.domain import idle_extensions
 from bot.domain.errors import UserError
 from bot.domain.launches import Launch
+from bot.domain.lifecycle import EXTEND_ACTION
 from bot.domain.operations import describe
 from bot.run.services import Services
 from bot.ui.blocks import error_reply
@@ -222,6 +224,26 @@ def lifecycle_snooze(ack: Ack, body: dict[str, Any], action: dict[str, Any], res
         tell(services, body, respond, f"⚠️ {error}")
 
 
+def extend_idle_timeout(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
+    """A heads-up's "Extend idle timeout": owner or admin, once per offer; a worker makes the change."""
+    ack()
+    value = action.get("value")
+    try:
+        record, created = services.idle_extensions.request(
+            body["user"]["id"],
+            value if isinstance(value, str) else "",
+            dedupe_key=offer_key(body, action),
+            message=message_of(body),
+        )
+    except UserError as error:
+        tell(services, body, respond, f"⚠️ {error.message}")
+        return
+    if not created:
+        tell(services, body, respond, f"ℹ️ Already asked from this message: {idle_extensions.describe(record)}")
+        return
+    services.kick_idle_extension(record["id"])
+
+
 def register(app: Any) -> None:
     app.action("launch_offer")(launch_offer)
     app.action("launch_elsewhere")(launch_elsewhere)
@@ -240,3 +262,4 @@ def register(app: Any) -> None:
     app.action("lifecycle_stop")(operate("stop", answers_reminder=True))
     app.action("lifecycle_delete")(operate("delete", answers_reminder=True))
     app.action("lifecycle_snooze")(lifecycle_snooze)
+    app.action(EXTEND_ACTION)(extend_idle_timeout)

@@ -1,15 +1,17 @@
 """The whole bot in one test process: the real Bolt app over HTTP, the real store, the
-simulated Slack and Workbench APIs, and a clock the test moves."""
+simulated Slack, Workbench and Cloud Monitoring APIs, and a clock the test moves."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.adapters.store import Store
 from bot.run.config import Config, Settings, load_config
 from bot.run.services import Services
+from bot.sim.monitoring_api import MonitoringSimulator
 from bot.sim.slack_api import Message, SlackSimulator
 from bot.sim.slack_driver import SlackDriver
 from bot.sim.workbench_api import WorkbenchSimulator
@@ -45,6 +47,8 @@ class Bot:
         self.clock = Clock()
         self.slack = SlackSimulator(**slack_kwargs)
         self.workbench = WorkbenchSimulator(op_polls_until_done=2)
+        # sees samples up to the test's clock; a VM reports nothing until the test says so
+        self.monitoring = MonitoringSimulator(clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
         self._monkeypatch = monkeypatch
         self._config = config
         self._settings = settings or {}  # further Settings fields, e.g. notebook_service_account
@@ -54,6 +58,7 @@ class Bot:
 
         self._monkeypatch.setenv("SLACK_API_URL", self.slack.start())
         self._monkeypatch.setenv("NOTEBOOKS_EMULATOR_HOST", self.workbench.start())
+        self._monkeypatch.setenv("MONITORING_EMULATOR_HOST", self.monitoring.start())
         self.settings = Settings(
             slack_bot_token=self.slack.bot_token,
             slack_signing_secret=SECRET,
@@ -74,8 +79,11 @@ class Bot:
             self.services.kicks.shutdown()
         self.server.shutdown()
         self.server.server_close()
+        if self.services.__dict__.get("utilization") is not None:
+            self.services.utilization.close()
         self.slack.stop()
         self.workbench.stop()
+        self.monitoring.stop()
 
     # --- helpers ----------------------------------------------------------------------------------
     def reconcile_until(self, predicate: Callable[[], Any], passes: int = 60, step: float = 10.0) -> Any:

@@ -25,6 +25,7 @@ from bot.domain.errors import UserError
 from bot.domain.launches import Launch, State
 from bot.domain.records import Notebook, NotebookState
 from bot.domain.spec import SpecBounds, parse_request, resolve
+from bot.domain.utilization import Usage, Verdict
 from bot.run.config import Settings
 from bot.run.services import Services
 from bot.ui.blocks import error_reply, help_reply
@@ -242,6 +243,14 @@ def test_app_home(services: Services, count: int) -> None:
 def test_reminders(services: Services, kind: str) -> None:
     nb = notebook(services, 7, "ACTIVE" if kind == "running" else "STOPPED")
     valid_message(services.lifecycle.reminder(nb, kind, 3 * 86400, NOW))
+
+
+def test_reminders_with_figures_and_the_heads_up(services: Services) -> None:
+    nb = notebook(services, 7, "ACTIVE")
+    for usage in (Usage(Verdict.IDLE, "GPU", 0.0, 4 * 3600), Usage(Verdict.SOME, "CPU", 0.21, 4 * 3600)):
+        valid_message(services.lifecycle.reminder(nb, "running", 3 * 86400, NOW, usage))
+    busy = Usage(Verdict.BUSY, "GPU", 0.97, 2 * 3600)
+    valid_message(services.lifecycle.heads_up(nb, busy, services.lifecycle.extended_timeout()))
 
 
 # --- views ---------------------------------------------------------------------------------------------

@@ -25,11 +25,13 @@ from bot.run.doctor import (
     DATASTORE_PERMISSIONS,
     EMULATOR,
     MANIFEST_SCOPES,
+    MONITORING_PERMISSIONS,
     NOTEBOOKS_PERMISSIONS,
     Doctor,
     report,
     run_checks,
 )
+from bot.sim.monitoring_api import MonitoringSimulator
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.workbench_api import WorkbenchSimulator
 from tests.support.emulators import free_port
@@ -56,10 +58,12 @@ class Simulated:
         self.bucket = bucket
         self.slack = SlackSimulator(scopes=MANIFEST_SCOPES)
         self.workbench = WorkbenchSimulator()
+        self.monitoring = MonitoringSimulator()
         for name in CLEARED:
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("SLACK_API_URL", self.slack.start())
         monkeypatch.setenv("NOTEBOOKS_EMULATOR_HOST", self.workbench.start())
+        monkeypatch.setenv("MONITORING_EMULATOR_HOST", self.monitoring.start())
         monkeypatch.setenv("SLACK_BOT_TOKEN", self.slack.bot_token)
         monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
         monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
@@ -80,6 +84,7 @@ class Simulated:
     def stop(self) -> None:
         self.slack.stop()
         self.workbench.stop()
+        self.monitoring.stop()
 
 
 @pytest.fixture
@@ -117,7 +122,8 @@ def test_everything_passes_against_the_emulators_and_iam_is_skipped_not_faked(si
     for name in ("configuration", "environment", "Slack token", "Slack scopes", "Firestore", "Workbench"):
         assert status_of(output, name) == ["ok"], (name, output)
     assert status_of(output, "scripts bucket") == ["ok"]
-    for name in ("Workbench permissions", "Firestore permissions", "scripts bucket permissions"):
+    iam = ("Workbench permissions", "Firestore permissions", "Monitoring permissions", "scripts bucket permissions")
+    for name in iam:
         assert status_of(output, name) == [EMULATOR], (name, output)
     assert status_of(output, "notebook service account") == [EMULATOR]
     assert "All checks passed" in output
@@ -303,16 +309,18 @@ def test_missing_project_permissions_name_the_role_and_the_binding(stub: IamStub
     results = doctor_with(stub).check_project_permissions()
     (path, asked), *_ = stub.asked
     assert path == "/v1/projects/p1:testIamPermissions"
-    assert set(asked) == set(NOTEBOOKS_PERMISSIONS) | set(DATASTORE_PERMISSIONS)
-    workbench, firestore = results
-    assert (workbench.status, firestore.status) == ("FAIL", "ok")
+    assert set(asked) == set(NOTEBOOKS_PERMISSIONS) | set(DATASTORE_PERMISSIONS) | set(MONITORING_PERMISSIONS)
+    workbench, firestore, monitoring = results
+    assert (workbench.status, firestore.status, monitoring.status) == ("FAIL", "ok", "warn")
+    grant = f"gcloud projects add-iam-policy-binding p1 --member={BOT} --role=roles/monitoring.viewer"
+    assert monitoring.fix == [grant] and "monitoring.timeSeries.list" in monitoring.detail
     assert "notebooks.instances.create" in workbench.detail and "notebooks.instances.get" not in workbench.detail
     assert workbench.fix == [f"gcloud projects add-iam-policy-binding p1 --member={BOT} --role=roles/notebooks.admin"]
 
 
 def test_all_project_permissions_granted(stub: IamStub) -> None:
-    stub.granted = set(NOTEBOOKS_PERMISSIONS) | set(DATASTORE_PERMISSIONS)
-    assert [r.status for r in doctor_with(stub).check_project_permissions()] == ["ok", "ok"]
+    stub.granted = set(NOTEBOOKS_PERMISSIONS) | set(DATASTORE_PERMISSIONS) | set(MONITORING_PERMISSIONS)
+    assert [r.status for r in doctor_with(stub).check_project_permissions()] == ["ok", "ok", "ok"]
 
 
 def test_a_disabled_api_says_which_one_to_enable(stub: IamStub) -> None:

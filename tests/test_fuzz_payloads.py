@@ -48,6 +48,7 @@ ACTION_IDS = [
     "lifecycle_stop",
     "lifecycle_delete",
     "lifecycle_snooze",
+    "lifecycle_extend_idle",
     "no_such_action",
 ]
 action = st.fixed_dictionaries(

@@ -48,6 +48,7 @@ def test_the_demo_walks_through_launch_approval_reminders_costs_and_clean_up(tmp
         "Approved by @bob",
         "@alice's App Home",
         "has been running for 9.0 h, ≈$",  # a reminder with its cost, after `wait 9h`
+        "GPU 0 % for the last 4.0 h, ≈$",  # ... and what the simulated Cloud Monitoring reported
         "so far",  # /notebook list: what it cost
         "👍 Keeping",  # the Keep it… menu
         "⏹ Stopped",

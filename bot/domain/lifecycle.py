@@ -9,6 +9,13 @@ What a notebook needs is decided from its record as the sweep's one query read i
 nothing due costs no store call, a claim the record says was used already is not tried again, and
 what a sweep said about a notebook is written to its record once (Records.swept), batched with
 the other notebooks' in one transaction.
+
+Utilization: each sweep reads Cloud Monitoring once for all running notebooks (bot.adapters.monitoring,
+one query per metric over their zones) and keeps it as `_Sweep.reading`. A running notebook that is
+busy by those figures (bot.domain.utilization) gets no reminder and is not stopped by escalation; one that
+is idle is told for how long and what that cost; without figures the clock rule stands alone. A
+notebook busy for a good part of its idle timeout gets a heads-up once per run, as Workbench's idle
+shutdown counts kernel activity only and would stop a silent job while it works.
 """
 
 from __future__ import annotations
@@ -20,12 +27,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.adapters.monitoring import Reading
+from bot.adapters.monitoring import Reading, Utilization
 from bot.adapters.notify import Slack
 from bot.adapters.store import MAX_BATCH, Store
 from bot.domain import audit, leases
@@ -36,11 +43,15 @@ from bot.domain.records import Notebook, NotebookState, Records, Reminded, Swept
 from bot.domain.reminder_policy import Reminders
 from bot.domain.spec import format_duration
 from bot.domain.usage import UsageLog
+from bot.domain.utilization import Usage, Verdict, judge
 from bot.ui.blocks import Blocks, actions, button, section, select_menu
 from bot.ui.listing import confirm_dialog, hours
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+WORKBENCH_IDLE_DEFAULT = 3 * 3600  # Workbench's own idle-timeout-seconds default
+ALIGNMENT_SLACK = 600  # a busy run "fills the window" from its first 5-minute mean: allow for the edges
+EXTEND_ACTION = "lifecycle_extend_idle"
 
 
 @dataclass
@@ -52,15 +63,18 @@ class SweepReport:
     auto_stops: int = 0
     auto_deletes: int = 0
     deferred: int = 0  # due, but outside the owner's working hours or over the sweep's message budget
+    busy: int = 0  # a reminder or escalation was due, but the notebook is busy by its utilization
+    heads_ups: int = 0  # told that idle shutdown would stop a busy notebook
+    monitoring_calls: int = 0  # Cloud Monitoring pages read (0 without Monitoring)
 
     @property
     def messages(self) -> int:
         """What counts against the sweep's message budget."""
-        return self.reminders + self.notes + self.escalations
+        return self.reminders + self.notes + self.escalations + self.heads_ups
 
     def add(self, other: SweepReport) -> None:
         """Count in what a part of the sweep did (not the notebooks it looked at)."""
-        for name in ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred"):
+        for name in ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred", "heads_ups"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -123,14 +137,15 @@ def _in_one_or_each(write: Callable[[list[T]], None], items: list[T]) -> None:
 @dataclass
 class _Sweep:
     """One sweep: its moment, its tally, its ledger, and what does not change within it (owners'
-    timezones)."""
+    timezones, and running notebooks' utilization: `reading.get(notebook_id)`; None when Monitoring
+    is not configured or failed this sweep)."""
 
     now: float
     ledger: _Ledger
+    reading: Reading | None = None
     report: SweepReport = field(default_factory=SweepReport)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
     zones_lock: threading.Lock = field(default_factory=threading.Lock)
-    reading: Reading | None = None  # the sweep's one Cloud Monitoring reading, when there is one
 
 
 @dataclass
@@ -146,11 +161,15 @@ class _Plan:
     escalate: bool = False
     reminder: int | None = None  # the reminder period due
     deferred: bool = False  # a reminder is due, outside the owner's working hours
+    usage: Usage | None = None  # a running notebook's utilization, as the sweep's reading shows it
+    busy: bool = False  # a reminder or escalation is due, but the notebook is busy
+    heads_up: int | None = None  # idle shutdown would stop it while busy: offer this idle timeout
 
     @property
     def messages(self) -> int:
         """The most messages carrying it out counts against the sweep's budget."""
-        return self.tell_stopped_outside + self.delete_notice + (self.escalate or self.reminder is not None)
+        reminder = self.escalate or self.reminder is not None
+        return self.tell_stopped_outside + self.delete_notice + reminder + (self.heads_up is not None)
 
     @property
     def work(self) -> bool:
@@ -171,6 +190,8 @@ class Lifecycle:
         rules: Rules,
         reminders: Reminders,
         clock: Callable[[], float] = time.time,
+        utilization: Utilization | None = None,
+        usage: UsageLog | None = None,
     ) -> None:
         self.store = store
         self.notebooks = notebooks
@@ -179,8 +200,9 @@ class Lifecycle:
         self.rules = rules
         self.policy = reminders
         self.clock = clock
+        self.utilization = utilization  # None: Monitoring is not configured; reminders go by the clock
         self.records = Records(store, clock)
-        self.usage: UsageLog | None = None  # keeps each sweep's reading for the cost reports (Services sets it)
+        self.usage = usage  # keeps each sweep's reading for the cost reports
 
     # --- the sweep ---------------------------------------------------------------------------------
     def sweep_if_due(self, every: float = 300.0) -> SweepReport | None:
@@ -195,6 +217,8 @@ class Lifecycle:
         notebooks = self.notebooks.synced()
         sweep = _Sweep(self.clock(), _Ledger(self.records, self.store))
         report = sweep.report
+        sweep.reading = self._read_utilization(notebooks, sweep.now)
+        report.monitoring_calls = sweep.reading.calls if sweep.reading else 0
         budget = self.policy.max_messages_per_sweep
         running: dict[Future[SweepReport], int] = {}  # in flight -> the most messages it may send
         with ThreadPoolExecutor(self.WORKERS, thread_name_prefix="sweep") as pool:
@@ -210,6 +234,7 @@ class Lifecycle:
                 except Exception:
                     log.exception("lifecycle check failed", extra={"instance": notebook.id})
                     continue
+                report.busy += plan.busy
                 if plan.work:
                     running[pool.submit(self._visit, notebook, plan, sweep)] = plan.messages
                 elif plan.deferred:
@@ -219,6 +244,20 @@ class Lifecycle:
         if sweep.reading is not None and self.usage is not None:
             self.usage.record(sweep.reading, [n.id for n in notebooks])  # batched; never raises
         return report
+
+    def _read_utilization(self, notebooks: list[Notebook], now: float) -> Reading | None:
+        """One Monitoring read for every running notebook (one query per metric over their zones);
+        None without Monitoring or when it fails: the sweep then goes by the clock, and says so once."""
+        if self.utilization is None:
+            return None
+        running = [n for n in notebooks if n.state == NotebookState.ACTIVE and n.zone]
+        try:
+            return self.utilization.read(
+                {n.zone for n in running}, names={n.id for n in running}, now=datetime.fromtimestamp(now, UTC)
+            )
+        except Exception as exc:  # permission denied, unavailable, no credentials: never the sweep's end
+            log.warning("no utilization figures this sweep (reminders go by the clock): %s", exc)
+            return None
 
     @staticmethod
     def _collect(running: dict[Future[SweepReport], int], report: SweepReport, until: str) -> None:
@@ -239,6 +278,9 @@ class Lifecycle:
         now = sweep.now
         kind, since = self._kind(nb), now - nb.state_since
         plan = _Plan(kind, since, tell_stopped_outside=nb.stopped_outside and nb.state == NotebookState.STOPPED)
+        if nb.state == NotebookState.ACTIVE:
+            plan.usage = judge(nb, sweep.reading, busy_above=self.policy.busy_above, run_since=nb.state_since)
+            plan.heads_up = self._heads_up_due(nb, plan.usage, sweep)
         if nb.state not in (NotebookState.ACTIVE, NotebookState.STOPPED) or nb.snoozed_until > now:
             return plan
         limit = self.policy.auto_delete_stopped_after
@@ -247,6 +289,9 @@ class Lifecycle:
             plan.delete_notice = notice_due and self._key(nb, "delete-notice", 0) not in nb.said
             plan.delete = since >= limit and self._key(nb, "auto-delete", 0) not in nb.said
         if since < self._threshold(nb):
+            return plan
+        if plan.usage is not None and plan.usage.busy:
+            plan.busy = True  # working: not nagged, not stopped; asked again once it is not
             return plan
         unanswered = nb.unanswered if nb.unanswered_run == nb.state_since else 0
         if unanswered >= self.policy.escalate_after:
@@ -269,6 +314,8 @@ class Lifecycle:
             if plan.tell_stopped_outside:
                 self._tell_stopped_outside(nb, report, said)
                 told = True
+            if plan.heads_up is not None and plan.usage is not None:
+                self._heads_up(nb, plan.usage, plan.heads_up, report, said)
             if plan.delete_notice or plan.delete:
                 self._auto_delete(nb, plan, sweep, report, said)
             if plan.escalate:
@@ -276,7 +323,7 @@ class Lifecycle:
             elif plan.deferred:
                 report.deferred += 1
             elif plan.reminder is not None:
-                reminded = self._remind(nb, plan.kind, plan.reminder, plan.since, sweep.now, said)
+                reminded = self._remind(nb, plan, sweep.now, said)
         finally:
             if told or said:
                 event = None
@@ -298,15 +345,44 @@ class Lifecycle:
                 )
                 report.notes += 1
 
-    def _remind(
-        self, nb: Notebook, kind: str, period: int, since: float, now: float, said: list[str]
-    ) -> Reminded | None:
-        """Send the reminder for `period` unless another sweep has; None if not sent here."""
+    def _remind(self, nb: Notebook, plan: _Plan, now: float, said: list[str]) -> Reminded | None:
+        """Send the plan's reminder unless another sweep has; None if not sent here."""
+        kind, period = plan.kind, plan.reminder or 0
         with self._once(nb, kind, period, said) as mine:
             if not mine:
                 return None
-            text, blocks = self.reminder(nb, kind, since, now)
+            text, blocks = self.reminder(nb, kind, plan.since, now, plan.usage)
             return Reminded(self._key(nb, kind, period), nb.state_since, self._dm(nb.owner, text, blocks))
+
+    # --- a silent busy job that idle shutdown would stop ---------------------------------------------
+    def idle_timeout(self, nb: Notebook) -> int:
+        """The notebook's idle shutdown timeout (Workbench's default where the record doesn't know it)."""
+        return nb.spec.idle_seconds or WORKBENCH_IDLE_DEFAULT
+
+    def extended_timeout(self) -> int:
+        """What a heads-up offers: the configured timeout within the policy's idle bounds."""
+        bounds = self.rules.policy
+        return max(bounds.idle_min, min(bounds.idle_max, self.policy.heads_up_extend_to))
+
+    def _heads_up_due(self, nb: Notebook, usage: Usage, sweep: _Sweep) -> int | None:
+        """The idle timeout to offer, if the notebook has been busy for a good part of its timeout
+        (the heads_up_after share, or the reading's whole window if that is shorter), the offer
+        would lengthen it, and this run has not had one."""
+        if not usage.busy or sweep.reading is None:
+            return None
+        timeout, offered = self.idle_timeout(nb), self.extended_timeout()
+        window = (sweep.reading.end - sweep.reading.start).total_seconds()
+        needed = min(self.policy.heads_up_after * timeout, window - ALIGNMENT_SLACK)
+        if usage.span < needed or offered <= timeout or self._key(nb, "heads-up", 0) in nb.said:
+            return None
+        return offered
+
+    def _heads_up(self, nb: Notebook, usage: Usage, offered: int, report: SweepReport, said: list[str]) -> None:
+        with self._once(nb, "heads-up", 0, said) as mine:
+            if mine:
+                text, blocks = self.heads_up(nb, usage, offered)
+                self._dm(nb.owner, text, blocks)
+                report.heads_ups += 1
 
     @staticmethod
     def _kind(nb: Notebook) -> str:
@@ -342,13 +418,16 @@ class Lifecycle:
             said.append(key)
 
     # --- messages ----------------------------------------------------------------------------------
-    def reminder(self, nb: Notebook, kind: str, since: float, now: float) -> tuple[str, Blocks]:
+    def reminder(
+        self, nb: Notebook, kind: str, since: float, now: float, usage: Usage | None = None
+    ) -> tuple[str, Blocks]:
         snooze = self._snooze_menu(nb.id)
         if kind == "running":
             run_cost = since / 3600 * nb.spec.usd_per_hour
+            seen = (usage or Usage(Verdict.UNKNOWN)).words(nb.spec.usd_per_hour)
             text = (
                 f"⏰ `{nb.id}` ({nb.spec.gpu_label(self.catalog)}) has been running for {hours(since)}, "
-                f"≈${run_cost:.2f} so far this run (≈${nb.spec.usd_per_hour:.2f}/h). Still using it?"
+                f"≈${run_cost:.2f} so far this run (≈${nb.spec.usd_per_hour:.2f}/h). {seen} Still using it?"
             )
             buttons = [button("Stop now", "lifecycle_stop", nb.id, style="danger"), snooze]
         else:
@@ -359,6 +438,22 @@ class Lifecycle:
             delete = button("Delete", "lifecycle_delete", nb.id, style="danger", confirm=confirm_dialog(nb.id))
             buttons = [delete, snooze]
         return text, [section(text), actions(*buttons, block_id=f"lifecycle:{nb.id}")]
+
+    def heads_up(self, nb: Notebook, usage: Usage, offered: int) -> tuple[str, Blocks]:
+        timeout = format_duration(self.idle_timeout(nb))
+        text = (
+            f"🏃 `{nb.id}` is working: {usage.words(nb.spec.usd_per_hour)} Heads-up: Workbench's idle "
+            f"shutdown counts only notebook activity (running a cell, new output, a terminal), not "
+            f"{usage.metric or 'CPU'} use, so if your job prints nothing for {timeout} the notebook is stopped "
+            "while it works. Extend its idle timeout?"
+        )
+        extend = button(
+            f"Extend idle timeout to {format_duration(offered)}",
+            EXTEND_ACTION,
+            f"{nb.id}|{offered}",
+            style="primary",
+        )
+        return text, [section(text), actions(extend, block_id=f"heads-up:{nb.id}")]
 
     def _snooze_menu(self, nb_id: str) -> dict[str, Any]:
         options = [(f"{nb_id}|{s}", f"Keep for {format_duration(s)}") for s in self.policy.snooze_choices]

@@ -419,6 +419,16 @@ class Records:
         now = self.clock()
         self.store.update(COLLECTION, instance_id, lambda d: _moved(d, state, now) if d else None)
 
+    def set_idle_timeout(self, instance_id: str, seconds: int) -> None:
+        """The instance's idle shutdown timeout was changed in the cloud: the spec says so too."""
+
+        def change(doc: Doc | None) -> Doc | None:
+            if doc is None or doc.get("spec", {}).get("idle_seconds") == seconds:
+                return None
+            return {**doc, "spec": {**doc["spec"], "idle_seconds": seconds}}
+
+        self.store.update(COLLECTION, instance_id, change)
+
     def transfer(self, instance_id: str, new_owner: str) -> Notebook | None:
         doc = self.store.update(COLLECTION, instance_id, lambda d: {**d, "owner": new_owner} if d else None)
         return Notebook.from_doc(doc) if doc else None

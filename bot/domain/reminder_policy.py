@@ -58,6 +58,40 @@ class Reminders(BaseModel):
     snooze_choices: tuple[Duration, ...] = Field(
         (2 * 3600, 8 * 3600, 86400, 3 * 86400, 7 * 86400), description="What the Keep it… menu offers."
     )
+    utilization_window: Duration = Field(
+        4 * 3600,
+        ge=600,
+        description="How far back each sweep reads running notebooks' CPU and GPU utilization from Cloud "
+        "Monitoring (one query per metric for all zones, in 5-minute means). Without Monitoring (no "
+        "GOOGLE_CLOUD_PROJECT or MONITORING_EMULATOR_HOST, or no permission) reminders go by the clock alone.",
+    )
+    idle_below: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="At or under this utilization (0.05 = 5 %) a notebook counts as idle: its GPU for GPU "
+        "notebooks, its CPU for the others. A reminder says how long it has been so, and what that cost.",
+    )
+    busy_above: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="A notebook not idle now and averaging at least this over the window counts as busy: it "
+        "gets no reminder and is not stopped by escalation.",
+    )
+    heads_up_after: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Workbench's idle shutdown counts notebook activity only (cells, output, terminals), not "
+        "CPU or GPU use. A notebook busy for this share of its idle timeout (or the whole window, if "
+        "shorter) gets a heads-up, once per run, with a button that extends its idle timeout.",
+    )
+    heads_up_extend_to: Duration = Field(
+        24 * 3600,
+        gt=0,
+        description="What the heads-up's button sets the idle timeout to, cut to [policy] idle_min and idle_max.",
+    )
     max_messages_per_sweep: int = Field(
         200,
         ge=1,
@@ -73,6 +107,8 @@ class Reminders(BaseModel):
             )
         if not self.working_days or any(not 0 <= d <= 6 for d in self.working_days):
             raise ValueError("working_days are 0 (Monday) to 6 (Sunday), at least one")
+        if self.busy_above <= self.idle_below:
+            raise ValueError("busy_above must be greater than idle_below")
         if not self.snooze_choices or any(s <= 0 for s in self.snooze_choices):
             raise ValueError("snooze_choices must be positive durations, at least one")
         return self

@@ -54,6 +54,7 @@ DATASTORE_PERMISSIONS = (
     "datastore.entities.update",
     "datastore.entities.delete",
 )
+MONITORING_PERMISSIONS = ("monitoring.timeSeries.list",)  # utilization for reminders; optional
 BUCKET_PERMISSIONS = ("storage.objects.create",)  # scripts are written once, never read back or deleted
 ACT_AS = ("iam.serviceAccounts.actAs",)
 
@@ -459,6 +460,11 @@ class Doctor:
             results.append(Result(EMULATOR, "Firestore permissions", f"FIRESTORE_EMULATOR_HOST={host} has no IAM"))
         else:
             wanted["Firestore permissions"] = (DATASTORE_PERMISSIONS, "roles/datastore.user")
+        host = self.emulator("MONITORING_EMULATOR_HOST")
+        if host:
+            results.append(Result(EMULATOR, "Monitoring permissions", f"MONITORING_EMULATOR_HOST={host} has no IAM"))
+        else:
+            wanted["Monitoring permissions"] = (MONITORING_PERMISSIONS, "roles/monitoring.viewer")
         if not wanted:
             return results
         if not self.project:
@@ -472,7 +478,10 @@ class Doctor:
         results.extend(self._identity_note())
         for name, (permissions, role) in wanted.items():
             missing = [p for p in permissions if p not in granted]
-            if missing:
+            if missing and name == "Monitoring permissions":  # reminders then go by the clock alone
+                detail = f"{self.member} lacks {', '.join(missing)}: reminders can't say how busy notebooks are"
+                results.append(Result(WARN, name, detail, [self._project_binding(role)]))
+            elif missing:
                 results.append(
                     Result(FAIL, name, f"{self.member} lacks {', '.join(missing)}", [self._project_binding(role)])
                 )

@@ -1,11 +1,12 @@
 """`notebook-bot sandbox`: the real bot in a terminal, with no Slack or Google account.
 
-The real Bolt app serves HTTP on loopback with an embedded SQLite store; a simulated Slack Web API
-and a simulated Workbench v2 API stand in for the cloud. What you type goes to the app as Slack
-would send it (signed slash commands, clicks, menu choices, form submissions, App Home events), and
-what the app posts is printed as Slack would show it (bot/sim/console.py). One store serves the
-whole session, and a `--state DIR` keeps it, the simulated cloud and the sandbox's clock for the
-next run. Logs go to a file named at start, never into the chat.
+The real Bolt app serves HTTP on loopback with an embedded SQLite store; a simulated Slack Web API,
+a simulated Workbench v2 API and a simulated Cloud Monitoring stand in for the cloud (running
+notebooks sit idle there: GPUs at 0 %, CPUs at 2 %, so `wait 9h` shows reminders with figures).
+What you type goes to the app as Slack would send it (signed slash commands, clicks, menu
+choices, form submissions, App Home events), and what the app posts is printed as Slack would show
+it (bot/sim/console.py). One store serves the whole session, and a `--state DIR` keeps it, the
+simulated cloud and the sandbox's clock for the next run. Logs go to a file named at start, never into the chat.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,16 @@ from bot.run.logs import configure_logging
 from bot.run.services import Services
 from bot.sim import workspace
 from bot.sim.console import Console
+from bot.sim.monitoring_api import MonitoringSimulator
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_driver import SlackDriver
 from bot.sim.workbench_api import WorkbenchSimulator
 
 SIGNING_SECRET = "sandbox-signing-secret"
+SAMPLE_EVERY = timedelta(minutes=5)
+REPORTED = timedelta(hours=4)  # the sweep's default utilization window
+IDLE = {"cpu": 0.02, "gpu": 0.0}  # what running notebooks report: CPU as a fraction, GPU in percent
+GPU_MACHINES = ("g2-", "a2-", "a3-")  # machine series with built-in GPUs
 BUSY_LAUNCH_STATES = ("APPROVED", "CREATING")
 
 # (what the person types, what must show up before the next line)
@@ -45,7 +52,7 @@ DEMO: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("submit", ("Approved by @bob", "is ready for @alice")),
     ("as alice", ("You are @alice",)),
     ("home", ("Your notebooks",)),
-    ("wait 9h", ("has been running for 9.0 h",)),
+    ("wait 9h", ("has been running for 9.0 h", "GPU 0 % for the last 4.0 h")),
     ("/notebook list", ("so far",)),
     ('choose "Keep it…" Keep for 24h', ("👍 Keeping",)),
     ("click Stop now", ("⏹ Stopped",)),
@@ -80,6 +87,7 @@ class Sandbox:
         self.slack = SlackSimulator(users={p.id: p.profile() for p in workspace.PEOPLE})
         self.workbench = WorkbenchSimulator(op_polls_until_done=3)
         self.clock = SandboxClock()
+        self.monitoring = MonitoringSimulator(clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
         self._env: dict[str, str | None] = {}
 
     # --- starting and stopping --------------------------------------------------------------------
@@ -92,7 +100,11 @@ class Sandbox:
         root = logging.getLogger()
         self._logging = (root.handlers[:], root.level)
         configure_logging(stream=self._log)
-        self._set_env(SLACK_API_URL=self.slack.start(), NOTEBOOKS_EMULATOR_HOST=self.workbench.start())
+        self._set_env(
+            SLACK_API_URL=self.slack.start(),
+            NOTEBOOKS_EMULATOR_HOST=self.workbench.start(),
+            MONITORING_EMULATOR_HOST=self.monitoring.start(),
+        )
         self._load_state()
         settings = Settings(
             slack_bot_token=self.slack.bot_token,
@@ -114,8 +126,11 @@ class Sandbox:
         self.server.shutdown()
         self.server.server_close()
         self._save_state()
+        if self.services.__dict__.get("utilization") is not None:
+            self.services.utilization.close()  # before its server goes
         self.slack.stop()
         self.workbench.stop()
+        self.monitoring.stop()
         for name, value in self._env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -153,6 +168,23 @@ class Sandbox:
         if any(d.get("state") in BUSY_LAUNCH_STATES or d.get("lease_owner") for d in launches):
             return True
         return bool(store.query("operations", open=True))
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass: running notebooks report their (idle) utilization for that time first,
+        so a sweep at the new time, the worker's or the console's, finds the figures there."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        until = now + timedelta(seconds=seconds)
+        start = max(now, until - REPORTED)
+        for name, instance in self.workbench.instances().items():
+            if instance.get("state") != "ACTIVE":
+                continue
+            _, project, _, zone, _, instance_id = name.split("/")
+            self.monitoring.add_instance(instance_id, zone, project=project)
+            setup = instance.get("gceSetup", {})
+            gpu = setup.get("acceleratorConfigs") or setup.get("machineType", "").startswith(GPU_MACHINES)
+            for metric in ("cpu", "gpu") if gpu else ("cpu",):
+                self.monitoring.fill(metric, instance_id, IDLE[metric], start, until, every=SAMPLE_EVERY)
+        self.clock.offset += seconds
 
     def sweep(self) -> None:
         """A sweep now (reminders, escalation, auto-stop), then a pass for whatever else came due

@@ -7,11 +7,14 @@ a cold start's first acknowledgement to Slack inside its 3 seconds.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 
+from bot.adapters.monitoring import Utilization
 from bot.adapters.notify import Slack, web_client
 from bot.adapters.observer import Observer
 from bot.adapters.startup import StartupScripts
@@ -21,6 +24,7 @@ from bot.domain.approvals import Approvals
 from bot.domain.buckets import BucketChecker, Storage
 from bot.domain.cost_reports import CostReports
 from bot.domain.digest import Digest
+from bot.domain.idle_extensions import IdleExtensions
 from bot.domain.launches import Launch, Launcher
 from bot.domain.lifecycle import Lifecycle
 from bot.domain.notebooks import Notebooks
@@ -33,6 +37,9 @@ from bot.ui.launch_views import LaunchViews
 from bot.ui.listing import home_view, notebook_list
 
 log = logging.getLogger(__name__)
+# A sweep waits this long at most for Monitoring before going by the clock (it runs in the worker's
+# pass, ahead of launches' next steps): seconds per call, and for retrying "unavailable".
+MONITORING_TIMEOUT, MONITORING_RETRY_DEADLINE = 15.0, 5.0
 
 
 @dataclass(frozen=True)
@@ -238,8 +245,27 @@ class Services:
                 log.exception("could not refresh the App Home", extra={"user": user})
 
     @cached_property
+    def utilization(self) -> Utilization | None:
+        """Cloud Monitoring, for the sweep's one utilization read: MONITORING_EMULATOR_HOST (plain-text
+        gRPC), else the project's. None without either: reminders then go by the clock alone. Its
+        client is built on the first read."""
+        host = os.environ.get("MONITORING_EMULATOR_HOST") or None
+        if not host and not self.settings.project:
+            return None
+        reminders = self.config.reminders
+        return Utilization(
+            self.settings.project or "local-project",
+            emulator_host=host,
+            window=timedelta(seconds=reminders.utilization_window),
+            cpu_idle_below=reminders.idle_below,
+            gpu_idle_below=reminders.idle_below,
+            timeout=MONITORING_TIMEOUT,
+            retry_deadline=MONITORING_RETRY_DEADLINE,
+        )
+
+    @cached_property
     def lifecycle(self) -> Lifecycle:
-        lifecycle = Lifecycle(
+        return Lifecycle(
             store=self.store,
             notebooks=self.notebooks,
             slack=self.slack,
@@ -247,9 +273,9 @@ class Services:
             rules=self.rules,
             reminders=self.config.reminders,
             clock=self.clock,
+            utilization=self.utilization,
+            usage=self.cost_reports.usage,  # each sweep's reading, kept for the cost reports
         )
-        lifecycle.usage = self.cost_reports.usage  # each sweep's Monitoring reading, kept for the cost reports
-        return lifecycle
 
     @cached_property
     def cost_reports(self) -> CostReports:
@@ -266,6 +292,22 @@ class Services:
             clock=self.clock,
         )
 
+    @cached_property
+    def idle_extensions(self) -> IdleExtensions:
+        """A heads-up's "Extend idle timeout" click, carried out as a leased job."""
+        return IdleExtensions(
+            store=self.store,
+            workbench=self.workbench,
+            slack=self.slack,
+            notebooks=self.notebooks,
+            offered=self.lifecycle.extended_timeout,
+            clock=self.clock,
+            poll_seconds=self.settings.poll_seconds,
+        )
+
+    def kick_idle_extension(self, key: str) -> None:
+        self.kicks.submit(f"idle-extension:{key}", lambda: self.idle_extensions.advance(key))
+
     def reconcile(self) -> dict[str, int]:
         """One pass of everything periodic; what /tasks/reconcile and the worker thread run."""
         counts: dict[str, int] = {}
@@ -273,6 +315,7 @@ class Services:
         stages: dict[str, Callable[[], int]] = {
             "launches": self.launcher.reconcile,
             "operations": self.operations.reconcile,
+            "idle extensions": self.idle_extensions.reconcile,
             "unmanaged": lambda: len(self.notebooks.sync()),
             "reminders": lambda: swept.reminders if (swept := self.lifecycle.sweep_if_due()) else 0,
             "digest": lambda: int(self.digest.send_if_due()),

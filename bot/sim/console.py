@@ -304,7 +304,7 @@ class Console:
             self.out("Write how long, e.g. `wait 9h`, `wait 90m` or `wait 3d`.")
             return
         self.settle()  # a step under way finishes before the clock moves (as its lease expects)
-        self.sandbox.clock.offset += seconds
+        self.sandbox.advance(seconds)
         now = datetime.fromtimestamp(self.sandbox.clock()).strftime("%a %d %b %H:%M")
         self.out(f"⏩ {format_duration(seconds)} later: it is now {now} in the sandbox.")
         self.sandbox.sweep()

@@ -21,7 +21,8 @@ Wire facts this relies on (checked against google-cloud-notebooks 1.18 / google-
   InternalServerError and ServiceUnavailable have a `grpc_status_code`; the others have None.
   `exc.message` reads "VERB URL: message".
 - `instanceOwners` is input only: it is kept in the stored JSON but left out of answers.
-- An update (PATCH) applies at once; its operation only reports completion.
+- An update (PATCH) applies at once; its operation only reports completion. Under the
+  `gce_setup.metadata` mask the keys sent are merged into the instance's metadata (MERGED_MAPS).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ METADATA_TYPE = "type.googleapis.com/google.cloud.notebooks.v2.OperationMetadata
 EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
 INPUT_ONLY = ("instanceOwners",)  # kept in the stored JSON, left out of answers
 OUTPUT_ONLY = ("name", "id", "state", "proxyUri", "creator", "healthState", "healthInfo", "createTime", "updateTime")
+# Masks whose map Workbench merges key by key rather than replaces (what `gcloud workbench instances update
+# --metadata=idle-timeout-seconds=N` relies on; the API reference does not spell it out).
+MERGED_MAPS = ("gceSetup.metadata",)  # as the REST client sends masks: camelCase
 RUNNING = {"start": "STARTING", "stop": "STOPPING", "reset": "STARTING"}  # instance state while running
 FINAL = {"create": "ACTIVE", "start": "ACTIVE", "stop": "STOPPED", "reset": "ACTIVE"}  # ... and when done
 
@@ -302,7 +306,9 @@ class WorkbenchSimulator:
                 dst = instance
                 for part in head:
                     src, dst = src.get(part) if isinstance(src, dict) else None, dst.setdefault(part, {})
-                if isinstance(src, dict) and last in src:
+                if isinstance(src, dict) and last in src and ".".join(camel(path)) in MERGED_MAPS:
+                    dst[last] = {**dst.get(last, {}), **src[last]}
+                elif isinstance(src, dict) and last in src:
                     dst[last] = src[last]
                 else:
                     dst.pop(last, None)
