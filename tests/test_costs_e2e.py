@@ -68,24 +68,23 @@ def stop(bot: Bot, user: str, name: str) -> None:
     bot.reconcile_until(lambda: bot.store.get("notebooks", name)["state"] == "STOPPED", step=1)
 
 
-def sweep_readings(bot: Bot, reader: Utilization, names: list[str], at: list[float]) -> None:
-    """What the sweeps at these moments keep: each one's reading, handed to the usage log."""
+def sweep_at(bot: Bot, at: list[float]) -> None:
+    """The lifecycle sweeps at these moments: each reads Monitoring once and keeps what it saw."""
     for moment in at:
         bot.clock.now = moment
-        reading = reader.read([ZONE])
-        bot.services.lifecycle.usage.record(reading, names)
+        bot.services.lifecycle.sweep()
 
 
-def alice_ran_ten_hours(bot: Bot, monitoring) -> float:
+def alice_ran_ten_hours(bot: Bot) -> float:
     """The known history; returns when the notebook turned ACTIVE."""
-    sim, reader = monitoring
+    sim = bot.monitoring  # the one the bot's own sweep reads
     start = launch_ready(bot, "U0ALICE", "trainer", "gpu=l4")
     began = datetime.fromtimestamp(start, UTC)
     sim.add_instance("trainer", ZONE)
     sim.fill("cpu", "trainer", 0.3, began, began + timedelta(hours=10))
     switch = began + timedelta(hours=4)
     sim.fill("gpu", "trainer", lambda t: 0.0 if t <= switch else 80.0, began, began + timedelta(hours=10))
-    sweep_readings(bot, reader, ["trainer"], [start + 4 * HOUR, start + 8 * HOUR, start + 10 * HOUR])
+    sweep_at(bot, [start + 4 * HOUR, start + 8 * HOUR, start + 10 * HOUR])
     bot.clock.now = start + 10 * HOUR
     stop(bot, "U0ALICE", "trainer")
     return start
@@ -109,7 +108,7 @@ def spec_prices(bot: Bot, name: str) -> tuple[float, float]:
 
 # --- /notebook costs ---------------------------------------------------------------------------------
 def test_my_costs_show_running_and_gpu_hours_idle_share_and_cost_of_a_known_history(bot: Bot, monitoring) -> None:
-    start = alice_ran_ten_hours(bot, monitoring)
+    start = alice_ran_ten_hours(bot)
     launch_ready(bot, "U0BOB", "bobs-nb")
     bot.clock.now = start + 12 * HOUR
     stopped = next(h["at"] for h in bot.store.get("notebooks", "trainer")["history"] if h["state"] != "ACTIVE"
@@ -133,7 +132,7 @@ def test_my_costs_show_running_and_gpu_hours_idle_share_and_cost_of_a_known_hist
 
 
 def test_costs_are_answered_from_the_store_in_the_acknowledgement(bot: Bot, monitoring) -> None:
-    alice_ran_ten_hours(bot, monitoring)
+    alice_ran_ten_hours(bot)
     slack_calls, workbench_calls = bot.slack.call_count(), len(bot.workbench.calls())
 
     reply = bot.driver.command("U0ALICE", "costs").json()
@@ -143,7 +142,7 @@ def test_costs_are_answered_from_the_store_in_the_acknowledgement(bot: Bot, moni
 
 
 def test_the_team_view_is_for_admins_by_person_and_by_notebook(bot: Bot, monitoring) -> None:
-    alice_ran_ten_hours(bot, monitoring)
+    alice_ran_ten_hours(bot)
     launch_ready(bot, "U0BOB", "bobs-nb")
     bot.clock.advance(HOUR)
 
@@ -159,7 +158,7 @@ def test_the_team_view_is_for_admins_by_person_and_by_notebook(bot: Bot, monitor
 
 
 def test_a_report_is_three_queries_and_no_read_per_notebook(bot: Bot, monitoring) -> None:
-    alice_ran_ten_hours(bot, monitoring)
+    alice_ran_ten_hours(bot)
     launch_ready(bot, "U0BOB", "bobs-nb")
     launch_ready(bot, "U0BOB", "bobs-other")
     bot.clock.advance(HOUR)
@@ -251,7 +250,7 @@ def about_the_week(bot: Bot, monday: str = "30 Nov") -> tuple[list[Any], list[An
 
 
 def test_the_weekly_digest_goes_to_the_admins_once_with_its_chart(bot: Bot, monitoring) -> None:
-    start = alice_ran_ten_hours(bot, monitoring)
+    start = alice_ran_ten_hours(bot)
     next_monday_09 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC).timestamp()
 
     bot.clock.now = next_monday_09 - 60
