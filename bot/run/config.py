@@ -14,6 +14,7 @@ from bot.domain.catalog import Catalog
 from bot.domain.catalog_check import check_catalog, config_problems, report, toml_problem
 from bot.domain.policy import Access, Policy
 from bot.domain.reminder_policy import Reminders
+from bot.domain.schedules import Schedules
 
 DEFAULT_ZONE = "us-central1-a"
 
@@ -28,6 +29,7 @@ class _ConfigFile(BaseModel):
     access: Access = Access()
     policy: Policy = Policy()
     reminders: Reminders = Reminders()
+    schedules: Schedules = Schedules()
     catalog: dict[str, Any] = {}
 
 
@@ -37,6 +39,7 @@ class Config:
     policy: Policy
     catalog: Catalog
     reminders: Reminders = field(default_factory=Reminders)
+    schedules: Schedules = field(default_factory=Schedules)
     source: str = "built-in defaults"
 
 
@@ -57,7 +60,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except ValidationError as exc:
         raise ConfigError(report(config_problems(exc, _ConfigFile, file, text))) from None
     catalog = _checked_catalog(parsed.catalog, file, text)
-    return Config(parsed.access, parsed.policy, catalog, parsed.reminders, source=str(file))
+    return Config(parsed.access, parsed.policy, catalog, parsed.reminders, parsed.schedules, source=str(file))
 
 
 def _checked_catalog(additions: dict[str, Any], file: Path | None = None, text: str | None = None) -> Catalog:
