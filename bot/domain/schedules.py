@@ -19,7 +19,6 @@ All instants are handled in UTC; local times become instants with zoneinfo, so D
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -29,10 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bot.domain.errors import UserError
 from bot.domain.policy import Duration
+from bot.domain.spec import SCHEDULE
 
 Activity = Literal["busy", "idle", "unknown"]
 Action = Literal["heads_up", "stop", "morning_report"]
-SCHEDULE = re.compile(r"^(default|off|([01]?\d|2[0-3]):([0-5]\d))(\+weekends)?$")
 
 
 class Schedules(BaseModel):
@@ -104,7 +103,7 @@ class NotebookSchedule:
 def parse_schedule(text: str, policy: Schedules, *, gpu: bool) -> NotebookSchedule:
     """`schedule=` of a notebook: default, off, HH:MM, each optionally +weekends; checked against policy."""
     raw = text.strip().lower()
-    match = SCHEDULE.match(raw)
+    match = SCHEDULE.fullmatch(raw)
     if not match:
         raise UserError(
             f"`{text}` is not a schedule; write `default`, `off`, a stop time like `21:30`, "
@@ -118,19 +117,27 @@ def parse_schedule(text: str, policy: Schedules, *, gpu: bool) -> NotebookSchedu
     elif word == "off":
         if default is not None and gpu and not policy.allow_off:
             raise UserError(
-                f"GPU notebooks stop at {default:%H:%M} here; choose a later time (up to "
-                f"{policy.latest_stop_at:%H:%M}) or ask an admin.",
+                f"`schedule=off` isn't allowed here: GPU notebooks stop at {default:%H:%M} (your time); choose a "
+                f"later stop, up to `schedule={policy.latest_stop_at:%H:%M}`, or ask an admin.",
                 field="schedule",
             )
         stop_at = None
     else:
         stop_at = time(int(match[2]), int(match[3]))
         if stop_at <= policy.morning_at:
-            raise UserError(f"The stop time must be after {policy.morning_at:%H:%M}.", field="schedule")
+            raise UserError(
+                f"`schedule={stop_at:%H:%M}` is too early: a stop time is in the evening, after "
+                f"{policy.morning_at:%H:%M} (when off-hours end).",
+                field="schedule",
+            )
         if default is not None and stop_at > policy.latest_stop_at:
-            raise UserError(f"The latest stop time allowed is {policy.latest_stop_at:%H:%M}.", field="schedule")
+            raise UserError(
+                f"`schedule={stop_at:%H:%M}` is too late: the latest stop allowed here is "
+                f"{policy.latest_stop_at:%H:%M}.",
+                field="schedule",
+            )
     if weekends and not policy.allow_weekends and policy.weekend != "keep":
-        raise UserError("Notebooks here stop over the weekend; `+weekends` is not allowed.", field="schedule")
+        raise UserError("Notebooks here stop over the weekend; `+weekends` isn't allowed.", field="schedule")
     return NotebookSchedule(stop_at, weekends)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from bot.adapters.notify import Slack, web_client
@@ -109,7 +109,7 @@ class Services:
             slack=self.slack,
             catalog=self.config.catalog,
             rules=self.rules,
-            bounds=self.config.policy.bounds(zone),
+            bounds=replace(self.config.policy.bounds(zone), schedules=self.config.schedules),
             clock=self.clock,
             poll_seconds=self.settings.poll_seconds,
             prepare_metadata=StartupScripts(self.storage, self.settings.scripts_bucket, self.config.catalog).metadata,
