@@ -25,14 +25,17 @@ from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.adapters.monitoring import Reading
 from bot.adapters.notify import Slack
 from bot.adapters.store import MAX_BATCH, Store
 from bot.domain import audit, leases
 from bot.domain.catalog import Catalog
 from bot.domain.notebooks import Notebooks
+from bot.domain.offhours import OffHours
 from bot.domain.policy import Rules
 from bot.domain.records import Notebook, NotebookState, Records, Reminded, Swept
 from bot.domain.reminder_policy import Reminders
+from bot.domain.schedules import Schedules
 from bot.domain.spec import format_duration
 from bot.ui.blocks import Blocks, actions, button, section, select_menu
 from bot.ui.listing import confirm_dialog, hours
@@ -50,15 +53,18 @@ class SweepReport:
     auto_stops: int = 0
     auto_deletes: int = 0
     deferred: int = 0  # due, but outside the owner's working hours or over the sweep's message budget
+    heads_ups: int = 0  # off-hours (bot/domain/offhours.py): a stop is coming
+    schedule_stops: int = 0
+    morning_reports: int = 0
 
     @property
     def messages(self) -> int:
         """What counts against the sweep's message budget."""
-        return self.reminders + self.notes + self.escalations
+        return self.reminders + self.notes + self.escalations + self.heads_ups + self.morning_reports
 
     def add(self, other: SweepReport) -> None:
         """Count in what a part of the sweep did (not the notebooks it looked at)."""
-        for name in ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred"):
+        for name in ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred", *OffHours.COUNTS):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -128,6 +134,7 @@ class _Sweep:
     report: SweepReport = field(default_factory=SweepReport)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
     zones_lock: threading.Lock = field(default_factory=threading.Lock)
+    reading: Reading | None = None  # utilization by instance name (None: no figures, activity unknown)
 
 
 @dataclass
@@ -167,6 +174,7 @@ class Lifecycle:
         catalog: Catalog,
         rules: Rules,
         reminders: Reminders,
+        schedules: Schedules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -177,6 +185,7 @@ class Lifecycle:
         self.policy = reminders
         self.clock = clock
         self.records = Records(store, clock)
+        self.offhours = OffHours(self, schedules) if schedules is not None else None
 
     # --- the sweep ---------------------------------------------------------------------------------
     def sweep_if_due(self, every: float = 300.0) -> SweepReport | None:
@@ -191,6 +200,8 @@ class Lifecycle:
         notebooks = self.notebooks.synced()
         sweep = _Sweep(self.clock(), _Ledger(self.records, self.store))
         report = sweep.report
+        if self.offhours is not None:  # first: a heads-up or a stop can't wait for the next sweep, reminders can
+            self.offhours.sweep(notebooks, sweep)
         budget = self.policy.max_messages_per_sweep
         running: dict[Future[SweepReport], int] = {}  # in flight -> the most messages it may send
         with ThreadPoolExecutor(self.WORKERS, thread_name_prefix="sweep") as pool:

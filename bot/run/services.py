@@ -244,6 +244,7 @@ class Services:
             catalog=self.config.catalog,
             rules=self.rules,
             reminders=self.config.reminders,
+            schedules=self.config.schedules,
             clock=self.clock,
         )
 
