@@ -233,3 +233,19 @@ def test_two_concurrent_sweeps_send_one_heads_up_and_ask_one_stop(make_bot) -> N
         t.join()
     stopped(bot, "gpu-nb")
     assert bot.workbench.count("stop") == 1 and len(bot.store.query("operations")) == 1
+
+
+def test_the_launch_form_takes_a_schedule_and_flags_a_bad_one_on_its_field(make_bot) -> None:
+    from tests.test_launch_modal_e2e import block, open_form, select, submit
+
+    bot = make_bot()
+    view = select(bot, open_form(bot), "gpu", "l4")
+    reply = submit(bot, view, {"schedule": "tonight"})
+    assert reply["response_action"] == "errors" and list(reply["errors"]) == [block(view, "schedule")["block_id"]]
+    assert "is not a schedule" in reply["errors"]["schedule"] and bot.launches() == []
+
+    assert submit(bot, view, {"schedule": "21:30+weekends", "name": "from-form"}) == {}
+    bot.slack.wait_for(lambda: bot.launches())
+    [launch] = bot.launches()
+    assert launch["spec"]["schedule"] == "21:30+weekends"
+    assert "evening stop 21:30, runs through weekends" in str(bot.launch_message().blocks)
