@@ -12,6 +12,7 @@ import pytest
 from bot.adapters.store import FirestoreStore
 from bot.run.config import load_config
 from tests.harness import Bot
+from tests.support.store_calls import CountedStore
 
 HOUR, MINUTE = 3600, 60
 TUESDAY_10_UTC = datetime(2026, 12, 1, 10, 0, tzinfo=UTC).timestamp()  # 11:00 in Paris
@@ -22,8 +23,20 @@ SATURDAY_10_UTC = datetime(2026, 12, 5, 10, 0, tzinfo=UTC).timestamp()
 CONFIG = (
     '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\napproval_channel = "C0APPROVALS"\n'
     '[reminders]\nrunning_gpu_after = "7d"\n'  # no clock-based reminders in these tests
-    "[schedules]\n"
 )
+
+
+class LosingStore(CountedStore):
+    """The real store, except that it can lose the next batched write of notebook records, as a
+    process that dies after its messages went out and before its bookkeeping was written would."""
+
+    lose_next_batch = False
+
+    def update_many(self, collection, changes):
+        if collection == "notebooks" and self.lose_next_batch:
+            self.lose_next_batch = False
+            raise ConnectionError("the process died before the records were written")
+        return super().update_many(collection, changes)
 
 
 @pytest.fixture
@@ -32,10 +45,10 @@ def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
 
     bots = []
 
-    def make(schedules: str = "", start: float = TUESDAY_10_UTC) -> Bot:
+    def make(schedules: str = "", start: float = TUESDAY_10_UTC, reminders: str = "") -> Bot:
         config = tmp_path / "config.toml"
-        config.write_text(CONFIG + schedules)
-        store = FirestoreStore(firestore.Client(project=firestore_project))
+        config.write_text(CONFIG + reminders + "[schedules]\n" + schedules)
+        store = LosingStore(FirestoreStore(firestore.Client(project=firestore_project)))
         bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
         bot.clock.now = start
         bots.append(bot)
@@ -249,3 +262,25 @@ def test_the_launch_form_takes_a_schedule_and_flags_a_bad_one_on_its_field(make_
     [launch] = bot.launches()
     assert launch["spec"]["schedule"] == "21:30+weekends"
     assert "evening stop 21:30, runs through weekends" in str(bot.launch_message().blocks)
+
+
+def test_a_heads_up_whose_record_write_was_lost_is_recovered_not_sent_again(make_bot) -> None:
+    bot = make_bot()
+    launch_ready(bot, "gpu-nb")
+    bot.store.lose_next_batch = True
+    assert sweep_at(bot, TUESDAY_HEADS_UP).heads_ups == 1
+    assert "offhours" not in bot.store.get("notebooks", "gpu-nb"), "the bookkeeping was lost"
+
+    assert sweep_at(bot, TUESDAY_HEADS_UP + 5 * MINUTE).heads_ups == 0 and len(heads_ups(bot)) == 1
+    marks = bot.store.get("notebooks", "gpu-nb")["offhours"]
+    assert (marks["heads_up_for"], marks["heads_up_at"]) == (TUESDAY_STOP, TUESDAY_HEADS_UP), "read back from the claim"
+    assert sweep_at(bot, TUESDAY_STOP).schedule_stops == 1, "the stop keeps its time: the heads-up did go out"
+
+
+def test_heads_ups_count_against_the_sweeps_message_budget(make_bot) -> None:
+    bot = make_bot(reminders="max_messages_per_sweep = 1\n")
+    launch_ready(bot, "nb-a")
+    launch_ready(bot, "nb-b")
+    first = sweep_at(bot, TUESDAY_HEADS_UP)
+    assert first.heads_ups == 1 and first.deferred >= 1 and len(heads_ups(bot)) == 1
+    assert sweep_at(bot, TUESDAY_HEADS_UP + 5 * MINUTE).heads_ups == 1 and len(heads_ups(bot)) == 2

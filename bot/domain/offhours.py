@@ -73,7 +73,14 @@ class OffHours:
     # --- in the sweep ------------------------------------------------------------------------------
     def sweep(self, notebooks: Iterable[Notebook], sweep: _Sweep) -> None:
         """What is due now for each notebook, within what is left of the sweep's message budget (the
-        stops themselves are not messages); carried out a few at a time, then written in batches."""
+        stops themselves are not messages); carried out a few at a time, then written in batches.
+        Never raises: the rest of the sweep goes on, and what was lost is recovered next sweep."""
+        try:
+            self._sweep(notebooks, sweep)
+        except Exception:
+            log.exception("off-hours: this sweep's part failed")
+
+    def _sweep(self, notebooks: Iterable[Notebook], sweep: _Sweep) -> None:
         report, budget = sweep.report, self.lifecycle.policy.max_messages_per_sweep
         due: list[_Due] = []
         planned = 0
