@@ -92,7 +92,7 @@ def test_a_heads_up_at_half_past_seven_then_the_stop_at_eight_then_one_morning_r
 
     assert sweep_at(bot, TUESDAY_HEADS_UP).heads_ups == 1
     [dm] = heads_ups(bot)
-    assert "`gpu-nb`" in dm.text and "stops for the night at Tue 20:00 (your time)" in dm.text
+    assert "`gpu-nb`" in dm.text and "stops at Tue 20:00 (your time): off-hours" in dm.text
     [keep] = [e for b in dm.blocks if b["type"] == "actions" for e in b["elements"]]
     assert keep["text"]["text"] == "Keep it tonight"
     assert sweep_at(bot, TUESDAY_HEADS_UP + 10 * MINUTE).heads_ups == 0 and len(heads_ups(bot)) == 1
@@ -106,7 +106,7 @@ def test_a_heads_up_at_half_past_seven_then_the_stop_at_eight_then_one_morning_r
     assert sweep_at(bot, WEDNESDAY_MORNING - MINUTE).morning_reports == 0
     assert sweep_at(bot, WEDNESDAY_MORNING).morning_reports == 1
     [morning] = [m for m in dms(bot) if m.text.startswith("☀️")]
-    assert "Off-hours stopped `gpu-nb` at Tue 20:00 (your time)" in morning.text
+    assert "Off-hours stopped `gpu-nb` at Tue 20:00 (your time): 13.0 h not running saved ≈$9.67" in morning.text
     assert "/notebook start gpu-nb" in morning.text
     for later in (WEDNESDAY_MORNING + 10 * MINUTE, WEDNESDAY_MORNING + 2 * HOUR):
         assert sweep_at(bot, later).morning_reports == 0
@@ -178,7 +178,7 @@ def test_weekends_are_off_hours_all_day_unless_the_notebook_says_plus_weekends(m
     launch_ready(bot, "weekender", "gpu=l4 schedule=default+weekends")
     sweep_at(bot, SATURDAY_10_UTC + 5 * MINUTE)  # (or the sweep of a reconcile pass while launching)
     [dm] = heads_ups(bot)  # started inside the window: a heads-up at once, not a stop
-    assert "`saturday`" in dm.text and "stops for the night at Sat 11:3" in dm.text
+    assert "`saturday`" in dm.text and "stops at Sat 11:3" in dm.text
     assert state(bot, "saturday") == "ACTIVE"
     assert sweep_at(bot, SATURDAY_10_UTC + 40 * MINUTE).schedule_stops == 1
     stopped(bot, "saturday")

@@ -239,7 +239,7 @@ class OffHours:
         busy = {"busy": " It looks busy right now.", "idle": " It looks idle.", "unknown": ""}[seen]
         text = (
             f"🌙 `{nb.id}` ({nb.spec.gpu_label(self.lifecycle.catalog)}, ≈${nb.spec.usd_per_hour:.2f}/h) stops "
-            f"for the night at {when} (your time), by the team's off-hours schedule.{busy} Still working? "
+            f"at {when} (your time): off-hours, by the team's schedule.{busy} Still working? "
             "Keep it tonight and it runs until the morning."
         )
         keep = button("Keep it tonight", KEEP_ACTION, f"{nb.id}|{point:.0f}", style="primary")
@@ -247,11 +247,12 @@ class OffHours:
         return text, [section(text), actions(keep, block_id=f"offhours:{nb.id}"), hint]
 
     def morning_report(self, nb: Notebook, stopped: float, now: float, tz: ZoneInfo) -> str:
-        saved = (now - stopped) / 3600 * nb.spec.usd_per_hour
+        started_again = nb.state != NotebookState.STOPPED and nb.state_since > stopped
+        idle = (nb.state_since if started_again else now) - stopped
+        after = "It is running again." if started_again else f"`/notebook start {nb.id}` brings it back."
         return (
-            f"☀️ Off-hours stopped `{nb.id}` at {_local(stopped, tz)} (your time); not running since then "
-            f"saved ≈${saved:.2f} ({hours(now - stopped)} at ≈${nb.spec.usd_per_hour:.2f}/h). "
-            f"`/notebook start {nb.id}` brings it back."
+            f"☀️ Off-hours stopped `{nb.id}` at {_local(stopped, tz)} (your time): {hours(idle)} not running "
+            f"saved ≈${idle / 3600 * nb.spec.usd_per_hour:.2f} (≈${nb.spec.usd_per_hour:.2f}/h). {after}"
         )
 
     # --- "Keep it tonight" -------------------------------------------------------------------------
