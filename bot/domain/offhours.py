@@ -50,7 +50,6 @@ MESSAGES = ("heads_up", "morning_report")  # the actions that count against the 
 @dataclass(frozen=True)
 class _Due:
     notebook: Notebook
-    subject: Subject
     plan: Plan
     activity: Activity
 
@@ -115,17 +114,14 @@ class OffHours:
         marks = nb.offhours
         running = nb.state == NotebookState.ACTIVE
         unreported = marks.stopped_at is not None and not marks.reported
-        if not unreported and not (running and self._has_off_hours(nb)):
+        schedule = self._schedule(nb)
+        stops = effective(self.policy, gpu=nb.spec.gpu is not None, schedule=schedule).stop_at is not None
+        if not unreported and not (running and stops):
             return None  # nothing can be due: no owner's timezone to look up
-        tz = self.lifecycle._sweep_tz(nb.owner, sweep)
-        subject = self._subject(nb, tz)
+        subject = self._subject(nb, self.lifecycle._sweep_tz(nb.owner, sweep), schedule)
         seen = self._activity(nb, sweep)
         planned = plan(self.policy, subject, datetime.fromtimestamp(sweep.now, UTC), seen)
-        return _Due(nb, subject, planned, seen) if planned.actions else None
-
-    def _has_off_hours(self, nb: Notebook) -> bool:
-        gpu = nb.spec.gpu is not None
-        return effective(self.policy, gpu=gpu, schedule=self._schedule(nb)).stop_at is not None
+        return _Due(nb, planned, seen) if planned.actions else None
 
     def _schedule(self, nb: Notebook) -> NotebookSchedule | None:
         """The notebook's own `schedule=`; one the policy no longer allows gives way to the policy's."""
@@ -137,13 +133,13 @@ class OffHours:
             log.warning("schedule=%s is outside today's policy; the policy's applies", nb.spec.schedule)
             return None
 
-    def _subject(self, nb: Notebook, tz: ZoneInfo) -> Subject:
+    def _subject(self, nb: Notebook, tz: ZoneInfo, schedule: NotebookSchedule | None) -> Subject:
         marks = nb.offhours
         return Subject(
             tz=tz.key,
             gpu=nb.spec.gpu is not None,
             running_since=_instant(nb.state_since) if nb.state == NotebookState.ACTIVE else None,
-            schedule=self._schedule(nb),
+            schedule=schedule,
             kept_until=_instant(marks.kept_until),
             heads_up_for=_instant(marks.heads_up_for),
             heads_up_at=_instant(marks.heads_up_at),
@@ -273,7 +269,8 @@ class OffHours:
         if stopping is not None or nb.state != NotebookState.ACTIVE:
             raise UserError(f"`{nb.id}` is already stopped for the night; `/notebook start {nb.id}` brings it back.")
         now = lifecycle.clock()
-        window = pending(self.policy, self._subject(nb, tz), datetime.fromtimestamp(now, UTC))
+        subject = self._subject(nb, tz, self._schedule(nb))
+        window = pending(self.policy, subject, datetime.fromtimestamp(now, UTC))
         if window is None or window.start.timestamp() != stop_point:
             raise UserError(f"That evening is over; nothing was changed for `{nb.id}`.")
         until = window.end.timestamp()
