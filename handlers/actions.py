@@ -203,7 +203,8 @@ def offhours_keep(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
     """ "Keep it tonight" on an off-hours heads-up: once, by the owner or an admin; the heads-up then
     says what was done, and a later click only repeats it."""
     ack()
-    name, _, point = (action.get("value") or "").partition("|")
+    value = action.get("value")
+    name, _, point = (value if isinstance(value, str) else "").partition("|")
     offhours = services.lifecycle.offhours
     try:
         if offhours is None or not (point.isascii() and point.isdigit() and len(point) <= 12):
