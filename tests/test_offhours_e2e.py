@@ -284,3 +284,15 @@ def test_heads_ups_count_against_the_sweeps_message_budget(make_bot) -> None:
     first = sweep_at(bot, TUESDAY_HEADS_UP)
     assert first.heads_ups == 1 and first.deferred >= 1 and len(heads_ups(bot)) == 1
     assert sweep_at(bot, TUESDAY_HEADS_UP + 5 * MINUTE).heads_ups == 1 and len(heads_ups(bot)) == 2
+
+
+def test_the_stop_is_at_eight_in_the_owners_own_timezone(make_bot) -> None:
+    bot = make_bot()
+    launch_ready(bot, "bobs-gpu", user="U0BOB")  # Bob is in New York: 19:30 there is 00:30 UTC
+    assert sweep_at(bot, TUESDAY_HEADS_UP).heads_ups == 0 and sweep_at(bot, TUESDAY_STOP).schedule_stops == 0
+    new_york_heads_up = datetime(2026, 12, 2, 0, 30, tzinfo=UTC).timestamp()
+    assert sweep_at(bot, new_york_heads_up - MINUTE).heads_ups == 0
+    assert sweep_at(bot, new_york_heads_up).heads_ups == 1
+    [dm] = [m for m in dms(bot, "U0BOB") if m.text.startswith("🌙")]
+    assert "stops at Tue 20:00 (your time)" in dm.text
+    assert sweep_at(bot, new_york_heads_up + 30 * MINUTE).schedule_stops == 1
