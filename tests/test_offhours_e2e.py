@@ -92,7 +92,7 @@ def test_a_heads_up_at_half_past_seven_then_the_stop_at_eight_then_one_morning_r
 
     assert sweep_at(bot, TUESDAY_HEADS_UP).heads_ups == 1
     [dm] = heads_ups(bot)
-    assert "`gpu-nb`" in dm.text and "stops at Tue 20:00 (your time): off-hours" in dm.text
+    assert "`gpu-nb`" in dm.text and "stops at Tue 20:00 (your time): off-hours, by the team's schedule" in dm.text
     [keep] = [e for b in dm.blocks if b["type"] == "actions" for e in b["elements"]]
     assert keep["text"]["text"] == "Keep it tonight"
     assert sweep_at(bot, TUESDAY_HEADS_UP + 10 * MINUTE).heads_ups == 0 and len(heads_ups(bot)) == 1
@@ -205,6 +205,8 @@ def test_an_own_stop_time_moves_the_heads_up_and_the_stop(make_bot) -> None:
     launch_ready(bot, "late", "gpu=l4 schedule=22:00")
     assert sweep_at(bot, TUESDAY_HEADS_UP).heads_ups == 0
     assert sweep_at(bot, TUESDAY_STOP + 90 * MINUTE).heads_ups == 1  # 21:30 in Paris
+    [dm] = heads_ups(bot)
+    assert "stops at Tue 22:00 (your time): off-hours, by its own `schedule=22:00`" in dm.text
     assert sweep_at(bot, TUESDAY_STOP + 2 * HOUR).schedule_stops == 1
 
 

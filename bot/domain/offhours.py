@@ -233,9 +233,10 @@ class OffHours:
     ) -> tuple[str, Blocks]:
         when = _local(stop_at.timestamp(), tz)
         busy = {"busy": " It looks busy right now.", "idle": " It looks idle.", "unknown": ""}[seen]
+        whose = f"its own `schedule={nb.spec.schedule}`" if nb.spec.schedule else "the team's schedule"
         text = (
             f"🌙 `{nb.id}` ({nb.spec.gpu_label(self.lifecycle.catalog)}, ≈${nb.spec.usd_per_hour:.2f}/h) stops "
-            f"at {when} (your time): off-hours, by the team's schedule.{busy} Still working? "
+            f"at {when} (your time): off-hours, by {whose}.{busy} Still working? "
             "Keep it tonight and it runs until the morning."
         )
         keep = button("Keep it tonight", KEEP_ACTION, f"{nb.id}|{point:.0f}", style="primary")
