@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.domain.errors import UserError
+from bot.domain.errors import UserError, quoted
 from bot.domain.policy import Duration
 from bot.domain.spec import SCHEDULE
 
@@ -106,7 +106,7 @@ def parse_schedule(text: str, policy: Schedules, *, gpu: bool) -> NotebookSchedu
     match = SCHEDULE.fullmatch(raw)
     if not match:
         raise UserError(
-            f"`{text}` is not a schedule; write `default`, `off`, a stop time like `21:30`, "
+            f"`{quoted(text)}` is not a schedule; write `default`, `off`, a stop time like `21:30`, "
             "each optionally with `+weekends`.",
             field="schedule",
         )
