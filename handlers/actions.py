@@ -16,7 +16,7 @@ from bot.domain.launches import Launch
 from bot.domain.lifecycle import EXTEND_ACTION
 from bot.domain.operations import describe
 from bot.run.services import Services
-from bot.ui.blocks import error_reply
+from bot.ui.blocks import error_reply, section
 from bot.ui.forms import (
     LAUNCH_CALLBACK,
     REVIEW_CALLBACK,
@@ -244,6 +244,27 @@ def extend_idle_timeout(ack: Ack, body: dict[str, Any], action: dict[str, Any], 
     services.kick_idle_extension(record["id"])
 
 
+def offhours_keep(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, services: Services):
+    """ "Keep it tonight" on an off-hours heads-up: once, by the owner or an admin; the heads-up then
+    says what was done, and a later click only repeats it."""
+    ack()
+    value = action.get("value")
+    name, _, point = (value if isinstance(value, str) else "").partition("|")
+    offhours = services.lifecycle.offhours
+    try:
+        if offhours is None or not (point.isascii() and point.isdigit() and len(point) <= 12):
+            raise UserError("That is not a heads-up I sent; nothing was changed.")
+        words, kept = offhours.keep_tonight(body["user"]["id"], name, float(point))
+    except UserError as error:
+        tell(services, body, respond, f"⚠️ {error.message}")
+        return
+    message = message_of(body)
+    if kept and message:
+        services.slack.update(message[0], message[1], words, [section(words)])
+    else:
+        tell(services, body, respond, f"ℹ️ {words}")
+
+
 def register(app: Any) -> None:
     app.action("launch_offer")(launch_offer)
     app.action("launch_elsewhere")(launch_elsewhere)
@@ -263,3 +284,4 @@ def register(app: Any) -> None:
     app.action("lifecycle_delete")(operate("delete", answers_reminder=True))
     app.action("lifecycle_snooze")(lifecycle_snooze)
     app.action(EXTEND_ACTION)(extend_idle_timeout)
+    app.action("offhours_keep")(offhours_keep)

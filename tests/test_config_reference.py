@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from bot.domain.cost_policy import Costs
 from bot.domain.policy import Access, Policy
 from bot.domain.reminder_policy import Reminders
+from bot.domain.schedules import Schedules
 from bot.run.cli import main
 from bot.run.config import load_config
 
@@ -22,9 +24,10 @@ def test_the_committed_reference_is_the_generated_one(capsys) -> None:
     assert EXAMPLE.read_text() == generated, "run `notebook-bot config reference > config.example.toml`"
 
 
-@pytest.mark.parametrize(
-    "table, model", [("access", Access), ("policy", Policy), ("reminders", Reminders), ("costs", Costs)]
-)
+TABLES = [("access", Access), ("policy", Policy), ("reminders", Reminders), ("costs", Costs), ("schedules", Schedules)]
+
+
+@pytest.mark.parametrize("table, model", TABLES)
 def test_every_key_is_documented_with_its_meaning(table: str, model: type) -> None:
     text = EXAMPLE.read_text()
     section = text.split(f"[{table}]\n", 1)[1].split("\n[", 1)[0]
@@ -45,10 +48,18 @@ def test_the_commented_keys_are_the_defaults(tmp_path: Path) -> None:
     defaults = tmp_path / "defaults.toml"
     defaults.write_text("\n".join(lines) + "\n")
     loaded = tomllib.loads(defaults.read_text())
-    assert set(loaded) == {"access", "policy", "reminders", "costs"}
+    assert set(loaded) == {"access", "policy", "reminders", "costs", "schedules"}
     config = load_config(defaults)
     assert config.policy == Policy() and config.reminders == Reminders(auto_delete_stopped_after=30 * 86400)
     assert config.access == Access() and config.costs == Costs()
+    assert config.schedules == Schedules(cpu_stop_at=time(19, 0))
+
+
+def test_an_off_hours_policy_reads_times_and_off(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[schedules]\ngpu_stop_at = "off"\ncpu_stop_at = 19:30:00\nheads_up = "45m"\n')
+    schedules = load_config(path).schedules
+    assert (schedules.gpu_stop_at, schedules.cpu_stop_at, schedules.heads_up) == (None, time(19, 30), 45 * 60)
 
 
 def test_durations_are_read_as_seconds_or_words(tmp_path: Path) -> None:

@@ -13,7 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.domain.errors import UserError
-from bot.domain.spec import KEYS, MAX_WORDS, SpecBounds, instance_name, parse_duration, parse_request, resolve
+from bot.domain.spec import (
+    KEYS,
+    MAX_WORDS,
+    SpecBounds,
+    instance_name,
+    parse_duration,
+    parse_request,
+    resolve,
+    schedule_text,
+)
 from bot.run.config import load_config
 
 CATALOG = load_config(None).catalog
@@ -31,12 +40,21 @@ long_text = st.text(min_size=60, max_size=1200)
 value = st.one_of(
     st.text(max_size=40), long_text, digits, nasty, st.sampled_from(["l4", "t4x2", "a100x8", "2h", "90m", "200"])
 )
+schedule = st.builds(
+    lambda stop, plus: stop + plus,
+    st.one_of(
+        st.sampled_from(["default", "off", "OFF", "of", "19:00", "9:05", "08:59", "24:00", "23:60", "2100"]),
+        st.builds("{:d}:{:02d}".format, st.integers(0, 30), st.integers(0, 70)),
+        st.text(st.characters(blacklist_categories=("Z", "C")), max_size=8),  # one word, as a form field gives it
+    ),
+    st.sampled_from(["", "+weekends", "+Weekends", "+weekend", "+", "++weekends"]),
+)
 key = st.one_of(
-    st.sampled_from(["bucket", "bucket", "name", "zone"]),
+    st.sampled_from(["bucket", "bucket", "name", "zone", "schedule"]),
     st.sampled_from([*KEYS, "data-disk", "gpus", "GPU", "Boot_Disk"]),
     st.text(min_size=1, max_size=12),
 )
-option = st.builds(lambda k, v: f"{k}={v}", key, value)
+option = st.one_of(st.builds(lambda k, v: f"{k}={v}", key, value), schedule.map("schedule={}".format))
 word = st.one_of(st.sampled_from([*CATALOG.environments, "TF-2-8", "none"]), st.text(max_size=20))
 command = st.lists(st.one_of(option, word), max_size=8).map(" ".join)
 
@@ -124,3 +142,17 @@ def test_a_name_is_valid_or_refused(raw: str) -> None:
         assert len(error.message) <= 400
         return
     assert "/" not in name and 1 <= len(name) <= 63 and name == name.lower()
+
+
+@FUZZ
+@given(schedule, st.sampled_from(["", "gpu=l4 "]))
+def test_a_schedule_is_refused_with_a_reason_or_kept_as_it_reads_back(typed: str, gpu: str) -> None:
+    """Whatever `schedule=` says: refused naming the option, or stored in the one form that resolves
+    to the same notebook again."""
+    try:
+        spec = resolve(parse_request(f"{gpu}schedule={typed}"), CATALOG, BOUNDS, TODAY)
+    except UserError as error:
+        assert error.field == "schedule" and "schedule" in error.message and len(error.message) <= MESSAGE_LIMIT
+        return
+    assert spec.schedule is None or schedule_text(spec.schedule) == spec.schedule
+    assert resolve(parse_request(spec.request().command()), CATALOG, BOUNDS, TODAY) == spec

@@ -49,12 +49,13 @@ ACTION_IDS = [
     "lifecycle_delete",
     "lifecycle_snooze",
     "lifecycle_extend_idle",
+    "offhours_keep",
     "no_such_action",
 ]
 action = st.fixed_dictionaries(
     {"action_id": st.sampled_from(ACTION_IDS) | junk},
     optional={
-        "value": junk | st.sampled_from(["tf-2-8 gpu=l4", "nb|3600", "nb|" + "9" * 5000, ""]),
+        "value": junk | st.sampled_from(["tf-2-8 gpu=l4", "nb|3600", "nb|" + "9" * 5000, "", "nb|1796162400"]),
         "block_id": junk,
         "type": st.sampled_from(["button", "static_select"]) | junk,
         "selected_option": junk | st.fixed_dictionaries({"value": junk}),

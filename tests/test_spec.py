@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 
 import pytest
 
 from bot.domain.catalog import load_catalog
 from bot.domain.errors import UserError
+from bot.domain.schedules import Schedules
 from bot.domain.spec import NotebookSpec, SpecBounds, format_duration, parse_duration, parse_request, resolve
 
 CATALOG = load_catalog()
@@ -140,7 +141,7 @@ def test_zone_and_idle_bounds_come_from_policy() -> None:
 
 
 def test_request_command_text_round_trips() -> None:
-    spec = launch("tf-2-8 gpu=t4x2 disk=300 name=my-nb idle=2h bucket=data/x bucket=more")
+    spec = launch("tf-2-8 gpu=t4x2 disk=300 name=my-nb idle=2h bucket=data/x bucket=more schedule=21:30+Weekends")
     again = launch(spec.request().command())
     assert again == spec
 
@@ -176,3 +177,50 @@ def test_an_environment_alias_says_what_it_stands_for() -> None:
         "(Debian 11)."
     )
     assert launch("base").notices == ()
+
+
+# --- schedule=: a notebook's own off-hours, within the [schedules] policy ---------------------------
+@pytest.mark.parametrize(
+    "typed, stored, words",
+    [
+        ("schedule=21:30", "21:30", "evening stop 21:30"),
+        ("schedule=9:30", "09:30", "evening stop 09:30"),
+        ("Schedule=Default", None, ""),
+        ("schedule=default+weekends", "default+weekends", "runs through weekends"),
+        ("schedule=22:00+WEEKENDS", "22:00+weekends", "evening stop 22:00, runs through weekends"),
+    ],
+)
+def test_a_schedule_is_stored_one_way_and_shown_in_the_summary(typed: str, stored: str | None, words: str) -> None:
+    spec = launch(f"gpu=l4 {typed}")
+    assert spec.schedule == stored and spec.schedule_words == words
+    assert (words in spec.summary(CATALOG)) if words else "evening" not in spec.summary(CATALOG)
+    assert NotebookSpec.from_dict(spec.to_dict()) == spec and launch(spec.request().command()) == spec
+
+
+@pytest.mark.parametrize(
+    "typed, says",
+    [
+        ("schedule=tonight", "is not a schedule"),
+        ("schedule=of", "Did you mean `off`?"),
+        ("schedule=defualt", "Did you mean `default`?"),
+        ("schedule=21:00+weekend", "Did you mean `+weekends`?"),
+        ("schedule=25:00", "is not a schedule"),
+        ("schedule=21:5", "is not a schedule"),
+        ("schedule=08:30", "too early"),
+        ("schedule=off", "`schedule=off` isn't allowed here"),
+        ("schedule=", "needs a value"),
+        ("schedul=21:00", "Did you mean `schedule`?"),
+        ("schedule=20:00 schedule=21:00", "twice"),
+    ],
+)
+def test_a_bad_schedule_is_refused_with_words(typed: str, says: str) -> None:
+    error = refusal(f"gpu=l4 {typed}")
+    assert says in error.message and error.field in ("schedule", "schedul"), error.message
+
+
+def test_a_schedule_is_checked_against_the_teams_policy() -> None:
+    strict = SpecBounds(schedules=Schedules(latest_stop_at=time(22, 0), allow_weekends=False))
+    assert "too late" in refusal("gpu=l4 schedule=22:30", strict).message
+    assert "`+weekends` isn't allowed" in refusal("gpu=l4 schedule=21:00+weekends", strict).message
+    assert launch("gpu=l4 schedule=off", SpecBounds(schedules=Schedules(allow_off=True))).schedule == "off"
+    assert launch("schedule=off").schedule == "off", "no GPU: nothing to opt out of, so nothing to refuse"

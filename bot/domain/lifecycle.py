@@ -38,9 +38,11 @@ from bot.adapters.store import MAX_BATCH, Store
 from bot.domain import audit, leases
 from bot.domain.catalog import Catalog
 from bot.domain.notebooks import Notebooks
+from bot.domain.offhours import OffHours
 from bot.domain.policy import Rules
 from bot.domain.records import Notebook, NotebookState, Records, Reminded, Swept
 from bot.domain.reminder_policy import Reminders
+from bot.domain.schedules import Schedules
 from bot.domain.spec import format_duration
 from bot.domain.usage import UsageLog
 from bot.domain.utilization import Usage, Verdict, judge
@@ -66,15 +68,20 @@ class SweepReport:
     busy: int = 0  # a reminder or escalation was due, but the notebook is busy by its utilization
     heads_ups: int = 0  # told that idle shutdown would stop a busy notebook
     monitoring_calls: int = 0  # Cloud Monitoring pages read (0 without Monitoring)
+    offhours_heads_ups: int = 0  # off-hours (bot/domain/offhours.py): a stop is coming
+    schedule_stops: int = 0
+    morning_reports: int = 0
 
     @property
     def messages(self) -> int:
         """What counts against the sweep's message budget."""
-        return self.reminders + self.notes + self.escalations + self.heads_ups
+        said = self.reminders + self.notes + self.escalations + self.heads_ups
+        return said + self.offhours_heads_ups + self.morning_reports
 
     def add(self, other: SweepReport) -> None:
         """Count in what a part of the sweep did (not the notebooks it looked at)."""
-        for name in ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred", "heads_ups"):
+        counts = ("reminders", "notes", "escalations", "auto_stops", "auto_deletes", "deferred", "heads_ups")
+        for name in (*counts, *OffHours.COUNTS):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -146,6 +153,7 @@ class _Sweep:
     report: SweepReport = field(default_factory=SweepReport)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
     zones_lock: threading.Lock = field(default_factory=threading.Lock)
+    reading: Reading | None = None  # utilization by instance name (None: no figures, activity unknown)
 
 
 @dataclass
@@ -189,6 +197,7 @@ class Lifecycle:
         catalog: Catalog,
         rules: Rules,
         reminders: Reminders,
+        schedules: Schedules | None = None,
         clock: Callable[[], float] = time.time,
         utilization: Utilization | None = None,
         usage: UsageLog | None = None,
@@ -203,6 +212,7 @@ class Lifecycle:
         self.utilization = utilization  # None: Monitoring is not configured; reminders go by the clock
         self.records = Records(store, clock)
         self.usage = usage  # keeps each sweep's reading for the cost reports
+        self.offhours = OffHours(self, schedules) if schedules is not None else None
 
     # --- the sweep ---------------------------------------------------------------------------------
     def sweep_if_due(self, every: float = 300.0) -> SweepReport | None:
@@ -219,6 +229,8 @@ class Lifecycle:
         report = sweep.report
         sweep.reading = self._read_utilization(notebooks, sweep.now)
         report.monitoring_calls = sweep.reading.calls if sweep.reading else 0
+        if self.offhours is not None:  # first: a heads-up or a stop can't wait for the next sweep, reminders can
+            self.offhours.sweep(notebooks, sweep)
         budget = self.policy.max_messages_per_sweep
         running: dict[Future[SweepReport], int] = {}  # in flight -> the most messages it may send
         with ThreadPoolExecutor(self.WORKERS, thread_name_prefix="sweep") as pool:

@@ -12,13 +12,15 @@ only costs its disks, so stopping one makes room; starting it again is checked l
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from bot.adapters.store import MAX_BATCH, Doc, Store
 from bot.domain import audit
@@ -65,6 +67,25 @@ NOT_COUNTED = frozenset({NotebookState.STOPPED, NotebookState.GONE})  # the quot
 
 
 @dataclass(frozen=True)
+class OffHoursMarks:
+    """What off-hours (bot/domain/offhours.py) did about a notebook; instants are epoch seconds."""
+
+    heads_up_for: float | None = None  # the stop point the latest heads-up was about ...
+    heads_up_at: float | None = None  # ... and when it went out
+    kept_until: float | None = None  # "Keep it tonight": no off-hours stop before this
+    kept_by: str | None = None
+    stopped_at: float | None = None  # when off-hours last stopped it
+    reported: bool = False  # that stop was reported to the owner
+
+    @classmethod
+    def from_doc(cls, data: Any) -> OffHoursMarks:
+        if not isinstance(data, dict):
+            return cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
 class Notebook:
     id: str
     zone: str
@@ -84,6 +105,7 @@ class Notebook:
     unanswered_run: float | None
     said: tuple[str, ...] = ()  # claim keys of the latest lifecycle messages sent about it (Records.swept)
     history: tuple[tuple[str, float], ...] = ()  # (state, since), oldest first, bounded (_history)
+    offhours: OffHoursMarks = OffHoursMarks()
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Notebook:
@@ -106,6 +128,7 @@ class Notebook:
             unanswered_run=doc.get("unanswered_run"),
             said=tuple(doc.get("said") or ()),
             history=tuple((h["state"], h["at"]) for h in _history(doc)),
+            offhours=OffHoursMarks.from_doc(doc.get("offhours")),
         )
 
     @property
@@ -483,3 +506,38 @@ class Records:
     def answered(self, instance_id: str) -> None:
         """The owner acted on a reminder: unanswered reminders start again from zero."""
         self.store.update(COLLECTION, instance_id, lambda d: {**d, "unanswered": 0} if d else None)
+
+    # --- transitions: off-hours (bot/domain/offhours.py) ---------------------------------------------
+    def offhours_marked(self, marks: Mapping[str, Mapping[str, Any]]) -> None:
+        """What a sweep's off-hours did about these notebooks (a heads-up, a stop, a report), merged
+        into each record's `offhours`, one transaction per MAX_BATCH; writing it again changes nothing."""
+        items = list(marks.items())
+        for start in range(0, len(items), MAX_BATCH):
+            batch = items[start : start + MAX_BATCH]
+            self.store.update_many(COLLECTION, {key: _merge_offhours(values) for key, values in batch})
+
+    def keep_tonight(self, instance_id: str, until: float, by: str) -> bool:
+        """Keep it tonight: no off-hours stop before `until`. False if it was kept that long already."""
+        kept: list[bool] = []
+
+        def keep(doc: Doc | None) -> Doc | None:
+            kept.clear()
+            marks = (doc or {}).get("offhours") or {}
+            if doc is None or (marks.get("kept_until") or 0) >= until:
+                return None
+            kept.append(True)
+            return {**doc, "offhours": {**marks, "kept_until": until, "kept_by": by}}
+
+        self.store.update(COLLECTION, instance_id, keep)
+        return bool(kept)
+
+
+def _merge_offhours(values: Mapping[str, Any]) -> Callable[[Doc | None], Doc | None]:
+    def change(doc: Doc | None) -> Doc | None:
+        if doc is None:
+            return None
+        marks = doc.get("offhours") or {}
+        merged = {**marks, **values}
+        return None if merged == marks else {**doc, "offhours": merged}
+
+    return change

@@ -19,38 +19,62 @@ All instants are handled in UTC; local times become instants with zoneinfo, so D
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.domain.errors import UserError
-from bot.domain.policy import duration_seconds
+from bot.domain.errors import UserError, quoted
+from bot.domain.policy import Duration
+from bot.domain.spec import SCHEDULE
 
 Activity = Literal["busy", "idle", "unknown"]
 Action = Literal["heads_up", "stop", "morning_report"]
-SCHEDULE = re.compile(r"^(default|off|([01]?\d|2[0-3]):([0-5]\d))(\+weekends)?$")
 
 
 class Schedules(BaseModel):
-    """The [schedules] table of the config file."""
+    """Off-hours: notebooks still running at the evening stop point are stopped, in each owner's
+    Slack timezone, after a DM `heads_up` before with "Keep it tonight" (which skips that evening).
+    A notebook busy by its utilization figures, or without figures, is never stopped without that
+    heads-up. What was stopped is reported to the owner the next working morning. A notebook may
+    choose its own stop with `schedule=` within these bounds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gpu_stop_at: time | None = time(20, 0)  # owner's local time; None: GPU notebooks are not stopped
-    cpu_stop_at: time | None = None  # notebooks without a GPU (off unless set)
-    working_days: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
-    weekend: Literal["stop", "evening", "keep"] = "stop"  # on the other days
-    heads_up: int = Field(30 * 60, gt=0)  # seconds before a stop the owner is told
-    morning_at: time = time(9, 0)  # off-hours end here; schedule stops are reported then
-    latest_stop_at: time = time(23, 59)  # a notebook's own schedule may stop later, up to this
-    allow_off: bool = False  # may a notebook opt out of the evening stop (`schedule=off`)?
-    allow_weekends: bool = True  # may a notebook run over non-working days (`+weekends`)?
+    gpu_stop_at: time | None = Field(
+        time(20, 0),
+        description='GPU notebooks stop at this local time (HH:MM) on working days; "off": they are not stopped.',
+    )
+    cpu_stop_at: time | None = Field(
+        None,
+        description="The same for notebooks without a GPU. Unset: they are not stopped.",
+        examples=[time(19, 0)],
+        json_schema_extra={"opt_in": True},
+    )
+    working_days: tuple[int, ...] = Field(
+        (0, 1, 2, 3, 4), description="Days with an evening stop; Monday is 0. Reports wait for a working morning."
+    )
+    weekend: Literal["stop", "evening", "keep"] = Field(
+        "stop",
+        description='The other days: "stop" keeps notebooks stopped all day, "evening" stops them at the evening '
+        'time as on a working day, "keep" leaves them running.',
+    )
+    heads_up: Duration = Field(30 * 60, gt=0, description="The owner is told this long before a stop.")
+    morning_at: time = Field(
+        time(9, 0), description="Off-hours end at this local time; schedule stops are reported then."
+    )
+    latest_stop_at: time = Field(
+        time(23, 59), description="A notebook's own `schedule=` may stop it later than the policy, up to this time."
+    )
+    allow_off: bool = Field(False, description="May a GPU notebook opt out of the evening stop (`schedule=off`)?")
+    allow_weekends: bool = Field(True, description="May a notebook run through non-working days (`+weekends`)?")
 
-    _durations = field_validator("heads_up", mode="before")(duration_seconds)
+    @field_validator("gpu_stop_at", "cpu_stop_at", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() in ("off", "none", "") else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Schedules:
@@ -79,10 +103,10 @@ class NotebookSchedule:
 def parse_schedule(text: str, policy: Schedules, *, gpu: bool) -> NotebookSchedule:
     """`schedule=` of a notebook: default, off, HH:MM, each optionally +weekends; checked against policy."""
     raw = text.strip().lower()
-    match = SCHEDULE.match(raw)
+    match = SCHEDULE.fullmatch(raw)
     if not match:
         raise UserError(
-            f"`{text}` is not a schedule; write `default`, `off`, a stop time like `21:30`, "
+            f"`{quoted(text)}` is not a schedule; write `default`, `off`, a stop time like `21:30`, "
             "each optionally with `+weekends`.",
             field="schedule",
         )
@@ -93,19 +117,27 @@ def parse_schedule(text: str, policy: Schedules, *, gpu: bool) -> NotebookSchedu
     elif word == "off":
         if default is not None and gpu and not policy.allow_off:
             raise UserError(
-                f"GPU notebooks stop at {default:%H:%M} here; choose a later time (up to "
-                f"{policy.latest_stop_at:%H:%M}) or ask an admin.",
+                f"`schedule=off` isn't allowed here: GPU notebooks stop at {default:%H:%M} (your time); choose a "
+                f"later stop, up to `schedule={policy.latest_stop_at:%H:%M}`, or ask an admin.",
                 field="schedule",
             )
         stop_at = None
     else:
         stop_at = time(int(match[2]), int(match[3]))
         if stop_at <= policy.morning_at:
-            raise UserError(f"The stop time must be after {policy.morning_at:%H:%M}.", field="schedule")
+            raise UserError(
+                f"`schedule={stop_at:%H:%M}` is too early: a stop time is in the evening, after "
+                f"{policy.morning_at:%H:%M} (when off-hours end).",
+                field="schedule",
+            )
         if default is not None and stop_at > policy.latest_stop_at:
-            raise UserError(f"The latest stop time allowed is {policy.latest_stop_at:%H:%M}.", field="schedule")
+            raise UserError(
+                f"`schedule={stop_at:%H:%M}` is too late: the latest stop allowed here is "
+                f"{policy.latest_stop_at:%H:%M}.",
+                field="schedule",
+            )
     if weekends and not policy.allow_weekends and policy.weekend != "keep":
-        raise UserError("Notebooks here stop over the weekend; `+weekends` is not allowed.", field="schedule")
+        raise UserError("Notebooks here stop over the weekend; `+weekends` isn't allowed.", field="schedule")
     return NotebookSchedule(stop_at, weekends)
 
 
@@ -186,7 +218,7 @@ def plan(policy: Schedules, subject: Subject, now: datetime, activity: Activity)
         report_at = None
     if subject.running_since is None:
         return Plan(tuple(actions), None, None, report_at, "not running")
-    window = _pending(policy, subject, now)
+    window = pending(policy, subject, now)
     if window is None:
         return Plan(tuple(actions), None, None, report_at, "no off-hours for this notebook")
     stop_point, heads_up = window.start, timedelta(seconds=policy.heads_up)
@@ -211,11 +243,12 @@ def plan(policy: Schedules, subject: Subject, now: datetime, activity: Activity)
 
 def keep_tonight(policy: Schedules, subject: Subject, now: datetime) -> datetime | None:
     """The `kept_until` that skips the window now pending (its morning); None if none is."""
-    window = _pending(policy, subject, now.astimezone(UTC))
+    window = pending(policy, subject, now.astimezone(UTC))
     return window.end if window else None
 
 
-def _pending(policy: Schedules, subject: Subject, now: datetime) -> Window | None:
+def pending(policy: Schedules, subject: Subject, now: datetime) -> Window | None:
+    """The off-hours window not over at `now` that "Keep it tonight" has not skipped."""
     for window in windows(policy, subject, now):
         if window.end <= now:
             continue

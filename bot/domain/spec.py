@@ -11,16 +11,22 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.domain import buckets as bucket_names
 from bot.domain.catalog import HOURS_PER_MONTH, Catalog, Machine
 from bot.domain.errors import UserError, did_you_mean, one_of, quoted, unknown
 
+if TYPE_CHECKING:
+    from bot.domain.schedules import Schedules
+
 INSTANCE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")  # Workbench's rule; always fullmatch
 NAME_START = re.compile(r"[a-z][-a-z0-9]{0,62}")  # the start of an instance name (lookups by prefix)
 ZONE = re.compile(r"[a-z]{1,20}-[a-z]{1,20}[0-9]{1,3}-[a-z]")
 DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
+# `schedule=`: the policy's stop, none, or a stop time, each optionally running through weekends
+SCHEDULE = re.compile(r"(default|off|([01]?[0-9]|2[0-3]):([0-5][0-9]))(\+weekends)?")  # always fullmatch
+SCHEDULE_WORDS = ("default", "off", "+weekends")
 
 # Bounds checked before any conversion: a person's digits never reach int() unbounded (Python refuses
 # ints of more than 4,300 digits, and nothing here needs more than a few).
@@ -34,7 +40,7 @@ NAME_RULE = (
 )
 
 
-KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket")
+KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket", "schedule")
 KEY_ALIASES = {"data-disk": "disk", "disk-size": "disk", "gpus": "gpu", "machine-type": "machine"}
 REPEATABLE = {"bucket"}
 
@@ -51,7 +57,8 @@ LOOK_ALIKES = str.maketrans(
 
 USAGE = (
     "`/notebook new [ENV] [gpu=TYPE | gpu=TYPExN] [machine=TYPE] [disk=GB] [boot-disk=GB] "
-    "[disk-type=balanced|ssd|standard] [name=NAME] [zone=ZONE] [idle=DURATION] [bucket=NAME[/DIR]]`"
+    "[disk-type=balanced|ssd|standard] [name=NAME] [zone=ZONE] [idle=DURATION] [bucket=NAME[/DIR]] "
+    "[schedule=HH:MM|off|default[+weekends]]`"
 )
 
 
@@ -70,6 +77,7 @@ class NotebookRequest:
     zone: str | None = None
     idle_seconds: int | None = None
     buckets: tuple[str, ...] = ()
+    schedule: str | None = None  # as schedule_text() writes it
 
     def command(self) -> str:
         """The canonical command text that asks for exactly this request."""
@@ -88,6 +96,8 @@ class NotebookRequest:
             if value is not None:
                 parts.append(f"{key}={value}")
         parts.extend(f"bucket={b}" for b in self.buckets)
+        if self.schedule:
+            parts.append(f"schedule={self.schedule}")
         return " ".join(parts)
 
 
@@ -108,6 +118,7 @@ class NotebookSpec:
     name: str | None = None
     buckets: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
+    schedule: str | None = None  # its own off-hours (`schedule=`, as schedule_text() writes it); None: the policy's
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -137,7 +148,17 @@ class NotebookSpec:
             zone=self.zone,
             idle_seconds=self.idle_seconds,
             buckets=self.buckets,
+            schedule=self.schedule,
         )
+
+    @property
+    def schedule_words(self) -> str:
+        """Its own off-hours in a few words ('' when it follows the policy)."""
+        if not self.schedule:
+            return ""
+        stop, weekends = self.schedule.removesuffix("+weekends"), self.schedule.endswith("+weekends")
+        words = {"off": "no evening stop", "default": ""}.get(stop, f"evening stop {stop}")
+        return ", ".join(w for w in (words, "runs through weekends" if weekends else "") if w)
 
     def gpu_label(self, catalog: Catalog) -> str:
         if self.gpu is None:
@@ -146,10 +167,11 @@ class NotebookSpec:
         return f"{self.gpu_count}× {name}" if self.gpu_count != 1 else name
 
     def summary(self, catalog: Catalog) -> str:
+        schedule = f" · {self.schedule_words}" if self.schedule else ""
         return (
             f"{self.environment} · {self.machine} · {self.gpu_label(catalog)} · "
             f"{self.disk_gb} GB {self.disk_type} disk · {self.zone} · idle stop after "
-            f"{format_duration(self.idle_seconds)} · ≈${self.usd_per_hour:.2f}/h"
+            f"{format_duration(self.idle_seconds)}{schedule} · ≈${self.usd_per_hour:.2f}/h"
         )
 
 
@@ -162,6 +184,7 @@ class SpecBounds:
     idle_default: int = 3 * 3600
     idle_min: int = 10 * 60
     idle_max: int = 24 * 3600
+    schedules: Schedules | None = None  # the [schedules] policy `schedule=` is checked against (None: its defaults)
 
 
 # --- names ---------------------------------------------------------------------------------------
@@ -251,6 +274,7 @@ EXAMPLES = {
     "zone": "`zone=us-central1-b`",
     "idle": "`idle=2h` or `idle=90m`",
     "bucket": "`bucket=my-bucket` or `bucket=my-bucket/data`",
+    "schedule": "`schedule=21:30`, `schedule=off` or `schedule=default+weekends`",
 }
 
 
@@ -296,7 +320,27 @@ def _parse_value(key: str, raw: str) -> dict[str, Any]:
         return {"name": instance_name(raw)}
     if key == "zone":
         return {"zone": zone_name(raw)}
+    if key == "schedule":
+        return {"schedule": schedule_text(raw)}
     return {key.replace("-", "_"): value}
+
+
+def schedule_text(raw: str) -> str:
+    """`schedule=`'s value written one way (`default`, `off`, `HH:MM`, each maybe `+weekends`), or a
+    UserError; whether the policy allows it is for resolve()."""
+    value = raw.strip().lower()
+    match = SCHEDULE.fullmatch(value)
+    if match is None:
+        stop, plus, rest = value.partition("+")
+        near = did_you_mean(plus + rest, SCHEDULE_WORDS[2:]) if plus and SCHEDULE.fullmatch(stop) else ""
+        near = near or did_you_mean(stop, SCHEDULE_WORDS[:2])
+        raise UserError(
+            f"`schedule={quoted(raw)}` is not a schedule.{near} Write `default` (the team's evening stop), `off`, "
+            f"or a stop time in your timezone like `21:30`, each optionally with `+weekends`.",
+            field="schedule",
+        )
+    stop = match[1] if match[2] is None else f"{int(match[2]):02d}:{match[3]}"
+    return stop + (match[4] or "")
 
 
 def parse_duration(raw: str) -> int:
@@ -352,6 +396,7 @@ def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, toda
             f"{format_duration(bounds.idle_min)} and {format_duration(bounds.idle_max)}.",
             field="idle",
         )
+    schedule = _resolve_schedule(request.schedule, bounds, gpu=gpu is not None)
     disk_hourly = catalog.disk_usd_per_month(disk_type, disk_gb + boot_disk_gb) / HOURS_PER_MONTH
     return NotebookSpec(
         environment=environment,
@@ -367,7 +412,18 @@ def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, toda
         name=request.name,
         buckets=bucket_names.normalize(request.buckets),
         notices=tuple(notices),
+        schedule=schedule,
     )
+
+
+def _resolve_schedule(text: str | None, bounds: SpecBounds, *, gpu: bool) -> str | None:
+    """A notebook's own schedule, checked against the policy's bounds (None: the policy's own)."""
+    if text is None or text == "default":
+        return None
+    from bot.domain.schedules import Schedules, parse_schedule  # schedules -> policy -> this module
+
+    parse_schedule(text, bounds.schedules or Schedules(), gpu=gpu)
+    return text
 
 
 def _resolve_gpu(request: NotebookRequest, catalog: Catalog, today: date, notices: list[str]) -> tuple[str | None, int]:

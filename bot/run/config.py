@@ -15,6 +15,7 @@ from bot.domain.catalog_check import check_catalog, config_problems, report, tom
 from bot.domain.cost_policy import Costs
 from bot.domain.policy import Access, Policy
 from bot.domain.reminder_policy import Reminders
+from bot.domain.schedules import Schedules
 
 DEFAULT_ZONE = "us-central1-a"
 
@@ -30,6 +31,7 @@ class _ConfigFile(BaseModel):
     policy: Policy = Policy()
     reminders: Reminders = Reminders()
     costs: Costs = Costs()
+    schedules: Schedules = Schedules()
     catalog: dict[str, Any] = {}
 
 
@@ -40,6 +42,7 @@ class Config:
     catalog: Catalog
     reminders: Reminders = field(default_factory=Reminders)
     costs: Costs = field(default_factory=Costs)
+    schedules: Schedules = field(default_factory=Schedules)
     source: str = "built-in defaults"
 
 
@@ -60,7 +63,9 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except ValidationError as exc:
         raise ConfigError(report(config_problems(exc, _ConfigFile, file, text))) from None
     catalog = _checked_catalog(parsed.catalog, file, text)
-    return Config(parsed.access, parsed.policy, catalog, parsed.reminders, parsed.costs, source=str(file))
+    return Config(
+        parsed.access, parsed.policy, catalog, parsed.reminders, parsed.costs, parsed.schedules, source=str(file)
+    )
 
 
 def _checked_catalog(additions: dict[str, Any], file: Path | None = None, text: str | None = None) -> Catalog:

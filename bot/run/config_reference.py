@@ -2,7 +2,8 @@
 
 `notebook-bot config reference` prints it; tests/test_config_reference.py fails when the committed
 file differs, so the reference says what the code reads: every table, key, default and description
-comes from the pydantic models ([access] Access, [policy] Policy, [reminders] Reminders, [costs] Costs).
+comes from the pydantic models ([access] Access, [policy] Policy, [reminders] Reminders, [costs] Costs,
+[schedules] Schedules).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
+from datetime import time
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -18,6 +20,7 @@ from pydantic.fields import FieldInfo
 from bot.domain.cost_policy import Costs
 from bot.domain.policy import DURATION, Access, Policy
 from bot.domain.reminder_policy import Reminders
+from bot.domain.schedules import Schedules
 
 WIDTH = 100
 TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -25,6 +28,7 @@ TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("policy", Policy),
     ("reminders", Reminders),
     ("costs", Costs),
+    ("schedules", Schedules),
 )
 
 HEADER = """\
@@ -102,6 +106,8 @@ def _is_duration(field: FieldInfo) -> bool:
 def _toml(value: Any, duration: bool = False) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, time):
+        return json.dumps(f"{value:%H:%M}")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v, duration) for v in value) + "]"
     if duration and isinstance(value, int):

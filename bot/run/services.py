@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import cached_property
 
@@ -118,7 +118,7 @@ class Services:
             slack=self.slack,
             catalog=self.config.catalog,
             rules=self.rules,
-            bounds=self.config.policy.bounds(zone),
+            bounds=replace(self.config.policy.bounds(zone), schedules=self.config.schedules),
             clock=self.clock,
             poll_seconds=self.settings.poll_seconds,
             prepare_metadata=StartupScripts(self.storage, self.settings.scripts_bucket, self.config.catalog).metadata,
@@ -272,6 +272,7 @@ class Services:
             catalog=self.config.catalog,
             rules=self.rules,
             reminders=self.config.reminders,
+            schedules=self.config.schedules,
             clock=self.clock,
             utilization=self.utilization,
             usage=self.cost_reports.usage,  # each sweep's reading, kept for the cost reports

@@ -173,7 +173,10 @@ Examples:
 Other commands: `/notebook list`, `/notebook envs`, `/notebook costs` (this week and month; admins: \
 `/notebook costs team`), `/notebook stop|start|delete NAME`,
 `/notebook cancel NAME` (a launch under way), `/notebook transfer NAME @user`.
-Idle notebooks stop by themselves after the idle time (default 3h)."""
+Idle notebooks stop by themselves after the idle time (default 3h).
+Off-hours: by the team's schedule, GPU notebooks stop in the evening (your time) after a DM with
+*Keep it tonight*; `schedule=21:30`, `schedule=default+weekends` or (where allowed) `schedule=off` sets
+one notebook's own."""
 
 
 def help_reply() -> tuple[str, Blocks]:

@@ -43,11 +43,24 @@ FIELD_BLOCKS = {
     "name": "name",
     "idle": "idle",
     "bucket": "bucket",
+    "schedule": "schedule",
     "zone": "environment",
     "reason": "reason",
     "decision": "decision",
 }
-FORM_FIELDS = ("environment", "gpu", "gpu_count", "machine", "disk", "boot_disk", "disk_type", "idle", "name", "bucket")
+FORM_FIELDS = (
+    "environment",
+    "gpu",
+    "gpu_count",
+    "machine",
+    "disk",
+    "boot_disk",
+    "disk_type",
+    "idle",
+    "name",
+    "bucket",
+    "schedule",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ class LaunchForm:
     idle: str = ""
     name: str = ""
     bucket: str = ""
+    schedule: str = ""  # `schedule=`'s value; empty: the team's off-hours
     zone: str = ""  # not shown: kept from a typed command that gave one
 
     def request(self) -> NotebookRequest:
@@ -78,6 +92,7 @@ class LaunchForm:
             ("idle", self.idle),
             ("name", self.name),
             ("zone", self.zone),
+            ("schedule", self.schedule),
         ):
             value = value.strip()
             if value and ("=" in value or any(c.isspace() for c in value)):  # any space str.split() splits on
@@ -120,6 +135,7 @@ class LaunchForm:
             idle=format_duration(spec.idle_seconds),
             name=spec.name or "",
             bucket=" ".join(spec.buckets),
+            schedule=spec.schedule or "",
             zone=spec.zone,
         )
 
@@ -390,6 +406,13 @@ def launch_view(
         _text(
             "bucket", "GCS buckets to mount", form.bucket, optional=True, hint="bucket or bucket/dir, several allowed"
         ),
+        _text(
+            "schedule",
+            "Evening stop (your time)",
+            form.schedule,
+            optional=True,
+            hint="empty: the team's off-hours; or 21:30, off, default+weekends",
+        ),
         price_line(spec, problem, note),
     ]
     return _modal(LAUNCH_CALLBACK, "New notebook", "Launch", {"channel": channel, "form": form.to_meta()}, blocks)
@@ -499,6 +522,7 @@ def form_for_text(launcher: Any, text: str) -> LaunchForm:
         ("disk_type", request.disk_type),
         ("name", request.name),
         ("zone", request.zone),
+        ("schedule", request.schedule),
     ):
         if value is not None:
             changes[key] = str(value)
@@ -553,5 +577,3 @@ def review_modal(launcher: Any, launch: Any, form: LaunchForm | None = None, *, 
                 f"(≈${requested.usd_per_hour:.2f}/h) to {spec.gpu_label(launcher.catalog)} on {spec.machine}."
             )
     return review_view(launcher.catalog, launch, form, spec, problem, retired, deny=deny, note=note)
-
-

@@ -61,8 +61,9 @@ def notebook_line(nb: Notebook, catalog: Catalog, now: float, *, owner: bool = F
     link = f" · <{nb.url}|Open JupyterLab>" if nb.url and nb.state == "ACTIVE" else ""
     who = f" · <@{nb.owner}>" if owner else ""
     gpu = nb.spec.gpu_label(catalog) if nb.spec.environment != "unknown" else nb.spec.machine
+    schedule = f" · {nb.spec.schedule_words}" if nb.spec.schedule_words else ""  # its own off-hours
     return (
-        f"*{nb.id}*{who} · {state} · {nb.spec.environment} · {gpu} · up {hours(nb.uptime(now))} · "
+        f"*{nb.id}*{who} · {state} · {nb.spec.environment} · {gpu}{schedule} · up {hours(nb.uptime(now))} · "
         f"≈${nb.cost_so_far(now):.2f} so far{link}"
     )
 
