@@ -284,7 +284,7 @@ def test_heads_ups_count_against_the_sweeps_message_budget(make_bot) -> None:
     launch_ready(bot, "nb-a")
     launch_ready(bot, "nb-b")
     first = sweep_at(bot, TUESDAY_HEADS_UP)
-    assert first.heads_ups == 1 and first.deferred >= 1 and len(heads_ups(bot)) == 1
+    assert first.offhours_heads_ups == 1 and first.deferred >= 1 and len(heads_ups(bot)) == 1
     assert sweep_at(bot, TUESDAY_HEADS_UP + 5 * MINUTE).offhours_heads_ups == 1 and len(heads_ups(bot)) == 2
 
 
@@ -298,3 +298,29 @@ def test_the_stop_is_at_eight_in_the_owners_own_timezone(make_bot) -> None:
     [dm] = [m for m in dms(bot, "U0BOB") if m.text.startswith("🌙")]
     assert "stops at Tue 20:00 (your time)" in dm.text
     assert sweep_at(bot, new_york_heads_up + 30 * MINUTE).schedule_stops == 1
+
+
+def running_at(bot: Bot, name: str, gpu_percent: float) -> None:
+    """What Cloud Monitoring reports of `name` all day: its GPU at `gpu_percent`, its CPU a little."""
+    day = datetime.fromtimestamp(TUESDAY_10_UTC - 2 * HOUR, UTC), datetime.fromtimestamp(TUESDAY_STOP + 2 * HOUR, UTC)
+    bot.monitoring.add_instance(name, "us-central1-a")
+    bot.monitoring.fill("gpu", name, gpu_percent, *day)
+    bot.monitoring.fill("cpu", name, 0.02 if gpu_percent == 0 else 0.4, *day)
+
+
+def test_a_missed_heads_up_stops_an_idle_notebook_at_once_but_a_busy_one_is_warned_first(make_bot) -> None:
+    bot = make_bot()
+    launch_ready(bot, "idle-nb")
+    launch_ready(bot, "busy-nb")
+    running_at(bot, "idle-nb", 0.0)
+    running_at(bot, "busy-nb", 90.0)
+
+    report = sweep_at(bot, TUESDAY_STOP + 5 * MINUTE)  # no sweep ran at 19:30: both heads-ups were missed
+    assert report.schedule_stops == 1 and report.offhours_heads_ups == 1
+    stopped(bot, "idle-nb")
+    assert state(bot, "busy-nb") == "ACTIVE", "busy by its figures: not stopped without a heads-up"
+    [dm] = heads_ups(bot)
+    assert "busy-nb" in dm.text and "idle-nb" not in dm.text
+
+    assert sweep_at(bot, TUESDAY_STOP + 40 * MINUTE).schedule_stops == 1, "stopped once the heads-up had its time"
+    stopped(bot, "busy-nb")
