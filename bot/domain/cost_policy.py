@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.domain.policy import CHANNEL
+from bot.domain.policy import channel_id
 
 
 class Costs(BaseModel):
@@ -59,11 +59,7 @@ class Costs(BaseModel):
     @field_validator("digest_channel")
     @classmethod
     def _channel(cls, channel: str | None) -> str | None:
-        if channel is not None and not CHANNEL.match(channel):
-            raise ValueError(
-                f"{channel!r}: give the channel's ID (C…), not its name; it is at the bottom of the channel's details"
-            )
-        return channel
+        return channel_id(channel)
 
     @model_validator(mode="after")
     def _channel_given(self) -> Costs:

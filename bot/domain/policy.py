@@ -29,6 +29,15 @@ PERSON_OR_GROUP = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
+def channel_id(channel: str | None) -> str | None:
+    """A config's channel, which must be an ID: people type names, which the Web API does not take."""
+    if channel is not None and not CHANNEL.match(channel):
+        raise ValueError(
+            f"{channel!r}: give the channel's ID (C…), not its name; it is at the bottom of the channel's details"
+        )
+    return channel
+
+
 def duration_seconds(value: Any) -> Any:
     """A config duration in seconds: a number is seconds, a string is `30s`, `90m`, `2h`, `1d` or `1h30m`."""
     if not isinstance(value, str):
@@ -83,11 +92,7 @@ class Access(BaseModel):
     @field_validator("approval_channel")
     @classmethod
     def _channel(cls, channel: str | None) -> str | None:
-        if channel is not None and not CHANNEL.match(channel):
-            raise ValueError(
-                f"{channel!r}: give the channel's ID (C…), not its name; it is at the bottom of the channel's details"
-            )
-        return channel
+        return channel_id(channel)
 
 
 class Policy(BaseModel):
