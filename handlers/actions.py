@@ -4,15 +4,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, Respond
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.errors import UserError
-from bot.domain.operations import describe
-from bot.run.services import Services
 from bot.ui.blocks import error_reply
 from bot.ui.forms import (
     LAUNCH_CALLBACK,
@@ -26,6 +22,12 @@ from bot.ui.forms import (
     view_values,
 )
 from handlers.replies import channel_of, from_home, message_of, offer_key, offered_key, tell
+
+if TYPE_CHECKING:
+    from slack_bolt import Ack, Respond
+    from slack_sdk import WebClient
+
+    from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,8 @@ def operate(action_name: str, *, replace: bool = False, answers_reminder: bool =
             tell(services, body, respond, f"⚠️ {error.message}")
             return
         if not created:
+            from bot.domain.operations import describe
+
             tell(services, body, respond, f"ℹ️ Already asked from this message: {describe(op)}")
             return
         if replace and body.get("response_url"):

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import TYPE_CHECKING, Any
 
 from bot.run.logs import TraceMiddleware, gunicorn_logger_class
-from bot.run.services import Services
+from bot.run.settings import ConfigError
 from bot.run.slack_start import with_slack
 from bot.run.web import WebApp
 from bot.run.worker import Worker
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,17 @@ def build_web_app(services: Services) -> Callable[..., Any]:
 def serve_gunicorn(services: Services) -> None:
     """Production HTTP: gunicorn, one process with threads, the reconcile worker beside it.
 
-    The app is built (and its token checked by Slack) before gunicorn starts, so a bad token ends
-    the start with one line (bot/run/slack_start.py) instead of a worker that fails to boot."""
+    The start does only what the first acknowledgement needs, in this order: Slack is asked about
+    the token (a bad one ends the start with one line, bot/run/slack_start.py, before any worker);
+    the worker is forked and builds the app (Bolt and the listeners; the domain, the config and the
+    Google clients load on first use); and the master checks the config file meanwhile, beside the
+    worker rather than before it. A broken config stops the server and ends the start with its
+    problems, as it does for the other verbs."""
     from gunicorn.app.base import BaseApplication
 
-    app = with_slack(lambda: build_web_app(services))
+    from bot.adapters.notify import web_client
+
+    with_slack(lambda: web_client(services.settings.slack_bot_token).auth_test())
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -59,24 +68,58 @@ def serve_gunicorn(services: Services) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
+            app = build_web_app(services)
             Worker(services.reconcile, services.settings.worker_interval).start()
             return app
+
+        def run(self) -> None:
+            arbiter = _checking_arbiter(self, services.check_config)
+            try:
+                arbiter.run()
+            except SystemExit:
+                if arbiter.refusal is not None:
+                    raise arbiter.refusal from None
+                raise
 
     Application().run()
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def _checking_arbiter(app: Any, check: Callable[[], None]) -> Any:
+    """gunicorn's master, running `check` once right after forking the first worker."""
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.errors import HaltServer
 
+    class CheckingArbiter(Arbiter):
+        refusal: ConfigError | None = None
+        _pending: Callable[[], None] | None = check
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
+        def manage_workers(self) -> None:
+            super().manage_workers()  # in a worker this never returns
+            pending, self._pending = self._pending, None
+            if pending is None:
+                return
+            try:
+                pending()
+            except ConfigError as exc:
+                self.refusal = exc
+                raise HaltServer(None, 2) from None
+
+    return CheckingArbiter(app)
 
 
 def serve_in_thread(app: Callable[..., Any], port: int = 0) -> tuple[WSGIServer, int]:
     """A threaded WSGI server on 127.0.0.1 (sandbox and tests); returns it and its port."""
-    server = make_server("127.0.0.1", port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class ThreadingServer(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug(format, *args)
+
+    server = make_server("127.0.0.1", port, app, server_class=ThreadingServer, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, name="notebook-bot-http", daemon=True).start()
     return server, server.server_port
 
