@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +23,11 @@ DUE_LIMIT = 500  # records one pass takes on; the rest are due at the next
 
 class Store(Protocol):
     def get(self, collection: str, key: str) -> Doc | None: ...
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Doc | None]:
+        """Several docs, from any collections, in one round trip: each (collection, key)'s doc or None,
+        in the order asked (what a request reads before its one write, read at once)."""
+        ...
 
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         """Write `doc` unless `key` exists; False when it did (nothing is changed then)."""
@@ -123,6 +128,10 @@ class SqliteStore:
         with self._lock:
             return self._read(collection, key)
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Doc | None]:
+        with self._lock:
+            return [self._read(collection, key) for collection, key in keys]
+
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         def work() -> bool:
             if self._read(collection, key) is not None:
@@ -210,6 +219,12 @@ class FirestoreStore:
     def get(self, collection: str, key: str) -> Doc | None:
         snapshot = self._ref(collection, key).get()
         return snapshot.to_dict() if snapshot.exists else None
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Doc | None]:
+        refs = [self._ref(collection, key) for collection, key in keys]
+        found = {s.reference.path: s for s in self._client.get_all(refs)}  # one BatchGetDocuments, any order
+        snapshots = [found.get(ref.path) for ref in refs]
+        return [s.to_dict() if s is not None and s.exists else None for s in snapshots]
 
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         from google.api_core.exceptions import AlreadyExists, Conflict

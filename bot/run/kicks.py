@@ -5,13 +5,19 @@ The request path writes one record and acknowledges; the first steps of that lau
 requests never queues acknowledgements behind cloud calls. The reconciler would take the same
 steps at its next pass anyway: a kick only makes them start now, and one lost in a crash costs a
 pass's delay, nothing else.
+
+Kicks also give way to acknowledgements: a kick waits to start while any request is on its way to
+its acknowledgement (at most HOLD_LIMIT seconds), so a burst of fifty `/notebook new` is
+acknowledged first and its fifty launches' steps follow, instead of competing with the acks for
+the process's CPU and the store.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from bot.run.logs import ContextPropagatingExecutor
 
@@ -19,11 +25,26 @@ log = logging.getLogger(__name__)
 
 
 class Kicks:
+    HOLD_LIMIT = 2.0  # seconds a kick gives way to acknowledgements in progress before it starts anyway
+
     def __init__(self, threads: int = 4) -> None:
         self._pool = ContextPropagatingExecutor(max_workers=threads, thread_name_prefix="notebook-bot-kick")
         self._waiting: set[str] = set()  # kicked and not started yet: a second kick adds nothing
         self._running = 0
+        self._acknowledging = 0  # requests on their way to their acknowledgement
         self._lock = threading.Condition()
+
+    @contextmanager
+    def acknowledging(self) -> Iterator[None]:
+        """Around a request's path to its acknowledgement: kicks wait until none is in progress."""
+        with self._lock:
+            self._acknowledging += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._acknowledging -= 1
+                self._lock.notify_all()
 
     def submit(self, key: str, steps: Callable[[], object]) -> None:
         """Run `steps` soon in a kick thread; a key already waiting is not queued twice."""
@@ -36,6 +57,7 @@ class Kicks:
 
     def _run(self, key: str, steps: Callable[[], object]) -> None:
         with self._lock:
+            self._lock.wait_for(lambda: self._acknowledging == 0, self.HOLD_LIMIT)
             self._waiting.discard(key)
         try:
             steps()

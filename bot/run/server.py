@@ -35,7 +35,14 @@ def build_web_app(services: Services) -> Callable[..., Any]:
 
     handler = BoltHandler(build_app(services))
     gate = SlackGate(services.settings.slack_signing_secret)
-    app = WebApp(handler, services.reconcile, task_authorizer(services.settings), gate=gate, on_unreadable=unreadable)
+    app = WebApp(
+        handler,
+        services.reconcile,
+        task_authorizer(services.settings),
+        gate=gate,
+        on_unreadable=unreadable,
+        acknowledging=services.kicks.acknowledging,
+    )
     return TraceMiddleware(app, services.settings.project)
 
 

@@ -34,6 +34,11 @@ class CountedStore:
         self._note("get", collection)
         return self.inner.get(collection, key)
 
+    def get_many(self, keys: list[tuple[str, str]]) -> list[Doc | None]:
+        for collection in dict.fromkeys(c for c, _ in keys):  # one call, noted once per collection it reads
+            self._note("get_many", collection)
+        return self.inner.get_many(keys)
+
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         self._note("create", collection)
         return self.inner.create(collection, key, doc)
