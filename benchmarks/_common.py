@@ -254,7 +254,18 @@ class CountingStore:
     each of their documents the same way. Unknown methods (a rewrite may add some) are forwarded and
     counted; a list they return counts as that many documents read."""
 
-    KNOWN = ("get", "get_many", "create", "put", "update", "update_many", "put_many", "query", "delete")
+    KNOWN = (
+        "get",
+        "get_many",
+        "create",
+        "create_and_put",
+        "put",
+        "update",
+        "update_many",
+        "put_many",
+        "query",
+        "delete",
+    )
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -288,6 +299,14 @@ class CountingStore:
     def create(self, collection: str, key: str, doc: Any) -> bool:
         created = self.inner.create(collection, key, doc)
         self._count("create", collection, writes=int(bool(created)))
+        return created
+
+    def create_and_put(self, collection: str, key: str, doc: Any, others: list[tuple[str, str, Any]]) -> bool:
+        """One write: counted on `collection`, with each document written where it went."""
+        created = self.inner.create_and_put(collection, key, doc, others)
+        self._count("create_and_put", collection, writes=int(bool(created)))
+        for other, _, _ in others if created else ():
+            self._count("create_and_put", other, writes=1)
         return created
 
     def put(self, collection: str, key: str, doc: Any) -> None:

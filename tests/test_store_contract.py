@@ -38,6 +38,13 @@ def test_get_many_reads_docs_of_several_collections_in_the_order_asked(store: St
     assert store.get_many([]) == []
 
 
+def test_create_and_put_writes_all_or_nothing(store: Store) -> None:
+    assert store.create_and_put("things", "a", {"v": 1}, [("log", "1", {"e": "a"}), ("log", "2", {"e": "b"})])
+    assert store.get_many([("things", "a"), ("log", "1"), ("log", "2")]) == [{"v": 1}, {"e": "a"}, {"e": "b"}]
+    assert not store.create_and_put("things", "a", {"v": 2}, [("log", "3", {"e": "c"})])
+    assert store.get_many([("things", "a"), ("log", "3")]) == [{"v": 1}, None]
+
+
 def test_documents_round_trip_nested_values(store: Store) -> None:
     doc = {"at": 1732846800.25, "spec": {"gpu": "l4", "buckets": ["a", "b/c"]}, "open": True, "none": None}
     store.put("things", "x", doc)

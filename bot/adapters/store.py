@@ -33,6 +33,12 @@ class Store(Protocol):
         """Write `doc` unless `key` exists; False when it did (nothing is changed then)."""
         ...
 
+    def create_and_put(self, collection: str, key: str, doc: Doc, others: Sequence[tuple[str, str, Doc]]) -> bool:
+        """`create`, with `put` of each (collection, key, doc) of `others` in the same write: all of them
+        are written, or (when `key` exists) none, and False. A request's record and its audit event in
+        one round trip."""
+        ...
+
     def put(self, collection: str, key: str, doc: Doc) -> None: ...
 
     def update(self, collection: str, key: str, change: Change) -> Doc | None:
@@ -141,6 +147,17 @@ class SqliteStore:
 
         return self._transaction(work)
 
+    def create_and_put(self, collection: str, key: str, doc: Doc, others: Sequence[tuple[str, str, Doc]]) -> bool:
+        def work() -> bool:
+            if self._read(collection, key) is not None:
+                return False
+            self._write(collection, key, doc)
+            for other in others:
+                self._write(*other)
+            return True
+
+        return self._transaction(work)
+
     def put(self, collection: str, key: str, doc: Doc) -> None:
         self._transaction(lambda: self._write(collection, key, doc))
 
@@ -231,6 +248,19 @@ class FirestoreStore:
 
         try:
             self._ref(collection, key).create(doc)
+        except (AlreadyExists, Conflict):
+            return False
+        return True
+
+    def create_and_put(self, collection: str, key: str, doc: Doc, others: Sequence[tuple[str, str, Doc]]) -> bool:
+        from google.api_core.exceptions import AlreadyExists, Conflict
+
+        batch = self._client.batch()  # one commit: the create's precondition fails it whole
+        batch.create(self._ref(collection, key), doc)
+        for other, other_key, other_doc in others:
+            batch.set(self._ref(other, other_key), other_doc)
+        try:
+            batch.commit()
         except (AlreadyExists, Conflict):
             return False
         return True

@@ -221,11 +221,9 @@ class Launcher:
                 approval_reason=self.rules.approval_reason(spec),
                 history=[{"state": State.REQUESTED, "at": now, "by": requester}],
             )
-            if not self.store.create(COLLECTION, launch_id, launch.to_doc()):
-                return self.get(launch_id) or launch, False
-            audit.record(
-                self.store, now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec
-            )
+            event = audit.entry(now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec)
+            if not self.store.create_and_put(COLLECTION, launch_id, launch.to_doc(), [(audit.COLLECTION, *event)]):
+                return self.get(launch_id) or launch, False  # the same request, recorded meanwhile
             return launch, True
 
     def cancel(self, user: str, launch: Launch) -> Launch:

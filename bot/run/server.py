@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +94,8 @@ def serve_gunicorn(services: Services) -> None:
 
 
 def _checking_arbiter(app: Any, check: Callable[[], None]) -> Any:
-    """gunicorn's master, running `check` once right after forking the first worker."""
+    """gunicorn's master, running `check` once right after forking the first worker, in a child of
+    its own (`in_a_child`)."""
     from gunicorn.arbiter import Arbiter
     from gunicorn.errors import HaltServer
 
@@ -105,13 +108,41 @@ def _checking_arbiter(app: Any, check: Callable[[], None]) -> Any:
             pending, self._pending = self._pending, None
             if pending is None:
                 return
-            try:
-                pending()
-            except ConfigError as exc:
-                self.refusal = exc
-                raise HaltServer(None, 2) from None
+            self.refusal = in_a_child(pending)
+            if self.refusal is not None:
+                raise HaltServer(None, 2)
 
     return CheckingArbiter(app)
+
+
+def in_a_child(check: Callable[[], None]) -> ConfigError | None:
+    """Run `check` in a forked child and return the ConfigError it raised, if any: what the check
+    loads (pydantic, the catalog) leaves with the child, and the master stays as small as it was."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: say what is wrong through the pipe, and leave without cleaning up the master's state
+        os.close(read)
+        status = 0
+        try:
+            with os.fdopen(write, "wb") as pipe:
+                try:
+                    check()
+                except ConfigError as exc:
+                    pipe.write(str(exc).encode())
+                    status = 2
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if said:
+        return ConfigError(said)
+    if status:
+        return ConfigError("the config could not be checked (the error is above)")
+    return None
 
 
 def serve_in_thread(app: Callable[..., Any], port: int = 0) -> tuple[WSGIServer, int]:
