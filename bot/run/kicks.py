@@ -9,7 +9,7 @@ pass's delay, nothing else.
 Kicks also give way to acknowledgements: a kick waits to start while any request is on its way to
 its acknowledgement (at most HOLD_LIMIT seconds), so a burst of fifty `/notebook new` is
 acknowledged first and its fifty launches' steps follow, instead of competing with the acks for
-the process's CPU and the store.
+the process's CPU and the store. The reconcile worker inside `serve` gives way the same way.
 """
 
 from __future__ import annotations
@@ -55,9 +55,14 @@ class Kicks:
             self._running += 1
         self._pool.submit(self._run, key, steps)
 
-    def _run(self, key: str, steps: Callable[[], object]) -> None:
+    def give_way(self) -> None:
+        """Wait until no request is on its way to its acknowledgement (at most HOLD_LIMIT seconds)."""
         with self._lock:
             self._lock.wait_for(lambda: self._acknowledging == 0, self.HOLD_LIMIT)
+
+    def _run(self, key: str, steps: Callable[[], object]) -> None:
+        self.give_way()
+        with self._lock:
             self._waiting.discard(key)
         try:
             steps()

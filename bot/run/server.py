@@ -78,7 +78,7 @@ def serve_gunicorn(services: Services) -> None:
 
         def load(self) -> Callable[..., Any]:
             app = build_web_app(services)
-            Worker(services.reconcile, services.settings.worker_interval).start()
+            Worker(services.reconcile, services.settings.worker_interval, before_pass=services.kicks.give_way).start()
             return app
 
         def run(self) -> None:
