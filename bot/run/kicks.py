@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -26,12 +27,14 @@ log = logging.getLogger(__name__)
 
 class Kicks:
     HOLD_LIMIT = 2.0  # seconds a kick gives way to acknowledgements in progress before it starts anyway
+    QUIET = 0.15  # seconds without a request on its way to its acknowledgement: the burst is over
 
     def __init__(self, threads: int = 4) -> None:
         self._pool = ContextPropagatingExecutor(max_workers=threads, thread_name_prefix="notebook-bot-kick")
         self._waiting: set[str] = set()  # kicked and not started yet: a second kick adds nothing
         self._running = 0
         self._acknowledging = 0  # requests on their way to their acknowledgement
+        self._acknowledged_at = float("-inf")  # when the last of them was acknowledged (monotonic)
         self._lock = threading.Condition()
 
     @contextmanager
@@ -44,6 +47,7 @@ class Kicks:
         finally:
             with self._lock:
                 self._acknowledging -= 1
+                self._acknowledged_at = time.monotonic()
                 self._lock.notify_all()
 
     def submit(self, key: str, steps: Callable[[], object]) -> None:
@@ -56,9 +60,15 @@ class Kicks:
         self._pool.submit(self._run, key, steps)
 
     def give_way(self) -> None:
-        """Wait until no request is on its way to its acknowledgement (at most HOLD_LIMIT seconds)."""
+        """Wait until no request has been on its way to its acknowledgement for QUIET seconds (the
+        next of a burst comes within that), at most HOLD_LIMIT seconds in all."""
+        deadline = time.monotonic() + self.HOLD_LIMIT
         with self._lock:
-            self._lock.wait_for(lambda: self._acknowledging == 0, self.HOLD_LIMIT)
+            while (now := time.monotonic()) < deadline:
+                quiet_for = now - self._acknowledged_at if self._acknowledging == 0 else 0.0
+                if quiet_for >= self.QUIET:
+                    return
+                self._lock.wait(min(self.QUIET - quiet_for, deadline - now))
 
     def _run(self, key: str, steps: Callable[[], object]) -> None:
         self.give_way()
