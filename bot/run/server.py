@@ -52,16 +52,19 @@ def serve_gunicorn(services: Services) -> None:
     """Production HTTP: gunicorn, one process with threads, the reconcile worker beside it.
 
     The start does only what the first acknowledgement needs, in this order: Slack is asked about
-    the token (a bad one ends the start with one line, bot/run/slack_start.py, before any worker);
-    the worker is forked and builds the app (Bolt and the listeners; the domain, the config and the
-    Google clients load on first use); and the master checks the config file meanwhile, beside the
-    worker rather than before it. A broken config stops the server and ends the start with its
-    problems, as it does for the other verbs."""
-    from gunicorn.app.base import BaseApplication
+    the token while gunicorn loads (a bad one ends the start with one line, bot/run/slack_start.py,
+    before any worker); the worker is forked and builds the app (Bolt and the listeners; the
+    domain, the config and the Google clients load on first use); and the master checks the config
+    file meanwhile, beside the worker rather than before it. A broken config stops the server and
+    ends the start with its problems, as it does for the other verbs."""
+    from concurrent.futures import ThreadPoolExecutor
 
     from bot.adapters.notify import web_client
 
-    with_slack(lambda: web_client(services.settings.slack_bot_token).auth_test())
+    with ThreadPoolExecutor(1, thread_name_prefix="notebook-bot-start") as start:  # done before the fork
+        token = start.submit(with_slack, lambda: web_client(services.settings.slack_bot_token).auth_test())
+        from gunicorn.app.base import BaseApplication
+    token.result()  # raises the ConfigError that says what to fix
 
     class Application(BaseApplication):
         def load_config(self) -> None:
