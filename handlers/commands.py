@@ -80,9 +80,9 @@ def help_verb(caller: Caller, command: Command) -> None:
 def new_verb(caller: Caller, command: Command) -> None:
     services = caller.services
     if not command.rest:  # the form; trigger_id is good for 3 s, so it opens before anything slow
+        caller.ack()
         from bot.ui.forms import default_form, launch_modal
 
-        caller.ack()
         view = launch_modal(services.launcher, default_form(services.launcher), caller.channel)
         caller.client.views_open(trigger_id=caller.command["trigger_id"], view=view)
         return
