@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -84,10 +85,13 @@ def serve_gunicorn(services: Services) -> None:
             Worker(services.reconcile, services.settings.worker_interval, before_pass=services.kicks.give_way).start()
             return app
 
-        def run(self) -> None:
+        def run(self) -> None:  # BaseApplication.run, with the checking arbiter
             arbiter = _checking_arbiter(self, services.check_config)
             try:
                 arbiter.run()
+            except RuntimeError as exc:  # as gunicorn's own run() reports it
+                print(f"\nError: {exc}\n", file=sys.stderr)
+                sys.exit(1)
             except SystemExit:
                 if arbiter.refusal is not None:
                     raise arbiter.refusal from None
