@@ -6,10 +6,10 @@ requests never queues acknowledgements behind cloud calls. The reconciler would 
 steps at its next pass anyway: a kick only makes them start now, and one lost in a crash costs a
 pass's delay, nothing else.
 
-Kicks also give way to acknowledgements: a kick waits to start while any request is on its way to
-its acknowledgement (at most HOLD_LIMIT seconds), so a burst of fifty `/notebook new` is
-acknowledged first and its fifty launches' steps follow, instead of competing with the acks for
-the process's CPU and the store. The reconcile worker inside `serve` gives way the same way.
+Kicks also give way to acknowledgements: a kick starts once no request has been on its way to its
+acknowledgement for QUIET seconds (at most HOLD_LIMIT seconds after it was kicked), so a burst of
+fifty `/notebook new` is acknowledged first and its fifty launches' steps follow, instead of
+competing with the acks for the process's CPU and the store. The reconcile worker inside `serve` gives way the same way.
 """
 
 from __future__ import annotations
