@@ -254,7 +254,18 @@ class CountingStore:
     each of their documents the same way. Unknown methods (a rewrite may add some) are forwarded and
     counted; a list they return counts as that many documents read."""
 
-    KNOWN = ("get", "create", "put", "update", "update_many", "put_many", "query", "delete")
+    KNOWN = (
+        "get",
+        "get_many",
+        "create",
+        "create_and_put",
+        "put",
+        "update",
+        "update_many",
+        "put_many",
+        "query",
+        "delete",
+    )
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -278,9 +289,24 @@ class CountingStore:
         self._count("get", collection, reads=1)
         return doc
 
+    def get_many(self, keys: list[tuple[str, str]]) -> list[Any]:
+        """One round trip: counted as a call on each collection it reads, one read per document."""
+        docs = self.inner.get_many(keys)
+        for collection, n in Counter(c for c, _ in keys).items():
+            self._count("get_many", collection, reads=n)
+        return docs
+
     def create(self, collection: str, key: str, doc: Any) -> bool:
         created = self.inner.create(collection, key, doc)
         self._count("create", collection, writes=int(bool(created)))
+        return created
+
+    def create_and_put(self, collection: str, key: str, doc: Any, others: list[tuple[str, str, Any]]) -> bool:
+        """One write: counted on `collection`, with each document written where it went."""
+        created = self.inner.create_and_put(collection, key, doc, others)
+        self._count("create_and_put", collection, writes=int(bool(created)))
+        for other, _, _ in others if created else ():
+            self._count("create_and_put", other, writes=1)
         return created
 
     def put(self, collection: str, key: str, doc: Any) -> None:
@@ -414,6 +440,33 @@ def command_for(variant: str, port: int) -> list[str]:
 
 VARIANTS = ("bare Bolt", "bot")
 LABELS = {"bare Bolt": "bare", "bot": "bot"}
+
+
+@dataclass
+class Rig:
+    """What a script that spawns `serve` processes needs: a store back end, the Slack and Workbench
+    simulators, a directory for the processes' logs, and the environment that points them there."""
+
+    backend: Backend
+    slack: SlackSimulator
+    workbench: WorkbenchSimulator
+    logs: str
+    env: dict[str, str]
+
+    def serve(self, variant: str, fresh_store: bool = True) -> Served:
+        """A fresh process tree of `variant`, with an empty store of its own unless told otherwise."""
+        return Served(variant, {**self.env, **(self.backend.fresh() if fresh_store else {})}, self.logs)
+
+
+@contextlib.contextmanager
+def rig(store: str, prefix: str, **slack: Any) -> Iterator[Rig]:
+    with (
+        store_backend(store) as backend,
+        SlackSimulator(**slack) as slack_sim,
+        WorkbenchSimulator() as workbench,
+        tempfile.TemporaryDirectory(prefix=prefix) as logs,
+    ):
+        yield Rig(backend, slack_sim, workbench, logs, base_env(slack_sim, workbench))
 
 
 def base_env(slack: SlackSimulator, workbench: WorkbenchSimulator | None) -> dict[str, str]:

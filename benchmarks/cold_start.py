@@ -17,7 +17,6 @@ Goal (issue 11): median bot / median bare ≤ 1.3, for `help` and for `new`.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import _common as c
@@ -27,8 +26,8 @@ GOAL = 1.3
 LIMIT = 30.0  # seconds before a run is declared failed
 
 
-def first_ack(variant: str, text: str, env: dict[str, str], slack: c.SlackSimulator, logs: str) -> float | None:
-    with c.Served(variant, env, logs) as served:
+def first_ack(served: c.Served, text: str, slack: c.SlackSimulator) -> float | None:
+    with served:
         driver = served.driver(slack)
         while time.perf_counter() - served.started < LIMIT:
             try:
@@ -37,10 +36,10 @@ def first_ack(variant: str, text: str, env: dict[str, str], slack: c.SlackSimula
             except OSError:
                 pass
             if served.process.poll() is not None:
-                print(f"  {variant} exited early; log:\n{served.tail()}")
+                print(f"  {served.variant} exited early; log:\n{served.tail()}")
                 return None
             time.sleep(0.01)
-        print(f"  {variant} never acknowledged `{text}` within {LIMIT:.0f} s; log:\n{served.tail()}")
+        print(f"  {served.variant} never acknowledged `{text}` within {LIMIT:.0f} s; log:\n{served.tail()}")
         return None
 
 
@@ -53,23 +52,17 @@ def main() -> None:
     runs = 2 if args.quick else max(1, min(args.runs, 20))
     results: dict[tuple[str, str], list[float]] = {(v, k): [] for v in c.VARIANTS for k in COMMANDS}
     failures = 0
-    with (
-        c.store_backend(args.store) as backend,
-        c.SlackSimulator() as slack,
-        c.WorkbenchSimulator() as workbench,
-        tempfile.TemporaryDirectory(prefix="nb-cold-") as logs,
-    ):
+    with c.rig(args.store, "nb-cold-") as rig:
         c.header(
             "cold start: spawn → first HTTP 200 to a slash command",
             runs=runs,
-            store=backend.describe(),
+            store=rig.backend.describe(),
             gunicorn=c.production_gunicorn(),
         )
-        env = c.base_env(slack, workbench)
         for n in range(runs):
             for key, text in COMMANDS.items():
                 for variant in c.order(n + (key == "new"), c.VARIANTS):
-                    seconds = first_ack(variant, text, {**env, **backend.fresh()}, slack, logs)
+                    seconds = first_ack(rig.serve(variant), text, rig.slack)
                     if seconds is None:
                         failures += 1
                     else:

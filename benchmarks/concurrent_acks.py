@@ -25,7 +25,6 @@ Goal (issue 11): for the bot, p99 ack ≤ 0.5 s and none over 3 s, for `new` and
 from __future__ import annotations
 
 import argparse
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -109,21 +108,16 @@ def main() -> None:
     ids = sorted(users)
     warm_user, ids = ids[-1], ids[:-1]
     results: dict[tuple[str, str], list[Burst]] = {(v, b): [] for v in c.VARIANTS for b in BURSTS}
-    with (
-        c.store_backend(args.store) as backend,
-        c.SlackSimulator(users=users) as slack,
-        c.WorkbenchSimulator() as workbench,
-        tempfile.TemporaryDirectory(prefix="nb-acks-") as logs,
-    ):
+    with c.rig(args.store, "nb-acks-", users=users) as rig:
+        slack = rig.slack
         c.header(
             f"{size} concurrent slash commands per burst: ack time (s)",
             rounds=rounds,
-            store=backend.describe(),
+            store=rig.backend.describe(),
             gunicorn=c.production_gunicorn(),
         )
-        env = c.base_env(slack, workbench)
-        activity = c.sim_activity(slack, workbench)
-        with c.Served("bot", {**env, **backend.fresh()}, logs) as bot, c.Served("bare Bolt", env, logs) as bare:
+        activity = c.sim_activity(slack, rig.workbench)
+        with rig.serve("bot") as bot, rig.serve("bare Bolt", fresh_store=False) as bare:
             served = {"bot": bot, "bare Bolt": bare}
             drivers = {}
             for variant, s in served.items():  # warm: one launch and one list, as a warm instance has done

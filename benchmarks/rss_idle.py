@@ -19,7 +19,6 @@ issue's "idle after start and one request").
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 
 import _common as c
@@ -28,8 +27,9 @@ GOAL = 1.5
 MOMENTS = ("started", "after help", "after new")
 
 
-def measure(variant: str, env: dict[str, str], slack: c.SlackSimulator, logs: str, idle: float) -> dict[str, float]:
-    with c.Served(variant, env, logs) as served:
+def measure(served: c.Served, slack: c.SlackSimulator, idle: float) -> dict[str, float]:
+    variant = served.variant
+    with served:
         served.wait_ready()
         time.sleep(0.5)
         found = {"started": served.rss_mb()}
@@ -53,22 +53,16 @@ def main() -> None:
     args = parser.parse_args()
     runs, idle = (1, 4.0) if args.quick else (max(1, min(args.runs, 10)), min(max(args.idle, 0.0), 30.0))
     results: dict[str, list[dict[str, float]]] = {v: [] for v in c.VARIANTS}
-    with (
-        c.store_backend(args.store) as backend,
-        c.SlackSimulator() as slack,
-        c.WorkbenchSimulator() as workbench,
-        tempfile.TemporaryDirectory(prefix="nb-rss-") as logs,
-    ):
+    with c.rig(args.store, "nb-rss-") as rig:
         c.header(
             "serve RSS (MB, VmRSS of gunicorn master + workers)",
             runs=runs,
             idle_seconds=idle,
-            store=backend.describe(),
+            store=rig.backend.describe(),
         )
-        env = c.base_env(slack, workbench)
         for n in range(runs):
             for variant in c.order(n, c.VARIANTS):
-                results[variant].append(measure(variant, {**env, **backend.fresh()}, slack, logs, idle))
+                results[variant].append(measure(rig.serve(variant), rig.slack, idle))
     print()
     print(f"{'moment':<12} {'bare Bolt':>10} {'bot':>8} {'ratio':>7}  (medians of {runs})")
     for moment in MOMENTS:

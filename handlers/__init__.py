@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse, Respond
 from slack_bolt.error import BoltUnhandledRequestError
@@ -12,8 +12,10 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.adapters.notify import web_client
 from bot.run.logs import ContextPropagatingExecutor, log_context
-from bot.run.services import Services
 from handlers.replies import SORRY, acting_user, tell
+
+if TYPE_CHECKING:
+    from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -4,18 +4,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, Respond
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.domain import idle_extensions
 from bot.domain.errors import UserError
-from bot.domain.launches import Launch
-from bot.domain.lifecycle import EXTEND_ACTION
-from bot.domain.operations import describe
-from bot.run.services import Services
 from bot.ui.blocks import error_reply, section
 from bot.ui.forms import (
     LAUNCH_CALLBACK,
@@ -29,6 +22,13 @@ from bot.ui.forms import (
     view_values,
 )
 from handlers.replies import channel_of, from_home, message_of, offer_key, offered_key, tell
+
+if TYPE_CHECKING:
+    from slack_bolt import Ack, Respond
+    from slack_sdk import WebClient
+
+    from bot.domain.launches import Launch
+    from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,8 @@ def operate(action_name: str, *, replace: bool = False, answers_reminder: bool =
             tell(services, body, respond, f"⚠️ {error.message}")
             return
         if not created:
+            from bot.domain.operations import describe
+
             tell(services, body, respond, f"ℹ️ Already asked from this message: {describe(op)}")
             return
         if replace and body.get("response_url"):
@@ -239,7 +241,9 @@ def extend_idle_timeout(ack: Ack, body: dict[str, Any], action: dict[str, Any], 
         tell(services, body, respond, f"⚠️ {error.message}")
         return
     if not created:
-        tell(services, body, respond, f"ℹ️ Already asked from this message: {idle_extensions.describe(record)}")
+        from bot.domain.idle_extensions import describe
+
+        tell(services, body, respond, f"ℹ️ Already asked from this message: {describe(record)}")
         return
     services.kick_idle_extension(record["id"])
 
@@ -283,5 +287,5 @@ def register(app: Any) -> None:
     app.action("lifecycle_stop")(operate("stop", answers_reminder=True))
     app.action("lifecycle_delete")(operate("delete", answers_reminder=True))
     app.action("lifecycle_snooze")(lifecycle_snooze)
-    app.action(EXTEND_ACTION)(extend_idle_timeout)
+    app.action("lifecycle_extend_idle")(extend_idle_timeout)
     app.action("offhours_keep")(offhours_keep)

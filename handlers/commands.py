@@ -1,7 +1,9 @@
 """`/notebook …`: parse the verb, do the request's one recorded step, answer the caller.
 
 Each verb is a function of its own; the work a verb records (a launch, an operation) is taken on
-after the acknowledgement (`services.kick_…`), never before it.
+after the acknowledgement (`services.kick_…`), never before it. What only some verbs use (the forms,
+the listings, and through `services` the domain and the config) is imported by those verbs, so a
+fresh process answers `/notebook help` without loading any of it.
 """
 
 from __future__ import annotations
@@ -9,21 +11,20 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
-
-from slack_bolt import Ack, Respond
-from slack_sdk import WebClient
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters.workbench import WorkbenchError
 from bot.domain import verbs
 from bot.domain.errors import UserError
-from bot.domain.verbs import Command
-from bot.run.services import Services
 from bot.ui.blocks import error_reply, help_reply, notices_reply
-from bot.ui.costs_view import costs_reply
-from bot.ui.forms import default_form, launch_modal
-from bot.ui.listing import catalog_listing, delete_confirmation
 from handlers.replies import dedupe_key
+
+if TYPE_CHECKING:
+    from slack_bolt import Ack, Respond
+    from slack_sdk import WebClient
+
+    from bot.domain.verbs import Command
+    from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def new_verb(caller: Caller, command: Command) -> None:
     services = caller.services
     if not command.rest:  # the form; trigger_id is good for 3 s, so it opens before anything slow
         caller.ack()
+        from bot.ui.forms import default_form, launch_modal
+
         view = launch_modal(services.launcher, default_form(services.launcher), caller.channel)
         caller.client.views_open(trigger_id=caller.command["trigger_id"], view=view)
         return
@@ -109,6 +112,8 @@ def list_verb(caller: Caller, command: Command) -> None:
 
 
 def envs_verb(caller: Caller, command: Command) -> None:
+    from bot.ui.listing import catalog_listing
+
     caller.ack(*catalog_listing(caller.services.config.catalog, caller.services.launcher.today()))
 
 
@@ -120,6 +125,8 @@ def costs_verb(caller: Caller, command: Command) -> None:
         services.rules.check_admin(caller.user, "Only admins can see the team's costs; `/notebook costs` shows yours.")
     reports = services.cost_reports.this_week_and_month(None if team else caller.user)
     title = "Team notebook costs" if team else "Your notebook costs"
+    from bot.ui.costs_view import costs_reply
+
     caller.ack(*costs_reply(reports, title=title, people=team))
 
 
@@ -134,6 +141,8 @@ def operation_verb(caller: Caller, command: Command) -> None:
 
 
 def delete_verb(caller: Caller, command: Command) -> None:
+    from bot.ui.listing import delete_confirmation
+
     notebooks = caller.services.notebooks
     notebook = notebooks.find(caller.user, verbs.one_name(command))
     notebooks.authorize(caller.user, notebook, "delete")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
-from bot.run.services import Services
+    from bot.run.services import Services
 
 
 def home_opened(event: dict[str, Any], client: WebClient, services: Services) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
-
-from slack_bolt import Respond
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters.notify import is_slack_url
-from bot.run.services import Services
+
+if TYPE_CHECKING:
+    from slack_bolt import Respond
+
+    from bot.run.services import Services
 
 SORRY = (
     "⚠️ Something went wrong on my side while handling that. Work already recorded (a launch, a stop) "

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from slack_bolt import Ack
+from typing import TYPE_CHECKING, Any
 
 from bot.domain.errors import UserError
-from bot.run.services import Services
 from bot.ui.blocks import notices_reply
 from bot.ui.forms import (
     LAUNCH_CALLBACK,
@@ -21,6 +18,11 @@ from bot.ui.forms import (
     view_values,
 )
 from handlers.replies import team_of
+
+if TYPE_CHECKING:
+    from slack_bolt import Ack
+
+    from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -306,10 +306,12 @@ def test_the_bot_refuses_to_start_on_a_broken_catalog(tmp_path: Path, monkeypatc
 
 
 def test_services_load_the_same_check(tmp_path: Path) -> None:
+    """Services load the config on first use (start-up asks for it at once: check_config)."""
     from bot.run.services import Services
 
+    services = Services(Settings(config_path=str(write(tmp_path, BROKEN))))
     with pytest.raises(ConfigError, match=r"config\.toml:1: catalog\.machines\.n1-fast"):
-        Services(Settings(config_path=str(write(tmp_path, BROKEN))))
+        services.check_config()
 
 
 # --- custom containers ---------------------------------------------------------------------------

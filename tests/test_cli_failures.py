@@ -71,3 +71,23 @@ def test_a_broken_config_is_reported_once(tmp_path: Path) -> None:
         "notebook-bot: the configuration has 1 problem:",
         f"{config}:2: policy.max_notebooks_per_user: Input should be greater than or equal to 0",
     ]
+
+
+def test_serve_stops_on_a_broken_config_it_checks_beside_its_worker(tmp_path: Path) -> None:
+    """`serve` forks its worker before checking the config (so the first answer does not wait for the
+    check); a broken config still stops the server and ends the start with its problems, said once."""
+    config = tmp_path / "config.toml"
+    config.write_text("[policy]\nmax_notebooks_per_user = -1\n")
+    with SlackSimulator() as slack:
+        result = run(
+            "serve",
+            SLACK_API_URL=slack.base_url,
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_SIGNING_SECRET="secret",
+            NOTEBOOK_BOT_CONFIG=str(config),
+        )
+    assert result.returncode == 2, result.stderr
+    problem = f"{config}:2: policy.max_notebooks_per_user: Input should be greater than or equal to 0"
+    assert result.stderr.splitlines()[-2:] == ["notebook-bot: the configuration has 1 problem:", problem]
+    assert (result.stdout + result.stderr).count(problem) == 1
+    assert "Worker failed to boot" not in result.stderr + result.stdout

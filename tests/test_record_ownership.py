@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WRITES = {"create", "put", "update", "delete", "update_many", "put_many"}
+WRITES = {"create", "create_and_put", "put", "update", "delete", "update_many", "put_many"}
 OWNER = ROOT / "bot" / "domain" / "records.py"
 
 

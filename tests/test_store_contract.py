@@ -29,6 +29,22 @@ def test_create_refuses_an_existing_key_and_keeps_the_first_doc(store: Store) ->
     assert store.get("things", "missing") is None
 
 
+def test_get_many_reads_docs_of_several_collections_in_the_order_asked(store: Store) -> None:
+    store.put("things", "a", {"v": 1})
+    store.put("others", "a", {"v": 2})
+    store.put("things", "b", {"v": 3})
+    asked = [("things", "b"), ("others", "missing"), ("others", "a"), ("things", "a")]
+    assert store.get_many(asked) == [{"v": 3}, None, {"v": 2}, {"v": 1}]
+    assert store.get_many([]) == []
+
+
+def test_create_and_put_writes_all_or_nothing(store: Store) -> None:
+    assert store.create_and_put("things", "a", {"v": 1}, [("log", "1", {"e": "a"}), ("log", "2", {"e": "b"})])
+    assert store.get_many([("things", "a"), ("log", "1"), ("log", "2")]) == [{"v": 1}, {"e": "a"}, {"e": "b"}]
+    assert not store.create_and_put("things", "a", {"v": 2}, [("log", "3", {"e": "c"})])
+    assert store.get_many([("things", "a"), ("log", "3")]) == [{"v": 1}, None]
+
+
 def test_documents_round_trip_nested_values(store: Store) -> None:
     doc = {"at": 1732846800.25, "spec": {"gpu": "l4", "buckets": ["a", "b/c"]}, "open": True, "none": None}
     store.put("things", "x", doc)

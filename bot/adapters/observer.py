@@ -12,8 +12,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bot.adapters.workbench import InstanceInfo, Workbench
+if TYPE_CHECKING:
+    from bot.adapters.workbench import InstanceInfo, Workbench
 
 BOT_LABEL = ("managed-by", "notebook-bot")
 

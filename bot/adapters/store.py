@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,8 +24,19 @@ DUE_LIMIT = 500  # records one pass takes on; the rest are due at the next
 class Store(Protocol):
     def get(self, collection: str, key: str) -> Doc | None: ...
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Doc | None]:
+        """Several docs, from any collections, in one round trip: each (collection, key)'s doc or None,
+        in the order asked (what a request reads before its one write, read at once)."""
+        ...
+
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         """Write `doc` unless `key` exists; False when it did (nothing is changed then)."""
+        ...
+
+    def create_and_put(self, collection: str, key: str, doc: Doc, others: Sequence[tuple[str, str, Doc]]) -> bool:
+        """`create`, with `put` of each (collection, key, doc) of `others` in the same write: all of them
+        are written, or (when `key` exists) none, and False. A request's record and its audit event in
+        one round trip."""
         ...
 
     def put(self, collection: str, key: str, doc: Doc) -> None: ...
@@ -123,11 +134,26 @@ class SqliteStore:
         with self._lock:
             return self._read(collection, key)
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Doc | None]:
+        with self._lock:
+            return [self._read(collection, key) for collection, key in keys]
+
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         def work() -> bool:
             if self._read(collection, key) is not None:
                 return False
             self._write(collection, key, doc)
+            return True
+
+        return self._transaction(work)
+
+    def create_and_put(self, collection: str, key: str, doc: Doc, others: Sequence[tuple[str, str, Doc]]) -> bool:
+        def work() -> bool:
+            if self._read(collection, key) is not None:
+                return False
+            self._write(collection, key, doc)
+            for other in others:
+                self._write(*other)
             return True
 
         return self._transaction(work)
@@ -211,11 +237,30 @@ class FirestoreStore:
         snapshot = self._ref(collection, key).get()
         return snapshot.to_dict() if snapshot.exists else None
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Doc | None]:
+        refs = [self._ref(collection, key) for collection, key in keys]
+        found = {s.reference.path: s for s in self._client.get_all(refs)}  # one BatchGetDocuments, any order
+        snapshots = [found.get(ref.path) for ref in refs]
+        return [s.to_dict() if s is not None and s.exists else None for s in snapshots]
+
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         from google.api_core.exceptions import AlreadyExists, Conflict
 
         try:
             self._ref(collection, key).create(doc)
+        except (AlreadyExists, Conflict):
+            return False
+        return True
+
+    def create_and_put(self, collection: str, key: str, doc: Doc, others: Sequence[tuple[str, str, Doc]]) -> bool:
+        from google.api_core.exceptions import AlreadyExists, Conflict
+
+        batch = self._client.batch()  # one commit: the create's precondition fails it whole
+        batch.create(self._ref(collection, key), doc)
+        for other, other_key, other_doc in others:
+            batch.set(self._ref(other, other_key), other_doc)
+        try:
+            batch.commit()
         except (AlreadyExists, Conflict):
             return False
         return True

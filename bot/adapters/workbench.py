@@ -13,11 +13,13 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters.lazy import Lazy
-from bot.domain.catalog import Catalog
-from bot.domain.spec import NotebookSpec
+
+if TYPE_CHECKING:
+    from bot.domain.catalog import Catalog
+    from bot.domain.spec import NotebookSpec
 
 RETRIABLE_CODES = {4, 10, 13, 14}  # DEADLINE_EXCEEDED, ABORTED, INTERNAL, UNAVAILABLE
 ZONE_IN_TEXT = re.compile(r"\b([a-z]+-[a-z]+\d+-[a-z])\b")

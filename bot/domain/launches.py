@@ -44,6 +44,7 @@ from bot.domain.buckets import BucketChecker
 from bot.domain.catalog import Catalog
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.policy import Rules
+from bot.domain.records import COLLECTION as NOTEBOOKS
 from bot.domain.records import NotebookState, Records
 from bot.domain.spec import NotebookRequest, NotebookSpec, SpecBounds, parse_request, resolve
 from bot.domain.zones import nearest_zone
@@ -197,14 +198,15 @@ class Launcher:
         """
         launch_id = str(uuid.uuid5(LAUNCH_NAMESPACE, dedupe_key))
         with log_context(launch_id=launch_id, user=requester):
-            existing = self.get(launch_id)
-            if existing is not None:
-                return existing, False
             spec = self.check(request)
             if self.buckets is not None:
                 self.buckets.check_setup(spec)  # Cloud Storage itself is asked by the reserve step
             instance_id = spec.name or default_instance_id(spec, launch_id)
-            if self.records.get(instance_id) is not None:
+            # the same request already recorded, and the name taken: one round trip for both
+            existing, named = self.store.get_many([(COLLECTION, launch_id), (NOTEBOOKS, instance_id)])
+            if existing is not None:
+                return Launch.from_doc(existing), False
+            if named is not None:
                 raise UserError(
                     f"A notebook named `{instance_id}` already exists; choose another `name=`.", field="name"
                 )
@@ -222,11 +224,9 @@ class Launcher:
                 approval_reason=self.rules.approval_reason(spec),
                 history=[{"state": State.REQUESTED, "at": now, "by": requester}],
             )
-            if not self.store.create(COLLECTION, launch_id, launch.to_doc()):
-                return self.get(launch_id) or launch, False
-            audit.record(
-                self.store, now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec
-            )
+            event = audit.entry(now, requester, "launch.requested", instance_id, launch=launch_id, spec=launch.spec)
+            if not self.store.create_and_put(COLLECTION, launch_id, launch.to_doc(), [(audit.COLLECTION, *event)]):
+                return self.get(launch_id) or launch, False  # the same request, recorded meanwhile
             return launch, True
 
     def cancel(self, user: str, launch: Launch) -> Launch:

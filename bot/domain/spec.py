@@ -14,10 +14,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from bot.domain import buckets as bucket_names
-from bot.domain.catalog import HOURS_PER_MONTH, Catalog, Machine
 from bot.domain.errors import UserError, did_you_mean, one_of, quoted, unknown
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the catalog (pydantic) loads with the config, not with the grammar
+    from bot.domain.catalog import Catalog
     from bot.domain.schedules import Schedules
 
 INSTANCE_NAME = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")  # Workbench's rule; always fullmatch
@@ -369,6 +369,8 @@ def format_duration(seconds: int) -> str:
 # --- resolution ---------------------------------------------------------------------------------
 def resolve(request: NotebookRequest, catalog: Catalog, bounds: SpecBounds, today: date) -> NotebookSpec:
     """Check a request against the catalog and bounds, choose defaults, and price it."""
+    from bot.domain.catalog import HOURS_PER_MONTH
+
     environment = catalog.environment(request.environment or catalog.defaults.environment)
     notices: list[str] = []
     if request.environment and request.environment != environment:  # an alias: say what it stands for
@@ -481,6 +483,8 @@ def _resolve_machine(
         return machine, gpu, count
     spec = catalog.gpus[gpu]
     label = f"{count}× {spec.name}" if count != 1 else spec.name
+    from bot.domain.catalog import Machine
+
     series = Machine.series_of(machine)
     if spec.attach_to is None:
         reason = f"{spec.name} comes built into its own machine types"

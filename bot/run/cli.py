@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from bot.run.config import ConfigError, Settings
+from bot.run.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from bot.run.services import Services
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         from bot.run.services import Services
 
         services = Services(settings)
-        if args.verb == "serve":
+        if args.verb == "serve":  # the config is checked beside the first worker, not before it
             from bot.run.server import serve_gunicorn
 
-            settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+            required(services, "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
             serve_gunicorn(services)
-        elif args.verb == "socket":
+            return 0
+        services.check_config()
+        if args.verb == "socket":
             from bot.run.server import run_socket_mode
 
             run_socket_mode(services)
@@ -86,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"notebook-bot: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def required(services: Services, *names: str) -> None:
+    """Settings.require, after the config: a broken config file is what to fix first, as for every verb."""
+    try:
+        services.settings.require(*names)
+    except ConfigError:
+        services.check_config()
+        raise
 
 
 if __name__ == "__main__":

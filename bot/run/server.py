@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
+import traceback
 from collections.abc import Callable
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import TYPE_CHECKING, Any
 
 from bot.run.logs import TraceMiddleware, gunicorn_logger_class
-from bot.run.services import Services
+from bot.run.settings import ConfigError
 from bot.run.slack_start import with_slack
 from bot.run.web import WebApp
 from bot.run.worker import Worker
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +38,34 @@ def build_web_app(services: Services) -> Callable[..., Any]:
 
     handler = BoltHandler(build_app(services))
     gate = SlackGate(services.settings.slack_signing_secret)
-    app = WebApp(handler, services.reconcile, task_authorizer(services.settings), gate=gate, on_unreadable=unreadable)
+    app = WebApp(
+        handler,
+        services.reconcile,
+        task_authorizer(services.settings),
+        gate=gate,
+        on_unreadable=unreadable,
+        acknowledging=services.kicks.acknowledging,
+    )
     return TraceMiddleware(app, services.settings.project)
 
 
 def serve_gunicorn(services: Services) -> None:
     """Production HTTP: gunicorn, one process with threads, the reconcile worker beside it.
 
-    The app is built (and its token checked by Slack) before gunicorn starts, so a bad token ends
-    the start with one line (bot/run/slack_start.py) instead of a worker that fails to boot."""
-    from gunicorn.app.base import BaseApplication
+    The start does only what the first acknowledgement needs, in this order: Slack is asked about
+    the token while gunicorn loads (a bad one ends the start with one line, bot/run/slack_start.py,
+    before any worker); the worker is forked and builds the app (Bolt and the listeners; the
+    domain, the config and the Google clients load on first use); and the master checks the config
+    file meanwhile, beside the worker rather than before it. A broken config stops the server and
+    ends the start with its problems, as it does for the other verbs."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    app = with_slack(lambda: build_web_app(services))
+    from bot.adapters.notify import web_client
+
+    with ThreadPoolExecutor(1, thread_name_prefix="notebook-bot-start") as start:  # done before the fork
+        token = start.submit(with_slack, lambda: web_client(services.settings.slack_bot_token).auth_test())
+        from gunicorn.app.base import BaseApplication
+    token.result()  # raises the ConfigError that says what to fix
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -59,24 +81,90 @@ def serve_gunicorn(services: Services) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
-            Worker(services.reconcile, services.settings.worker_interval).start()
+            app = build_web_app(services)
+            Worker(services.reconcile, services.settings.worker_interval, before_pass=services.kicks.give_way).start()
             return app
+
+        def run(self) -> None:  # BaseApplication.run, with the checking arbiter
+            arbiter = _checking_arbiter(self, services.check_config)
+            try:
+                arbiter.run()
+            except RuntimeError as exc:  # as gunicorn's own run() reports it
+                print(f"\nError: {exc}\n", file=sys.stderr)
+                sys.exit(1)
+            except SystemExit:
+                if arbiter.refusal is not None:
+                    raise arbiter.refusal from None
+                raise
 
     Application().run()
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def _checking_arbiter(app: Any, check: Callable[[], None]) -> Any:
+    """gunicorn's master, running `check` once right after forking the first worker, in a child of
+    its own (`in_a_child`)."""
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.errors import HaltServer
+
+    class CheckingArbiter(Arbiter):
+        refusal: ConfigError | None = None
+        _pending: Callable[[], None] | None = check
+
+        def manage_workers(self) -> None:
+            super().manage_workers()  # in a worker this never returns
+            pending, self._pending = self._pending, None
+            if pending is None:
+                return
+            self.refusal = in_a_child(pending)
+            if self.refusal is not None:
+                raise HaltServer(None, 2)
+
+    return CheckingArbiter(app)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
+def in_a_child(check: Callable[[], None]) -> ConfigError | None:
+    """Run `check` in a forked child and return the ConfigError it raised, if any: what the check
+    loads (pydantic, the catalog) leaves with the child, and the master stays as small as it was."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: say what is wrong through the pipe, and leave without cleaning up the master's state
+        os.close(read)
+        status = 0
+        try:
+            with os.fdopen(write, "wb") as pipe:
+                try:
+                    check()
+                except ConfigError as exc:
+                    pipe.write(str(exc).encode())
+                    status = 2
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if said:
+        return ConfigError(said)
+    if status:
+        return ConfigError("the config could not be checked (the error is above)")
+    return None
 
 
 def serve_in_thread(app: Callable[..., Any], port: int = 0) -> tuple[WSGIServer, int]:
     """A threaded WSGI server on 127.0.0.1 (sandbox and tests); returns it and its port."""
-    server = make_server("127.0.0.1", port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class ThreadingServer(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug(format, *args)
+
+    server = make_server("127.0.0.1", port, app, server_class=ThreadingServer, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, name="notebook-bot-http", daemon=True).start()
     return server, server.server_port
 

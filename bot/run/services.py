@@ -1,7 +1,9 @@
 """Builds the bot's parts from Settings, each on first use.
 
-Google clients are slow to import and construct (about a second); building them lazily keeps
-a cold start's first acknowledgement to Slack inside its 3 seconds.
+Nothing is imported before it is needed either: the config file (pydantic and the catalog), the
+domain modules and the Google clients (about a second to import and build) are loaded by the
+first request or pass that uses them, so a cold start answers `/notebook help` with none of them
+(benchmarks/cold_start.py measures it).
 """
 
 from __future__ import annotations
@@ -13,28 +15,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from bot.adapters.monitoring import Utilization
-from bot.adapters.notify import Slack, web_client
-from bot.adapters.observer import Observer
-from bot.adapters.startup import StartupScripts
-from bot.adapters.store import Store, open_store
-from bot.adapters.workbench import InstanceInfo, Workbench, WorkbenchError
-from bot.domain.approvals import Approvals
-from bot.domain.buckets import BucketChecker, Storage
-from bot.domain.cost_reports import CostReports
-from bot.domain.digest import Digest
-from bot.domain.idle_extensions import IdleExtensions
-from bot.domain.launches import Launch, Launcher
-from bot.domain.lifecycle import Lifecycle
-from bot.domain.notebooks import Notebooks
-from bot.domain.operations import Operations
-from bot.domain.policy import GroupMembers, Rules
-from bot.domain.records import Notebook
-from bot.run.config import DEFAULT_ZONE, Config, Settings, load_config
-from bot.run.kicks import Kicks
-from bot.ui.launch_views import LaunchViews
-from bot.ui.listing import home_view, notebook_list
+from bot.run.settings import DEFAULT_ZONE, Settings
+
+if TYPE_CHECKING:  # the parts themselves are imported where they are built, on first use
+    from bot.adapters.monitoring import Utilization
+    from bot.adapters.notify import Slack
+    from bot.adapters.observer import Observer
+    from bot.adapters.store import Store
+    from bot.adapters.workbench import InstanceInfo, Workbench
+    from bot.domain.approvals import Approvals
+    from bot.domain.buckets import Storage
+    from bot.domain.cost_reports import CostReports
+    from bot.domain.digest import Digest
+    from bot.domain.idle_extensions import IdleExtensions
+    from bot.domain.launches import Launch, Launcher
+    from bot.domain.lifecycle import Lifecycle
+    from bot.domain.notebooks import Notebooks
+    from bot.domain.operations import Operations
+    from bot.domain.policy import GroupMembers, Rules
+    from bot.domain.records import Notebook
+    from bot.run.config import Config
+    from bot.run.kicks import Kicks
 
 log = logging.getLogger(__name__)
 # A sweep waits this long at most for Monitoring before going by the clock (it runs in the worker's
@@ -67,17 +70,34 @@ class Services:
         store: Store | None = None,
     ) -> None:
         self.settings = settings
-        self.config = config or load_config(settings.config_path)
         self.clock = clock
+        self._listed_at = float("-inf")  # the last look at the cloud for a list (refresh_listing)
+        if config is not None:
+            self.__dict__["config"] = config
         if store is not None:
             self.__dict__["store"] = store
 
     @cached_property
+    def config(self) -> Config:
+        """The config file, checked (ConfigError names the file and line); `check_config` at start-up."""
+        from bot.run.config import load_config
+
+        return load_config(self.settings.config_path)
+
+    def check_config(self) -> None:
+        """Load the config now, so that a broken one stops the start instead of the first request."""
+        _ = self.config
+
+    @cached_property
     def store(self) -> Store:
+        from bot.adapters.store import open_store
+
         return open_store(self.settings.store_url, self.settings.project)
 
     @cached_property
     def workbench(self) -> Workbench:
+        from bot.adapters.workbench import Workbench
+
         return Workbench(
             self.settings.project or "local-project", service_account=self.settings.notebook_service_account
         )
@@ -85,20 +105,27 @@ class Services:
     @cached_property
     def observer(self) -> Observer:
         """The zones' instance lists, one per zone per reconcile pass, that launches and operations follow."""
+        from bot.adapters.observer import Observer
+
         return Observer(self.workbench, self.clock)
 
     @cached_property
     def slack(self) -> Slack:
+        from bot.adapters.notify import Slack, web_client
+
         token = self.settings.slack_bot_token
         return Slack(web_client(token), web_client(token, retry_connection_errors=False))
 
     @cached_property
     def rules(self) -> Rules:
+        from bot.domain.policy import Rules
+
         return Rules(self.config.access, self.config.policy, self.user_groups, catalog=self.config.catalog)
 
     @cached_property
     def user_groups(self) -> GroupMembers:
         """Members of the Slack user groups (S…) named as admins or approvers, kept for 5 minutes."""
+        from bot.domain.policy import GroupMembers
 
         def fetch(group: str) -> list[str]:
             return list(self.slack.client.usergroups_users_list(usergroup=group)["users"])
@@ -111,6 +138,11 @@ class Services:
 
     @cached_property
     def launcher(self) -> Launcher:
+        from bot.adapters.startup import StartupScripts
+        from bot.domain.buckets import BucketChecker
+        from bot.domain.launches import Launcher
+        from bot.ui.launch_views import LaunchViews
+
         zone = self.zone
         launcher = Launcher(
             store=self.store,
@@ -147,14 +179,20 @@ class Services:
     @cached_property
     def storage(self) -> Storage:
         """Cloud Storage (bucket checks, mount scripts); its client is built on first use."""
+        from bot.domain.buckets import Storage
+
         return Storage(self.settings.project)
 
     @cached_property
     def approvals(self) -> Approvals:
+        from bot.domain.approvals import Approvals
+
         return Approvals(self.launcher)
 
     @cached_property
     def operations(self) -> Operations:
+        from bot.domain.operations import Operations
+
         operations = Operations(
             store=self.store,
             workbench=self.workbench,
@@ -169,6 +207,8 @@ class Services:
 
     @cached_property
     def notebooks(self) -> Notebooks:
+        from bot.domain.notebooks import Notebooks
+
         notebooks = Notebooks(
             store=self.store,
             workbench=self.workbench,
@@ -185,6 +225,8 @@ class Services:
     # --- after the request path has recorded work: the rest runs off the request -----------------
     @cached_property
     def kicks(self) -> Kicks:
+        from bot.run.kicks import Kicks
+
         return Kicks()
 
     def kick_launch(self, launch_id: str) -> None:
@@ -204,6 +246,8 @@ class Services:
         return Listing(notebooks, unmanaged, everyone)
 
     def render(self, listing: Listing) -> tuple[str, list]:
+        from bot.ui.listing import notebook_list
+
         return notebook_list(
             listing.notebooks, self.config.catalog, self.clock(), everyone=listing.everyone, unmanaged=listing.unmanaged
         )
@@ -224,10 +268,10 @@ class Services:
 
         self.kicks.submit(f"list:{user}:{shown.everyone}", refresh)
 
-    _listed_at = float("-inf")
-
     def home(self, user: str) -> dict:
         """The App Home view for `user`: their notebooks, their requests, and decisions they owe."""
+        from bot.ui.listing import home_view
+
         return home_view(
             user,
             self.notebooks.owned_by(user),
@@ -249,6 +293,8 @@ class Services:
         """Cloud Monitoring, for the sweep's one utilization read: MONITORING_EMULATOR_HOST (plain-text
         gRPC), else the project's. None without either: reminders then go by the clock alone. Its
         client is built on the first read."""
+        from bot.adapters.monitoring import Utilization
+
         host = os.environ.get("MONITORING_EMULATOR_HOST") or None
         if not host and not self.settings.project:
             return None
@@ -265,6 +311,8 @@ class Services:
 
     @cached_property
     def lifecycle(self) -> Lifecycle:
+        from bot.domain.lifecycle import Lifecycle
+
         return Lifecycle(
             store=self.store,
             notebooks=self.notebooks,
@@ -280,10 +328,14 @@ class Services:
 
     @cached_property
     def cost_reports(self) -> CostReports:
+        from bot.domain.cost_reports import CostReports
+
         return CostReports(self.store, self.config.catalog, self.config.costs, self.clock)
 
     @cached_property
     def digest(self) -> Digest:
+        from bot.domain.digest import Digest
+
         return Digest(
             store=self.store,
             reports=self.cost_reports,
@@ -296,6 +348,8 @@ class Services:
     @cached_property
     def idle_extensions(self) -> IdleExtensions:
         """A heads-up's "Extend idle timeout" click, carried out as a leased job."""
+        from bot.domain.idle_extensions import IdleExtensions
+
         return IdleExtensions(
             store=self.store,
             workbench=self.workbench,
@@ -311,6 +365,8 @@ class Services:
 
     def reconcile(self) -> dict[str, int]:
         """One pass of everything periodic; what /tasks/reconcile and the worker thread run."""
+        from bot.adapters.workbench import WorkbenchError
+
         counts: dict[str, int] = {}
         self.observer.new_tick()
         stages: dict[str, Callable[[], int]] = {

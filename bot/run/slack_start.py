@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from bot.adapters.notify import DEFAULT_API_URL
-from bot.run.config import ConfigError
 from bot.run.logs import held_logs
+from bot.run.settings import ConfigError
 
 T = TypeVar("T")
 

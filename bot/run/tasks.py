@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.run.config import Settings
 from bot.run.logs import register_secret
+from bot.run.settings import Settings
 
 log = logging.getLogger(__name__)
 

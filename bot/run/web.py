@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from bot.run.slack_gate import Refusal, SlackGate
@@ -36,6 +37,7 @@ class WebApp:
         *,
         gate: SlackGate | None = None,
         on_unreadable: Callable[[dict[str, Any]], None] = lambda body: None,
+        acknowledging: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self._slack_handler = slack_handler
         self._run_pass = run_pass
@@ -43,6 +45,7 @@ class WebApp:
         self._gate = gate or SlackGate(None)  # without a signing secret every Slack request is refused
         self._pass = threading.Lock()  # one pass at a time from this endpoint
         self._on_unreadable = on_unreadable
+        self._acknowledging = acknowledging  # held until Bolt has acknowledged (Kicks.acknowledging)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -66,7 +69,8 @@ class WebApp:
         environ["wsgi.input"] = io.BytesIO(checked.raw)  # the gate read the stream; Bolt reads this copy
         environ["CONTENT_LENGTH"] = str(len(checked.raw))
         try:
-            return self._slack_handler(environ, start_response)
+            with self._acknowledging():
+                return self._slack_handler(environ, start_response)
         except Exception as exc:
             # A verified payload in a shape Bolt itself can't read (actions=[] fails building a listener's
             # arguments, in the error hook too): acknowledge it, so Slack shows no error, and say so.

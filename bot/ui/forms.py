@@ -14,17 +14,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import InputBlock, Option, PlainTextInputElement, StaticSelectElement
 from slack_sdk.models.blocks.basic_components import DispatchActionConfig
 from slack_sdk.models.views import View
 
-from bot.domain.approvals import same_spec
-from bot.domain.catalog import Catalog
 from bot.domain.errors import UserError, clip
 from bot.domain.spec import EXAMPLES, NotebookRequest, NotebookSpec, format_duration, parse_option, parse_request
 from bot.ui.blocks import Blocks, context, fields_section, section, shorten
+
+if TYPE_CHECKING:
+    from bot.domain.catalog import Catalog
 
 LAUNCH_CALLBACK = "launch_modal"
 REVIEW_CALLBACK = "review_modal"
@@ -555,6 +556,8 @@ def lowered_form(launch: Any, form: LaunchForm) -> LaunchForm:
 
 
 def review_modal(launcher: Any, launch: Any, form: LaunchForm | None = None, *, deny: bool = False) -> dict[str, Any]:
+    from bot.domain.approvals import same_spec  # the domain loads on first use, not with the listeners
+
     requested = launch.notebook_spec
     retired = retired_gpus(launcher.catalog, launcher.today())
     form = fit(launcher.catalog, form or LaunchForm.from_spec(requested), retired)

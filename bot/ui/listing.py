@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.views import View
 
-from bot.adapters.workbench import InstanceInfo
 from bot.domain.catalog import Catalog, natural_key
 from bot.domain.errors import clip
 from bot.domain.records import Notebook, NotebookState
@@ -25,6 +24,7 @@ from bot.ui.blocks import (
 )
 
 if TYPE_CHECKING:
+    from bot.adapters.workbench import InstanceInfo
     from bot.domain.launches import Launch
 
 FALLBACK_TEXT = 3000  # the notification text of a long list: its blocks show all of it

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.adapters.store import DUE_LIMIT, Change, Doc, Store
 
-WRITES = ("create", "put", "update", "delete", "update_many", "put_many")
+WRITES = ("create", "create_and_put", "put", "update", "delete", "update_many", "put_many")
 
 
 class CountedStore:
@@ -34,9 +34,18 @@ class CountedStore:
         self._note("get", collection)
         return self.inner.get(collection, key)
 
+    def get_many(self, keys: list[tuple[str, str]]) -> list[Doc | None]:
+        for collection in dict.fromkeys(c for c, _ in keys):  # one call, noted once per collection it reads
+            self._note("get_many", collection)
+        return self.inner.get_many(keys)
+
     def create(self, collection: str, key: str, doc: Doc) -> bool:
         self._note("create", collection)
         return self.inner.create(collection, key, doc)
+
+    def create_and_put(self, collection: str, key: str, doc: Doc, others: list[tuple[str, str, Doc]]) -> bool:
+        self._note("create_and_put", collection)
+        return self.inner.create_and_put(collection, key, doc, others)
 
     def put(self, collection: str, key: str, doc: Doc) -> None:
         self._note("put", collection)
