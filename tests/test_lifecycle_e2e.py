@@ -45,7 +45,11 @@ def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
 
 def launch_ready(bot: Bot, user: str, name: str, extra: str = "") -> None:
     bot.driver.command(user, f"new name={name} {extra}")
-    bot.reconcile_until(lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE", step=5)
+    bot.reconcile_until(
+        lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE"
+        and not bot.store.query("launches", open=True),  # its last steps (the ping) are over too
+        step=5,
+    )
 
 
 def dms(bot: Bot, user: str) -> list:
