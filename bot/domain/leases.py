@@ -242,13 +242,13 @@ class Runner:
             return self._trouble(doc, exc)
 
     def _trouble(self, doc: Doc, exc: Exception) -> Doc:
-        retries, now = self.retries, self.owner.clock
+        retries, clock = self.retries, self.owner.clock
         if retries.fatal(exc):
             return retries.fail(doc, exc)
         if not isinstance(exc, retries.quiet):  # Slack or the store: the same step is tried again later
             log.warning("%s step failed; retrying: %s", self.name, exc, exc_info=not isinstance(exc, OSError))
         deadline = retries.deadline(doc, exc)
-        if deadline is not None and now() > deadline:
+        if deadline is not None and clock() > deadline:
             return (retries.give_up or retries.fail)(doc, exc)
         errors = doc.get("errors", 0) + 1
-        return {"errors": errors, "next_at": now() + min(self.owner.poll_seconds * 2**errors, self.MAX_BACKOFF)}
+        return {"errors": errors, "next_at": clock() + min(self.owner.poll_seconds * 2**errors, self.MAX_BACKOFF)}
