@@ -14,7 +14,6 @@ replaced with the outcome (chat.update, also safe to repeat).
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -22,16 +21,14 @@ from enum import StrEnum
 
 from bot.adapters.notify import Slack
 from bot.adapters.store import Doc, Store
-from bot.adapters.workbench import Workbench, WorkbenchError
+from bot.adapters.workbench import Workbench
 from bot.domain import audit, leases
 from bot.domain.errors import UserError
 from bot.domain.notebooks import Notebooks
 from bot.domain.records import NotebookState, Records
 from bot.domain.spec import format_duration
-from bot.run.logs import log_context
 from bot.ui.blocks import section
 
-log = logging.getLogger(__name__)
 COLLECTION = "idle-extensions"
 NAMESPACE = uuid.UUID("6f1d2c3b-7a8e-4b9c-8d0e-1f2a3b4c5d6e")
 
@@ -68,6 +65,13 @@ class IdleExtensions:
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.records = Records(store, clock)
+        self.runner = leases.Runner(
+            owner=self,
+            collection=COLLECTION,
+            name="idle-timeout",
+            step=self._step,
+            retries=leases.Retries.call(ExtState.FAILED, self.TIMEOUT),
+        )
 
     # --- the click ----------------------------------------------------------------------------------
     def request(self, user: str, value: str, *, dedupe_key: str, message: tuple[str, str] | None) -> tuple[Doc, bool]:
@@ -113,32 +117,7 @@ class IdleExtensions:
 
     def advance(self, key: str) -> bool:
         """Run the record's due steps back to back; False if another worker holds it."""
-        ran = False
-        for _ in range(6):
-            doc = leases.claim(self.store, COLLECTION, key, self.worker_id, self.clock(), self.LEASE_SECONDS)
-            if doc is None:
-                return ran
-            ran = True
-            with log_context(user=doc.get("requester"), instance=doc.get("notebook")):
-                changes = self._guarded(doc)
-            try:
-                doc = leases.release(self.store, COLLECTION, key, self.worker_id, self.clock(), changes)
-            except leases.LeaseLost:
-                return ran
-            if not doc.get("open") or doc.get("next_at", 0) > self.clock():
-                return True
-        return True
-
-    def _guarded(self, doc: Doc) -> Doc:
-        try:
-            return self._step(doc)
-        except WorkbenchError as exc:
-            if not exc.retriable or self.clock() - doc["created_at"] > self.TIMEOUT:
-                return {"state": ExtState.FAILED, "error": exc.message, "next_at": 0.0}
-        except Exception as exc:  # Slack or the store: the same step again later
-            log.warning("idle-timeout step failed; retrying: %s", exc, exc_info=not isinstance(exc, OSError))
-        errors = doc.get("errors", 0) + 1
-        return {"errors": errors, "next_at": self.clock() + min(self.poll_seconds * 2**errors, 60.0)}
+        return self.runner.advance(key)
 
     def _step(self, doc: Doc) -> Doc:
         state = ExtState(doc["state"])

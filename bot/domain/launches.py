@@ -180,6 +180,21 @@ class Launcher:
         self.ask_approvers: Callable[[Launch], bool] | None = None  # bot/domain/approvals.py; False: nobody
         self.delete_instance: Callable[[Launch], None] | None = None  # a cancelled launch's instance
         self.on_finished: Callable[[Launch], None] | None = None  # e.g. refreshes the requester's App Home
+        self.runner = leases.Runner(
+            owner=self,
+            collection=COLLECTION,
+            name="launch",
+            step=lambda doc: self._step(Launch.from_doc(doc)),
+            retries=leases.Retries(
+                fatal=lambda exc: isinstance(exc, UserError) or leases.refused(exc),
+                fail=lambda doc, exc: self._fail(Launch.from_doc(doc), exc),
+                deadline=self._deadline,
+                give_up=lambda doc, exc: self._give_up(Launch.from_doc(doc), f"Google kept failing: {exc}"),
+            ),
+            max_steps=self.MAX_STEPS_AT_ONCE,
+            context=lambda doc: {"launch_id": doc["id"], "user": doc["requester"]},
+            after=self._after,
+        )
 
     # --- the request path: check, write one record ---------------------------------------------------
     def check(self, request: str | NotebookRequest) -> NotebookSpec:
@@ -358,53 +373,20 @@ class Launcher:
 
     def advance(self, launch_id: str) -> bool:
         """Run the launch's steps that are due now, one lease each; False if another worker holds it."""
-        ran = False
-        for _ in range(self.MAX_STEPS_AT_ONCE):
-            launch = self.step(launch_id)
-            if launch is None:
-                return ran
-            ran = True
-            if not launch.open or launch.next_at > self.clock():
-                return True
-        return True
+        return self.runner.advance(launch_id)
 
-    def step(self, launch_id: str) -> Launch | None:
-        """One step, if no other worker holds the launch; returns it as the step left it."""
-        doc = leases.claim(self.store, COLLECTION, launch_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
-        if doc is None:
-            return None
+    def _deadline(self, doc: dict[str, Any], trouble: Exception) -> float | None:
+        """Trouble is retried for as long as creation may take; only a create under way gives up."""
         launch = Launch.from_doc(doc)
-        with log_context(launch_id=launch.id, user=launch.requester):
-            changes = self._guarded(launch)
-            closing = changes.pop("closed", False)
-            try:
-                released = leases.release(self.store, COLLECTION, launch.id, self.worker_id, self.clock(), changes)
-            except leases.LeaseLost:
-                log.warning("lease lost; another worker carries on")
-                return None
-            launch = Launch.from_doc(released)
-            self._refresh(launch)
-            if closing:
-                self._closed(launch)
-            return launch
+        if launch.state not in (State.APPROVED, State.CREATING):
+            return None
+        return (launch.create_sent_at or launch.approved_at or launch.created_at) + self.CREATE_TIMEOUT
 
-    def _guarded(self, launch: Launch) -> dict[str, Any]:
-        """The step's changes; trouble backs off and is retried, and only a deadline gives up."""
-        try:
-            return self._step(launch)
-        except WorkbenchError as exc:
-            if not exc.retriable:
-                return self._fail(launch, exc)
-            trouble: Exception = exc
-        except UserError as exc:
-            return self._fail(launch, exc.message)
-        except Exception as exc:  # Slack or the store: the same step is tried again later
-            log.warning("launch step failed; retrying: %s", exc, exc_info=not isinstance(exc, OSError))
-            trouble = exc
-        deadline = (launch.create_sent_at or launch.approved_at or launch.created_at) + self.CREATE_TIMEOUT
-        if launch.state in (State.APPROVED, State.CREATING) and self.clock() > deadline:
-            return self._give_up(launch, f"Google kept failing: {trouble}")
-        return {"errors": launch.errors + 1, "next_at": self._later(launch.errors + 1)}
+    def _after(self, doc: dict[str, Any], closed: bool) -> None:
+        launch = Launch.from_doc(doc)
+        self._refresh(launch)
+        if closed:
+            self._closed(launch)
 
     def _step(self, launch: Launch) -> dict[str, Any]:
         state = State(launch.state)
@@ -550,16 +532,16 @@ class Launcher:
         info = seen.info
         if info is None:
             if not seen.absent_since(launch.create_sent_at or launch.created_at):
-                return self._looked(launch)
+                return self.runner.looked(launch.polls)
             if launch.operation:
                 status = self.workbench.operation(launch.operation)
                 if not status.done:
-                    return self._looked(launch)
+                    return self.runner.looked(launch.polls)
                 if status.error is not None:
                     return self._fail(launch, status.error)
             return self._fail(launch, "The instance disappeared while it was being created.")
         if info.state != "ACTIVE" or not info.url:
-            return self._looked(launch)
+            return self.runner.looked(launch.polls)
         self.records.mark_ready(launch.instance_id, launch.id, info.url)
         audit.record(self.store, self.clock(), "bot", "launch.ready", launch.instance_id, launch=launch.id)
         if launch.cancel and self.delete_instance is not None:
@@ -585,7 +567,7 @@ class Launcher:
             return self._close_approval_request(launch)
         if launch.message_ts:
             self._thread_note(launch, "ping", self.messages.ping(launch))
-        return {"open": False, "closed": True, "next_at": 0.0}
+        return {"open": False, "next_at": 0.0}
 
     # --- transitions --------------------------------------------------------------------------------
     def _to(self, launch: Launch, state: State, *, by: str = "bot") -> dict[str, Any]:
@@ -609,7 +591,7 @@ class Launcher:
             )
         return {**self._to(launch, state, by=by), "operation": None, **changes}
 
-    def _fail(self, launch: Launch, error: str | WorkbenchError) -> dict[str, Any]:
+    def _fail(self, launch: Launch, error: str | Exception) -> dict[str, Any]:
         """Failed: the record is freed unless an instance may exist (the cloud sync follows it then)."""
         if launch.state == State.CREATING or (launch.state == State.APPROVED and launch.create_sent_at):
             exists = self._instance_exists(launch)
@@ -617,11 +599,11 @@ class Launcher:
                 return self._give_up(launch, error)
         return self._finish(launch, State.FAILED, error=str(error), **self._elsewhere(launch, error))
 
-    def _give_up(self, launch: Launch, error: str | WorkbenchError) -> dict[str, Any]:
+    def _give_up(self, launch: Launch, error: str | Exception) -> dict[str, Any]:
         self.records.hand_to_sync(launch.instance_id, launch.id)
         return self._finish(launch, State.FAILED, keep_record=True, error=str(error), **self._elsewhere(launch, error))
 
-    def _elsewhere(self, launch: Launch, error: str | WorkbenchError) -> dict[str, Any]:
+    def _elsewhere(self, launch: Launch, error: str | Exception) -> dict[str, Any]:
         """For a stockout: the zones Google said have capacity, and the nearest one this launch may
         go to (allowed by the policy, and listing its GPU in the catalog), for the failure's offer."""
         if not isinstance(error, WorkbenchError) or error.kind != "stockout":
@@ -636,13 +618,6 @@ class Launcher:
             return self.workbench.get(launch.notebook_spec.zone, launch.instance_id) is not None
         except WorkbenchError:
             return None  # can't tell: keep the record
-
-    def _looked(self, launch: Launch) -> dict[str, Any]:
-        """Look again at the next tick: a look is a share of the zone's one list, not a call of its own."""
-        return {"polls": launch.polls + 1, "errors": 0, "next_at": self.clock() + self.poll_seconds}
-
-    def _later(self, errors: int) -> float:
-        return self.clock() + min(self.poll_seconds * 2**errors, 60.0)
 
     # --- Slack ----------------------------------------------------------------------------------------
     def _thread_note(self, launch: Launch, name: str, text: str) -> Posted | None:

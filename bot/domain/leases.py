@@ -2,16 +2,20 @@
 
 A worker claims a record in a transaction (only if no live lease is on it), does one step of
 work outside the transaction, then writes the step's result in another transaction that checks
-it still holds the lease. A worker that dies leaves a lease that simply expires.
+it still holds the lease. A worker that dies leaves a lease that simply expires. `Runner` is that
+loop, once, for every kind of job (launches, operations, idle-timeout extensions).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 from bot.adapters.store import Store
+from bot.adapters.workbench import WorkbenchError
+from bot.run.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +136,119 @@ def throttle(store: Store, key: str, now: float, every: float) -> bool:
 
     store.update("meta", key, take)
     return bool(took)
+
+
+def refused(exc: Exception) -> bool:
+    """A Workbench error no retry can help (a refusal, a stockout, a bad request)."""
+    return isinstance(exc, WorkbenchError) and not exc.retriable
+
+
+def about_notebook(doc: Doc) -> dict[str, Any]:
+    """The log context of a job on a notebook: who asked, and which notebook."""
+    return {"user": doc.get("requester"), "instance": doc.get("notebook")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retries:
+    """How a job judges a step that raised: `fatal` errors end it at once with `fail`'s changes;
+    anything else is retried until `deadline` passes (None: no deadline for this error), when
+    `give_up` (or else `fail`) ends it. `quiet` errors are expected and retried without a log line."""
+
+    fail: Callable[[Doc, Exception], Doc]
+    deadline: Callable[[Doc, Exception], float | None]
+    give_up: Callable[[Doc, Exception], Doc] | None = None
+    fatal: Callable[[Exception], bool] = refused
+    quiet: tuple[type[Exception], ...] = (WorkbenchError,)
+
+    @classmethod
+    def call(cls, failed: str, timeout: float) -> Retries:
+        """A job around one Workbench call: it ends in `failed` with the error's words when Google
+        refuses, or when Google's transient errors outlast `timeout` from the request; anything
+        else (Slack, the store) is retried for as long as it takes."""
+        return cls(
+            fail=lambda doc, exc: {"state": failed, "error": str(exc), "next_at": 0.0},
+            deadline=lambda doc, exc: doc["created_at"] + timeout if isinstance(exc, WorkbenchError) else None,
+        )
+
+
+class Owner(Protocol):
+    """What a runner takes from the object whose job it runs."""
+
+    LEASE_SECONDS: ClassVar[float]
+    store: Store
+    clock: Callable[[], float]
+    worker_id: str
+    poll_seconds: float  # a look again waits this long, and the first retry twice as long
+
+
+@dataclass(kw_only=True)
+class Runner:
+    """Runs one kind of leased job: claim a record, run one step, release it with the step's changes,
+    and carry on while the next step is due now (up to `max_steps`, a fresh lease each).
+
+    A step that raises is judged by `retries`; one to be retried backs off from the owner's
+    `poll_seconds`, doubling with each error in a row up to MAX_BACKOFF (a step that gets through
+    resets `errors` in its own changes: some steps count looks, not errors).
+    """
+
+    MAX_BACKOFF: ClassVar[float] = 60.0
+
+    owner: Owner
+    collection: str
+    name: str  # the job in log lines
+    step: Callable[[Doc], Doc]  # one step of an open record: the changes to write
+    retries: Retries
+    max_steps: int = 6
+    context: Callable[[Doc], dict[str, Any]] = about_notebook  # for the step's log lines
+    after: Callable[[Doc, bool], None] | None = None  # the record as a step left it, and whether it closed
+
+    def advance(self, key: str) -> bool:
+        """Run the record's due steps back to back; False if another worker holds it."""
+        ran = False
+        for _ in range(self.max_steps):
+            doc = self._step(key)
+            if doc is None:
+                return ran
+            ran = True
+            if not doc.get("open") or doc.get("next_at", 0) > self.owner.clock():
+                break
+        return ran
+
+    def looked(self, polls: int) -> Doc:
+        """A step's changes when all it did was look (and must look again): the look is counted, and a
+        run of errors is over."""
+        return {"polls": polls + 1, "errors": 0, "next_at": self.owner.clock() + self.owner.poll_seconds}
+
+    def _step(self, key: str) -> Doc | None:
+        owner = self.owner
+        doc = claim(owner.store, self.collection, key, owner.worker_id, owner.clock(), owner.LEASE_SECONDS)
+        if doc is None:
+            return None
+        with log_context(**self.context(doc)):
+            changes = self._guarded(doc)
+            try:
+                doc = release(owner.store, self.collection, key, owner.worker_id, owner.clock(), changes)
+            except LeaseLost:
+                log.warning("lease lost; another worker carries on")
+                return None
+            if self.after is not None:
+                self.after(doc, changes.get("open") is False)
+            return doc
+
+    def _guarded(self, doc: Doc) -> Doc:
+        try:
+            return self.step(doc)
+        except Exception as exc:
+            return self._trouble(doc, exc)
+
+    def _trouble(self, doc: Doc, exc: Exception) -> Doc:
+        retries, clock = self.retries, self.owner.clock
+        if retries.fatal(exc):
+            return retries.fail(doc, exc)
+        if not isinstance(exc, retries.quiet):  # Slack or the store: the same step is tried again later
+            log.warning("%s step failed; retrying: %s", self.name, exc, exc_info=not isinstance(exc, OSError))
+        deadline = retries.deadline(doc, exc)
+        if deadline is not None and clock() > deadline:
+            return (retries.give_up or retries.fail)(doc, exc)
+        errors = doc.get("errors", 0) + 1
+        return {"errors": errors, "next_at": clock() + min(self.owner.poll_seconds * 2**errors, self.MAX_BACKOFF)}

@@ -28,7 +28,6 @@ from bot.domain import audit, leases, outbox
 from bot.domain.errors import UserError
 from bot.domain.policy import Rules
 from bot.domain.records import Notebook, NotebookState, Records
-from bot.run.logs import log_context
 from bot.ui.blocks import actions, button, section
 
 log = logging.getLogger(__name__)
@@ -97,6 +96,14 @@ class Operations:
         self.records = Records(store, clock)
         self.outbox = outbox.Outbox(store, slack, clock)
         self.on_change: Callable[[set[str]], None] | None = None  # refreshes App Homes of these users
+        self.runner = leases.Runner(
+            owner=self,
+            collection=COLLECTION,
+            name="operation",
+            step=self._step,
+            retries=leases.Retries.call(OpState.FAILED, self.TIMEOUT),
+            after=self._after,
+        )
 
     # --- the request path ---------------------------------------------------------------------------
     def request(
@@ -181,40 +188,11 @@ class Operations:
 
     def advance(self, op_id: str) -> bool:
         """Run the operation's due steps back to back; False if another worker holds it."""
-        ran = False
-        for _ in range(6):
-            doc = self.step(op_id)
-            if doc is None:
-                return ran
-            ran = True
-            if not doc.get("open") or doc.get("next_at", 0) > self.clock():
-                return True
-        return True
+        return self.runner.advance(op_id)
 
-    def step(self, op_id: str) -> Doc | None:
-        doc = leases.claim(self.store, COLLECTION, op_id, self.worker_id, self.clock(), self.LEASE_SECONDS)
-        if doc is None:
-            return None
-        with log_context(user=doc.get("requester"), instance=doc.get("notebook")):
-            changes = self._guarded(doc)
-            try:
-                doc = leases.release(self.store, COLLECTION, op_id, self.worker_id, self.clock(), changes)
-            except leases.LeaseLost:
-                return None
-            if not doc.get("open") and changes.get("open") is False and self.on_change:
-                self.on_change({doc["owner"], doc["requester"]} - {"bot"})  # "bot": auto-stop and auto-delete
-            return doc
-
-    def _guarded(self, op: Doc) -> Doc:
-        try:
-            return self._step(op)
-        except WorkbenchError as exc:
-            if not exc.retriable or self.clock() - op["created_at"] > self.TIMEOUT:
-                return {"state": OpState.FAILED, "error": exc.message, "next_at": 0.0}
-        except Exception as exc:  # Slack or the store: try the same step again later
-            log.warning("operation step failed; retrying: %s", exc, exc_info=not isinstance(exc, OSError))
-        errors = op.get("errors", 0) + 1
-        return {"errors": errors, "next_at": self.clock() + min(self.poll_seconds * 2**errors, 60.0)}
+    def _after(self, op: Doc, closed: bool) -> None:
+        if closed and self.on_change:
+            self.on_change({op["owner"], op["requester"]} - {"bot"})  # "bot": auto-stop and auto-delete
 
     def _step(self, op: Doc) -> Doc:
         state, action = OpState(op["state"]), Action(op["action"])
@@ -232,21 +210,18 @@ class Operations:
         operation is read only where the list can't tell (neither there nor on its way: a failure)."""
         seen = self.observer.look(op["zone"], op["notebook"])
         if seen.at <= op.get("called_at", 0.0):
-            return self._looked(op)  # the list predates the call
+            return self.runner.looked(op.get("polls", 0))  # the list predates the call
         info = seen.info
         if (info is None) if action == Action.DELETE else (info is not None and info.state == action.target):
             return self._finish(op, action, info)
         if info is not None and info.state in IN_PASSING:
-            return self._looked(op)
+            return self.runner.looked(op.get("polls", 0))
         status = self.workbench.operation(op["operation"])
         if not status.done:
-            return self._looked(op)
+            return self.runner.looked(op.get("polls", 0))
         if status.error is not None:
             return {"state": OpState.FAILED, "error": status.error.message, "next_at": 0.0}
         return self._finish(op, action, self.workbench.get(op["zone"], op["notebook"]))
-
-    def _looked(self, op: Doc) -> Doc:
-        return {"polls": op.get("polls", 0) + 1, "errors": 0, "next_at": self.clock() + self.poll_seconds}
 
     def _call(self, op: Doc, action: Action) -> Doc:
         zone, instance = op["zone"], op["notebook"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -47,6 +48,25 @@ def definite(exc: Exception) -> bool:
     return status < 500 and exc.response.get("ok") is False
 
 
+@dataclass(frozen=True)
+class Post:
+    """One named post of a record, as it was asked for."""
+
+    collection: str
+    key: str
+    name: str
+    channel: str
+    text: str
+    blocks: list[dict] | None
+    thread_ts: str | None
+    dm_instead: str | None  # a user to DM when the bot can't post in `channel`
+
+    @property
+    def marker(self) -> str:
+        """What the message carries in its metadata, to be found again if Slack's reply is lost."""
+        return f"{self.collection}/{self.key}/{self.name}"
+
+
 class Outbox:
     def __init__(self, store: Store, slack: Slack, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -69,71 +89,58 @@ class Outbox:
 
         `dm_instead`: a user to DM when the bot can't post in `channel` (a private channel it isn't in).
         Raises what Slack raised when the post should be tried again later."""
+        post = Post(collection, key, name, channel, text, blocks, thread_ts, dm_instead)
         doc = self.store.get(collection, key)
         current = effect(doc, name)
         if current.get("state") == DONE:
             return Posted(current["channel"], current["ts"])
         if current.get("state") == UNKNOWN:
             return None
-        marker = f"{collection}/{key}/{name}"
         if current.get("state") == PENDING:
-            recovered = self._recover(collection, key, name, current, marker, thread_ts)
+            recovered = self._recover(post, current)
             if recovered is not None or done(self.store.get(collection, key), name):
                 return recovered
-        return self._post(collection, key, name, channel, text, blocks, thread_ts, marker, dm_instead)
+        return self._post(post)
 
-    def _post(
-        self,
-        collection: str,
-        key: str,
-        name: str,
-        channel: str,
-        text: str,
-        blocks: list[dict] | None,
-        thread_ts: str | None,
-        marker: str,
-        dm_instead: str | None,
-    ) -> Posted:
-        self._write(collection, key, name, {"state": PENDING, "channel": channel, "at": self.clock()})
+    def _post(self, post: Post) -> Posted:
+        self._write(post, {"state": PENDING, "channel": post.channel, "at": self.clock()})
         try:
-            result = self.slack.post(channel, text, blocks, thread_ts, marker=marker)
+            result = self.slack.post(post.channel, post.text, post.blocks, post.thread_ts, marker=post.marker)
         except SlackApiError as exc:
             if not definite(exc):
                 raise
-            self._write(collection, key, name, None)
-            if dm_instead and exc.response.get("error") in UNREACHABLE_CHANNEL:
-                dm = self.slack.dm_channel(dm_instead)
-                return self._post(collection, key, name, dm, text, blocks, None, marker, None)
+            self._write(post, None)
+            if post.dm_instead and exc.response.get("error") in UNREACHABLE_CHANNEL:
+                dm = self.slack.dm_channel(post.dm_instead)
+                return self._post(replace(post, channel=dm, thread_ts=None, dm_instead=None))
             raise
-        self._write(collection, key, name, {"state": DONE, "channel": result.channel, "ts": result.ts})
+        self._write(post, {"state": DONE, "channel": result.channel, "ts": result.ts})
         return result
 
-    def _recover(
-        self, collection: str, key: str, name: str, intent: dict[str, Any], marker: str, thread_ts: str | None
-    ) -> Posted | None:
+    def _recover(self, post: Post, intent: dict[str, Any]) -> Posted | None:
         try:
-            found = self.slack.find_post(intent["channel"], marker, thread_ts)
+            found = self.slack.find_post(intent["channel"], post.marker, post.thread_ts)
         except SlackApiError as exc:
             if not definite(exc):
                 raise
             log.warning("can't look for a post whose reply was lost (%s); not posting it again", exc)
-            self._write(collection, key, name, {**intent, "state": UNKNOWN})
+            self._write(post, {**intent, "state": UNKNOWN})
             return None
         if found is None:
             return None  # it never arrived: post it
-        log.info("recovered a post whose reply was lost", extra={"marker": marker})
-        self._write(collection, key, name, {"state": DONE, "channel": found.channel, "ts": found.ts})
+        log.info("recovered a post whose reply was lost", extra={"marker": post.marker})
+        self._write(post, {"state": DONE, "channel": found.channel, "ts": found.ts})
         return found
 
-    def _write(self, collection: str, key: str, name: str, value: dict[str, Any] | None) -> None:
+    def _write(self, post: Post, value: dict[str, Any] | None) -> None:
         def change(doc: Doc | None) -> Doc | None:
             if doc is None:
                 return None
             effects = dict(doc.get("effects") or {})
             if value is None:
-                effects.pop(name, None)
+                effects.pop(post.name, None)
             else:
-                effects[name] = value
+                effects[post.name] = value
             return {**doc, "effects": effects}
 
-        self.store.update(collection, key, change)
+        self.store.update(post.collection, post.key, change)
