@@ -244,15 +244,23 @@ class Lifecycle:
         at a time (each one's steps in order), as the Slack and store calls are mostly waiting. The
         message budget holds exactly as if one at a time: a notebook joins a batch only while the
         messages sent so far and the most the batch may send certainly leave room; otherwise the
-        batch is carried out first (a refused claim sends nothing, which leaves room for more)."""
+        batch is carried out first (a refused claim sends nothing, which leaves room for more).
+        The reading's samples are kept for the cost reports meanwhile, as nothing here reads them."""
         notebooks = self.notebooks.synced()
         sweep = _Sweep(self.clock(), _Ledger(self.records, self.store))
-        report = sweep.report
         sweep.reading = self._read_utilization(notebooks, sweep.now)
-        report.monitoring_calls = sweep.reading.calls if sweep.reading else 0
-        if self.offhours is not None:  # first: a heads-up or a stop can't wait for the next sweep, reminders can
-            self.offhours.sweep(notebooks, sweep)
-        budget = self.policy.max_messages_per_sweep
+        sweep.report.monitoring_calls = sweep.reading.calls if sweep.reading else 0
+        with ThreadPoolExecutor(1, thread_name_prefix="sweep-usage") as keeper:
+            if sweep.reading is not None and self.usage is not None:  # batched; never raises
+                keeper.submit(self.usage.record, sweep.reading, [n.id for n in notebooks])
+            if self.offhours is not None:  # first: a heads-up or a stop can't wait for the next sweep, reminders can
+                self.offhours.sweep(notebooks, sweep)
+            self._message(notebooks, sweep)
+        return sweep.report
+
+    def _message(self, notebooks: list[Notebook], sweep: _Sweep) -> None:
+        """The lifecycle's messages and actions, within what is left of the sweep's message budget."""
+        report, budget = sweep.report, self.policy.max_messages_per_sweep
         batch: list[tuple[Notebook, _Plan]] = []
         with ThreadPoolExecutor(self.WORKERS, thread_name_prefix="sweep") as pool:
             for notebook in notebooks:
@@ -275,9 +283,6 @@ class Lifecycle:
                     report.deferred += 1
             self._carry_out(batch, sweep, pool)
         sweep.ledger.write_pending()  # nothing is left by now: each visit's add() saw its write through
-        if sweep.reading is not None and self.usage is not None:
-            self.usage.record(sweep.reading, [n.id for n in notebooks])  # batched; never raises
-        return report
 
     def _read_utilization(self, notebooks: list[Notebook], now: float) -> Reading | None:
         """One Monitoring read for every running notebook (one query per metric over their zones);
