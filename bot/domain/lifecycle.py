@@ -89,39 +89,27 @@ class SweepReport:
 
 
 class _Ledger:
-    """What a sweep said about its notebooks, written together: the visits that finish while one
-    batch is being written go in the next, each batch one transaction on the records and one write
-    of audit entries, so a visit's bookkeeping waits for at most one batch. Writing is idempotent,
-    so a batch that fails is tried again one visit at a time."""
+    """What a sweep said about its notebooks, written together once a batch of them is carried out:
+    one transaction on the records and one write of audit entries per MAX_BATCH notebooks, so the
+    sends never wait for bookkeeping (a sweep that dies before writing it leaves its claims, which
+    keep the messages from going out again). Writing is idempotent, so a batch that fails is tried
+    again one visit at a time."""
 
     def __init__(self, records: Records, store: Store) -> None:
         self.records = records
         self.store = store
         self._pending: list[tuple[Swept, tuple[str, dict[str, Any]] | None]] = []
-        self._mutex = threading.Lock()  # guards _pending
-        self._writing = threading.Lock()  # held by the one thread writing batches
+        self._mutex = threading.Lock()  # guards _pending: visits add from the sweep's workers
 
     def add(self, visit: Swept, event: tuple[str, dict[str, Any]] | None) -> None:
         with self._mutex:
             self._pending.append((visit, event))
-        self.write_pending()
 
     def write_pending(self) -> None:
-        """Write what is pending unless another thread is at it (it then writes this too)."""
-        while self._writing.acquire(blocking=False):
-            try:
-                while batch := self._take():
-                    self._write(batch)
-            finally:
-                self._writing.release()
-            with self._mutex:
-                if not self._pending:
-                    return
-
-    def _take(self) -> list[tuple[Swept, tuple[str, dict[str, Any]] | None]]:
         with self._mutex:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        return batch
+            pending, self._pending = self._pending, []
+        for start in range(0, len(pending), MAX_BATCH):
+            self._write(pending[start : start + MAX_BATCH])
 
     def _write(self, batch: list[tuple[Swept, tuple[str, dict[str, Any]] | None]]) -> None:
         _in_one_or_each(self.records.swept, [visit for visit, _ in batch])
@@ -282,7 +270,6 @@ class Lifecycle:
                 elif plan.deferred:
                     report.deferred += 1
             self._carry_out(batch, sweep, pool)
-        sweep.ledger.write_pending()  # nothing is left by now: each visit's add() saw its write through
 
     def _read_utilization(self, notebooks: list[Notebook], now: float) -> Reading | None:
         """One Monitoring read for every running notebook (one query per metric over their zones);
@@ -316,6 +303,7 @@ class Lifecycle:
             return
         for visited in pool.map(lambda item: self._visit(*item, sweep, taken), batch):
             sweep.report.add(visited)
+        sweep.ledger.write_pending()
 
     def _visit(self, nb: Notebook, plan: _Plan, sweep: _Sweep, taken: Taken) -> SweepReport:
         report = SweepReport()
