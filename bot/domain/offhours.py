@@ -5,9 +5,9 @@ rule; this module carries it out.
 Each message is claimed as reminders are (bot/domain/claims.py, all of a sweep's in one transaction
 before any is sent), keyed by the moment it is about (the stop point, the stop), so however many
 replicas sweep it goes out once; a claim found taken whose record write was lost is read back
-instead of sent again. The stop goes through the operations
-path like escalation's auto-stop, deduplicated by notebook and stop point. What was done lands in
-the record's `offhours` marks (Records.offhours_marked), in batched transactions.
+instead of sent again. The stop goes through the operations path like escalation's auto-stop,
+deduplicated by notebook and stop point. What was done lands in the record's `offhours` marks
+(Records.offhours_marked), in batched transactions.
 """
 
 from __future__ import annotations
@@ -182,10 +182,11 @@ class OffHours:
         changes: dict[str, Any] = {}
         done: Counter[str] = Counter()
         said: list[str] = []
+        claimed = _Claimed(taken, said)
         steps = {"morning_report": self._report, "heads_up": self._heads_up, "stop": self._stop}
         try:
             for action in item.plan.actions:
-                steps[action](item, sweep, changes, done, _Claimed(taken, said))
+                steps[action](item, sweep, changes, done, claimed)
         except Exception:
             log.exception("off-hours step failed", extra={"instance": item.notebook.id})
         finally:
