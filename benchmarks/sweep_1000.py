@@ -121,8 +121,6 @@ def warm(services: Services) -> None:
         services.workbench.list(zone)
     services.store.get("meta", "benchmark-warm-up")
     slack_client(services).auth_test()
-    if services.utilization is not None:
-        services.utilization.read(ZONES[:1], names={"benchmark-warm-up"}, now=MOMENT)
 
 
 def slack_client(services: Services) -> Any:
@@ -199,6 +197,8 @@ def main() -> None:
             store = c.CountingStore(inner)
             services = Services(settings, config=load_config(None), clock=lambda: NOW, store=store)
             warm(services)
+            if services.utilization is not None:  # its client and channel too (monitoring_sweep warms its own)
+                services.utilization.read(ZONES[:1], names={"benchmark-warm-up"}, now=MOMENT)
             for step in c.order(n, ("sweep", "floor")):
                 if step == "floor":
                     floors.append(floor(services, inner, messages, said))
