@@ -22,7 +22,7 @@ import argparse
 import os
 import time
 from collections.abc import Collection, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import _common as c
@@ -48,21 +48,6 @@ class PerNotebook:
         first = readings[0] if readings else self.inner.read([], now=now)
         merged = {k: v for r in readings for k, v in r.instances.items()}
         return Reading(first.start, first.end, merged, sum(r.calls for r in readings))
-
-
-def report_usage(sim: MonitoringSimulator, count: int, project: str) -> dict[str, str]:
-    """Every running notebook's CPU (and GPU for GPU notebooks) for the last 4 h; their zones by name."""
-    zones = {}
-    for n in range(count):
-        if n % 5 == 0:  # stopped: Compute Engine reports nothing
-            continue
-        name, zone = f"nb-{n:04d}", fleet.ZONES[n % len(fleet.ZONES)]
-        zones[name] = zone
-        sim.add_instance(name, zone, project=project)
-        sim.fill("cpu", name, (n % 10) / 10, NOW - timedelta(hours=4), NOW)
-        if n % 3 == 0:
-            sim.fill("gpu", name, 0.0 if n % 2 else 80.0, NOW - timedelta(hours=4), NOW)
-    return zones
 
 
 def run_variant(variant: str, services: Services, zones: dict[str, str], sim: MonitoringSimulator) -> dict[str, Any]:
@@ -110,7 +95,7 @@ def main() -> None:
         )
         os.environ["MONITORING_EMULATOR_HOST"] = sim.host  # Services reads it, as in production
         settings = Settings.from_env(env)
-        zones = report_usage(sim, count, settings.project or "")
+        zones = fleet.report_usage(sim, count, settings.project or "")
         inner = backend.open(env)
         c.header(
             f"lifecycle sweep over {count} notebooks ({len(zones)} running) with Cloud Monitoring",

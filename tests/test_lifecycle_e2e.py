@@ -23,6 +23,18 @@ HOUR, DAY = 3600, 86400
 BASE = '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\napproval_channel = "C0APPROVALS"\n'
 
 
+class DyingStore(CountedStore):
+    """The real store, except that while `dead` it writes no notebook record, as a process that dies
+    after its messages went out and before its bookkeeping was written."""
+
+    dead = False
+
+    def update_many(self, collection, changes):
+        if collection == "notebooks" and self.dead:
+            raise ConnectionError("the process died before the records were written")
+        return super().update_many(collection, changes)
+
+
 @pytest.fixture
 def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
     from google.cloud import firestore
@@ -32,7 +44,7 @@ def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
     def make(reminders: str = "") -> Bot:
         config = tmp_path / "config.toml"
         config.write_text(BASE + "[reminders]\n" + reminders)
-        store = CountedStore(FirestoreStore(firestore.Client(project=firestore_project)))
+        store = DyingStore(FirestoreStore(firestore.Client(project=firestore_project)))
         bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
         bot.clock.now = MONDAY_10_UTC
         bots.append(bot)
@@ -250,6 +262,31 @@ def test_a_reminder_slack_failed_to_deliver_is_sent_by_the_next_sweep(make_bot) 
     assert sweep(bot).reminders == 1 and len(dms(bot, "U0ALICE")) == 1
 
 
+def test_of_three_reminders_the_one_slack_failed_is_sent_by_the_next_sweep_and_no_other_again(make_bot) -> None:
+    """The claims are taken together; the failed send gives only its own back."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(3):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    bot.slack.fail_next("chat.postMessage", "internal_error")
+    assert sweep(bot).reminders == 2 and len(dms(bot, "U0ALICE")) == 2
+    assert sweep(bot).reminders == 1 and sweep(bot).reminders == 0
+    assert sorted(m.text.split("`")[1] for m in dms(bot, "U0ALICE")) == ["nb-0", "nb-1", "nb-2"]
+
+
+def test_reminders_sent_by_a_sweep_that_died_before_its_bookkeeping_are_never_sent_again(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(2):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    bot.store.dead = True
+    assert sweep(bot).reminders == 2 and len(dms(bot, "U0ALICE")) == 2
+    assert "said" not in bot.store.get("notebooks", "nb-0"), "the bookkeeping was lost"
+    bot.store.dead = False
+    bot.clock.advance(10 * 60)
+    assert sweep(bot).reminders == 0 and len(dms(bot, "U0ALICE")) == 2, "the claims stand"
+
+
 # --- what a sweep costs ------------------------------------------------------------------------------
 def test_a_sweep_with_nothing_due_writes_nothing(make_bot) -> None:
     """The cloud agrees with the records and no reminder is due: no transaction, claim or audit
@@ -281,7 +318,17 @@ def test_a_reminder_is_one_claim_one_record_write_and_one_audit_entry(make_bot) 
     bot.clock.advance(2 * HOUR)
     calls = store_calls(bot, lambda: sweep(bot))
     assert len(dms(bot, "U0ALICE")) == 1
-    assert (calls["create", "reminders"], writes(calls, "notebooks"), writes(calls, "audit")) == (1, 1, 1), calls
+    assert (writes(calls, "reminders"), writes(calls, "notebooks"), writes(calls, "audit")) == (1, 1, 1), calls
+
+
+def test_a_sweeps_reminders_are_claimed_in_one_transaction(make_bot) -> None:
+    bot = make_bot('running_cpu_after = "1h"\n')
+    for n in range(3):
+        launch_ready(bot, "U0ALICE", f"nb-{n}")
+    bot.clock.advance(2 * HOUR)
+    calls = store_calls(bot, lambda: sweep(bot))
+    assert len(dms(bot, "U0ALICE")) == 3
+    assert (calls["update_many", "reminders"], writes(calls, "reminders")) == (1, 1), calls
 
 
 def test_a_later_sweep_in_the_same_period_tries_no_claim_again(make_bot) -> None:

@@ -288,6 +288,19 @@ def test_heads_ups_count_against_the_sweeps_message_budget(make_bot) -> None:
     assert sweep_at(bot, TUESDAY_HEADS_UP + 5 * MINUTE).offhours_heads_ups == 1 and len(heads_ups(bot)) == 2
 
 
+def test_a_sweeps_heads_ups_are_claimed_in_one_transaction_and_a_failed_one_is_sent_next_sweep(make_bot) -> None:
+    bot = make_bot()
+    for name in ("nb-a", "nb-b", "nb-c"):
+        launch_ready(bot, name)
+    claimings = bot.store.count("update_many", "reminders")
+    bot.slack.fail_next("chat.postMessage", "internal_error")
+    assert sweep_at(bot, TUESDAY_HEADS_UP).offhours_heads_ups == 2 and len(heads_ups(bot)) == 2
+    assert bot.store.count("update_many", "reminders") - claimings == 1, "three heads-ups, one claiming"
+    assert bot.store.count("create", "reminders") == 0
+    assert sweep_at(bot, TUESDAY_HEADS_UP + 5 * MINUTE).offhours_heads_ups == 1, "the failed one's claim was given back"
+    assert sorted(m.text.split("`")[1] for m in heads_ups(bot)) == ["nb-a", "nb-b", "nb-c"]
+
+
 def test_the_stop_is_at_eight_in_the_owners_own_timezone(make_bot) -> None:
     bot = make_bot()
     launch_ready(bot, "bobs-gpu", user="U0BOB")  # Bob is in New York: 19:30 there is 00:30 UTC

@@ -1,9 +1,10 @@
 """Idle and forgotten notebooks: reminders, snoozes, escalation, auto-stop and opt-in auto-delete.
 
 A sweep looks at every managed notebook after one list call per zone (Notebooks.synced). Each
-reminder is claimed by creating a record whose key names the notebook, the run (when its
+reminder is claimed (bot/domain/claims.py) under a key that names the notebook, the run (when its
 current state began) and the reminder's period, so however many replicas sweep at once, a
-reminder goes out once. Reminders wait for the owner's working hours in their Slack timezone.
+reminder goes out once; the messages a sweep is about to send are claimed together, in one
+transaction, before any is sent. Reminders wait for the owner's working hours in their Slack timezone.
 
 What a notebook needs is decided from its record as the sweep's one query read it: a notebook with
 nothing due costs no store call, a claim the record says was used already is not tried again, and
@@ -23,9 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -35,8 +36,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.adapters.monitoring import Reading, Utilization
 from bot.adapters.notify import Slack
 from bot.adapters.store import MAX_BATCH, Store
-from bot.domain import audit, leases
+from bot.domain import audit, claims, leases
 from bot.domain.catalog import Catalog
+from bot.domain.claims import Claims, Taken
 from bot.domain.notebooks import Notebooks
 from bot.domain.offhours import OffHours
 from bot.domain.policy import Rules
@@ -51,6 +53,7 @@ from bot.ui.listing import confirm_dialog, hours
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_Once = Callable[[str, int], AbstractContextManager[bool]]  # Taken.once for one notebook's (kind, period)
 WORKBENCH_IDLE_DEFAULT = 3 * 3600  # Workbench's own idle-timeout-seconds default
 ALIGNMENT_SLACK = 600  # a busy run "fills the window" from its first 5-minute mean: allow for the edges
 EXTEND_ACTION = "lifecycle_extend_idle"
@@ -86,39 +89,27 @@ class SweepReport:
 
 
 class _Ledger:
-    """What a sweep said about its notebooks, written together: the visits that finish while one
-    batch is being written go in the next, each batch one transaction on the records and one write
-    of audit entries, so a visit's bookkeeping waits for at most one batch. Writing is idempotent,
-    so a batch that fails is tried again one visit at a time."""
+    """What a sweep said about its notebooks, written together once a batch of them is carried out:
+    one transaction on the records and one write of audit entries per MAX_BATCH notebooks, so the
+    sends never wait for bookkeeping (a sweep that dies before writing it leaves its claims, which
+    keep the messages from going out again). Writing is idempotent, so a batch that fails is tried
+    again one visit at a time."""
 
     def __init__(self, records: Records, store: Store) -> None:
         self.records = records
         self.store = store
         self._pending: list[tuple[Swept, tuple[str, dict[str, Any]] | None]] = []
-        self._mutex = threading.Lock()  # guards _pending
-        self._writing = threading.Lock()  # held by the one thread writing batches
+        self._mutex = threading.Lock()  # guards _pending: visits add from the sweep's workers
 
     def add(self, visit: Swept, event: tuple[str, dict[str, Any]] | None) -> None:
         with self._mutex:
             self._pending.append((visit, event))
-        self.write_pending()
 
     def write_pending(self) -> None:
-        """Write what is pending unless another thread is at it (it then writes this too)."""
-        while self._writing.acquire(blocking=False):
-            try:
-                while batch := self._take():
-                    self._write(batch)
-            finally:
-                self._writing.release()
-            with self._mutex:
-                if not self._pending:
-                    return
-
-    def _take(self) -> list[tuple[Swept, tuple[str, dict[str, Any]] | None]]:
         with self._mutex:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        return batch
+            pending, self._pending = self._pending, []
+        for start in range(0, len(pending), MAX_BATCH):
+            self._write(pending[start : start + MAX_BATCH])
 
     def _write(self, batch: list[tuple[Swept, tuple[str, dict[str, Any]] | None]]) -> None:
         _in_one_or_each(self.records.swept, [visit for visit, _ in batch])
@@ -183,6 +174,21 @@ class _Plan:
     def work(self) -> bool:
         return bool(self.messages or self.delete)
 
+    def steps(self) -> list[tuple[str, int]]:
+        """The claims carrying it out may use, as (kind, period), in the order _act takes them."""
+        steps = [("idle-stop", 0)] if self.tell_stopped_outside else []
+        if self.heads_up is not None and self.usage is not None:
+            steps.append(("heads-up", 0))
+        if self.delete_notice:
+            steps.append(("delete-notice", 0))
+        if self.delete:
+            steps.append(("auto-delete", 0))
+        if self.escalate:
+            steps.append(("escalation", 0))
+        elif self.reminder is not None and not self.deferred:
+            steps.append((self.kind, self.reminder))
+        return steps
+
 
 class Lifecycle:
     USER_CACHE_SECONDS = 24 * 3600
@@ -211,6 +217,7 @@ class Lifecycle:
         self.clock = clock
         self.utilization = utilization  # None: Monitoring is not configured; reminders go by the clock
         self.records = Records(store, clock)
+        self.claims = Claims(store, clock)
         self.usage = usage  # keeps each sweep's reading for the cost reports
         self.offhours = OffHours(self, schedules) if schedules is not None else None
 
@@ -220,24 +227,35 @@ class Lifecycle:
         return self.sweep() if leases.throttle(self.store, "sweep", self.clock(), every) else None
 
     def sweep(self) -> SweepReport:
-        """Look at every notebook in order; the ones with something due are carried out WORKERS at a
-        time (each one's steps in order), as the store and Slack calls are mostly waiting. The message
-        budget holds exactly as if one at a time: a notebook is looked at only once the messages of
-        the ones before it (sent, or at most what those in flight may send) certainly leave room."""
+        """Look at every notebook in order. The ones with something due are taken in batches: a
+        batch's messages are claimed in one transaction, then its notebooks are carried out WORKERS
+        at a time (each one's steps in order), as the Slack and store calls are mostly waiting. The
+        message budget holds exactly as if one at a time: a notebook joins a batch only while the
+        messages sent so far and the most the batch may send certainly leave room; otherwise the
+        batch is carried out first (a refused claim sends nothing, which leaves room for more).
+        The reading's samples are kept for the cost reports meanwhile, as nothing here reads them."""
         notebooks = self.notebooks.synced()
         sweep = _Sweep(self.clock(), _Ledger(self.records, self.store))
-        report = sweep.report
         sweep.reading = self._read_utilization(notebooks, sweep.now)
-        report.monitoring_calls = sweep.reading.calls if sweep.reading else 0
-        if self.offhours is not None:  # first: a heads-up or a stop can't wait for the next sweep, reminders can
-            self.offhours.sweep(notebooks, sweep)
-        budget = self.policy.max_messages_per_sweep
-        running: dict[Future[SweepReport], int] = {}  # in flight -> the most messages it may send
+        sweep.report.monitoring_calls = sweep.reading.calls if sweep.reading else 0
+        with ThreadPoolExecutor(1, thread_name_prefix="sweep-usage") as keeper:
+            if sweep.reading is not None and self.usage is not None:  # batched; never raises
+                keeper.submit(self.usage.record, sweep.reading, [n.id for n in notebooks])
+            if self.offhours is not None:  # first: a heads-up or a stop can't wait for the next sweep, reminders can
+                self.offhours.sweep(notebooks, sweep)
+            self._message(notebooks, sweep)
+        return sweep.report
+
+    def _message(self, notebooks: list[Notebook], sweep: _Sweep) -> None:
+        """The lifecycle's messages and actions, within what is left of the sweep's message budget."""
+        report, budget = sweep.report, self.policy.max_messages_per_sweep
+        batch: list[tuple[Notebook, _Plan]] = []
         with ThreadPoolExecutor(self.WORKERS, thread_name_prefix="sweep") as pool:
             for notebook in notebooks:
                 report.notebooks += 1
-                while running and report.messages < budget <= report.messages + sum(running.values()):
-                    self._collect(running, report, FIRST_COMPLETED)
+                if batch and report.messages + sum(plan.messages for _, plan in batch) >= budget:
+                    self._carry_out(batch, sweep, pool)
+                    batch = []
                 if report.messages >= budget:
                     report.deferred += 1
                     continue
@@ -248,14 +266,10 @@ class Lifecycle:
                     continue
                 report.busy += plan.busy
                 if plan.work:
-                    running[pool.submit(self._visit, notebook, plan, sweep)] = plan.messages
+                    batch.append((notebook, plan))
                 elif plan.deferred:
                     report.deferred += 1
-            self._collect(running, report, ALL_COMPLETED)
-        sweep.ledger.write_pending()  # nothing is left by now: each visit's add() saw its write through
-        if sweep.reading is not None and self.usage is not None:
-            self.usage.record(sweep.reading, [n.id for n in notebooks])  # batched; never raises
-        return report
+            self._carry_out(batch, sweep, pool)
 
     def _read_utilization(self, notebooks: list[Notebook], now: float) -> Reading | None:
         """One Monitoring read for every running notebook (one query per metric over their zones);
@@ -271,17 +285,30 @@ class Lifecycle:
             log.warning("no utilization figures this sweep (reminders go by the clock): %s", exc)
             return None
 
-    @staticmethod
-    def _collect(running: dict[Future[SweepReport], int], report: SweepReport, until: str) -> None:
-        done, _ = wait(running, return_when=until)
-        for future in done:
-            report.add(future.result())
-            del running[future]
+    def _carry_out(self, batch: list[tuple[Notebook, _Plan]], sweep: _Sweep, pool: ThreadPoolExecutor) -> None:
+        """Claim the batch's messages together, then carry its notebooks out (a failed claiming
+        sends nothing: the next sweep tries again)."""
+        if not batch:
+            return
+        wanted = {
+            self._key(nb, kind, period): {"notebook": nb.id, "kind": kind}
+            for nb, plan in batch
+            for kind, period in plan.steps()
+            if self._key(nb, kind, period) not in nb.said
+        }
+        try:
+            taken = self.claims.take(wanted)
+        except Exception:
+            log.exception("could not claim this sweep's messages; the next sweep tries again")
+            return
+        for visited in pool.map(lambda item: self._visit(*item, sweep, taken), batch):
+            sweep.report.add(visited)
+        sweep.ledger.write_pending()
 
-    def _visit(self, nb: Notebook, plan: _Plan, sweep: _Sweep) -> SweepReport:
+    def _visit(self, nb: Notebook, plan: _Plan, sweep: _Sweep, taken: Taken) -> SweepReport:
         report = SweepReport()
         try:
-            self._act(nb, plan, sweep, report)
+            self._act(nb, plan, sweep, report, taken)
         except Exception:
             log.exception("lifecycle check failed", extra={"instance": nb.id})
         return report
@@ -317,26 +344,32 @@ class Lifecycle:
             plan.reminder = period
         return plan
 
-    def _act(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport) -> None:
-        """Carry out `plan`, then hand the sweep's ledger what was said about the notebook."""
+    def _act(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport, taken: Taken) -> None:
+        """Carry out `plan` with the claims `taken` for it, give back those it did not use, then hand
+        the sweep's ledger what was said about the notebook."""
         said: list[str] = []
         told = False
         reminded: Reminded | None = None
+
+        def once(kind: str, period: int) -> AbstractContextManager[bool]:
+            return taken.once(self._key(nb, kind, period), said)
+
         try:
             if plan.tell_stopped_outside:
-                self._tell_stopped_outside(nb, report, said)
+                self._tell_stopped_outside(nb, report, once)
                 told = True
             if plan.heads_up is not None and plan.usage is not None:
-                self._heads_up(nb, plan.usage, plan.heads_up, report, said)
+                self._heads_up(nb, plan.usage, plan.heads_up, report, once)
             if plan.delete_notice or plan.delete:
-                self._auto_delete(nb, plan, sweep, report, said)
+                self._auto_delete(nb, plan, sweep, report, once, said)
             if plan.escalate:
-                self._escalate(nb, plan.kind, plan.since, report, said)
+                self._escalate(nb, plan.kind, plan.since, report, once)
             elif plan.deferred:
                 report.deferred += 1
             elif plan.reminder is not None:
-                reminded = self._remind(nb, plan, sweep.now, said)
+                reminded = self._remind(nb, plan, sweep.now, once)
         finally:
+            self.claims.give_back_unused(taken, [self._key(nb, kind, period) for kind, period in plan.steps()], said)
             if told or said:
                 event = None
                 if reminded is not None:
@@ -346,8 +379,8 @@ class Lifecycle:
         if reminded is not None:
             report.reminders += 1
 
-    def _tell_stopped_outside(self, nb: Notebook, report: SweepReport, said: list[str]) -> None:
-        with self._once(nb, "idle-stop", 0, said) as mine:
+    def _tell_stopped_outside(self, nb: Notebook, report: SweepReport, once: _Once) -> None:
+        with once("idle-stop", 0) as mine:
             if mine:
                 self._dm(
                     nb.owner,
@@ -357,10 +390,10 @@ class Lifecycle:
                 )
                 report.notes += 1
 
-    def _remind(self, nb: Notebook, plan: _Plan, now: float, said: list[str]) -> Reminded | None:
+    def _remind(self, nb: Notebook, plan: _Plan, now: float, once: _Once) -> Reminded | None:
         """Send the plan's reminder unless another sweep has; None if not sent here."""
         kind, period = plan.kind, plan.reminder or 0
-        with self._once(nb, kind, period, said) as mine:
+        with once(kind, period) as mine:
             if not mine:
                 return None
             text, blocks = self.reminder(nb, kind, plan.since, now, plan.usage)
@@ -389,8 +422,8 @@ class Lifecycle:
             return None
         return offered
 
-    def _heads_up(self, nb: Notebook, usage: Usage, offered: int, report: SweepReport, said: list[str]) -> None:
-        with self._once(nb, "heads-up", 0, said) as mine:
+    def _heads_up(self, nb: Notebook, usage: Usage, offered: int, report: SweepReport, once: _Once) -> None:
+        with once("heads-up", 0) as mine:
             if mine:
                 text, blocks = self.heads_up(nb, usage, offered)
                 self._dm(nb.owner, text, blocks)
@@ -407,27 +440,7 @@ class Lifecycle:
 
     @staticmethod
     def _key(nb: Notebook, kind: str, period: int) -> str:
-        return f"{nb.id}:{nb.state_since:.0f}:{kind}:{period}"
-
-    @contextmanager
-    def _once(self, nb: Notebook, kind: str, period: int, said: list[str]) -> Iterator[bool]:
-        """Exactly one sweep, on any replica, sends this message for this run and period: the body
-        runs only for the sweep that claimed it (True), and a failure in it gives the claim back so a
-        later sweep tries again instead of the message being lost. A claim the record lists as used
-        is not tried again; one used here is added to `said`, for the record."""
-        key = self._key(nb, kind, period)
-        if key in nb.said:
-            yield False
-            return
-        mine = self.store.create("reminders", key, {"notebook": nb.id, "kind": kind, "at": self.clock()})
-        try:
-            yield mine
-        except BaseException:
-            if mine:
-                self.store.delete("reminders", key)
-            raise
-        if mine:
-            said.append(key)
+        return claims.key(nb.id, nb.state_since, kind, period)
 
     # --- messages ----------------------------------------------------------------------------------
     def reminder(
@@ -498,8 +511,8 @@ class Lifecycle:
         self.records.answered(nb_id)
 
     # --- escalation and automatic actions ------------------------------------------------------------
-    def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport, said: list[str]) -> None:
-        with self._once(nb, "escalation", 0, said) as mine:
+    def _escalate(self, nb: Notebook, kind: str, since: float, report: SweepReport, once: _Once) -> None:
+        with once("escalation", 0) as mine:
             if mine:
                 self._escalate_now(nb, kind, since, report)
 
@@ -525,17 +538,19 @@ class Lifecycle:
         audit.record(self.store, self.clock(), "bot", "reminder.escalated", nb.id, auto_stop=bool(action))
         report.escalations += 1
 
-    def _auto_delete(self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport, said: list[str]) -> None:
+    def _auto_delete(
+        self, nb: Notebook, plan: _Plan, sweep: _Sweep, report: SweepReport, once: _Once, said: list[str]
+    ) -> None:
         limit = self.policy.auto_delete_stopped_after or 0
         if plan.delete_notice:
-            with self._once(nb, "delete-notice", 0, said) as mine:
+            with once("delete-notice", 0) as mine:
                 if mine:
                     self._announce_deletion(nb, plan.since, limit, sweep, report)
         if not plan.delete:
             return
         notice = self._key(nb, "delete-notice", 0)
-        if notice in nb.said or notice in said or self.store.get("reminders", notice):  # announced
-            with self._once(nb, "auto-delete", 0, said) as mine:
+        if notice in nb.said or notice in said or self.claims.claimed(notice):  # announced
+            with once("auto-delete", 0) as mine:
                 if mine:
                     self._delete_now(nb, plan.since, report)
 

@@ -2,11 +2,12 @@
 the stop, and the next working morning's report of it. When each is due is bot/domain/schedules.py's
 rule; this module carries it out.
 
-Each message is claimed as Lifecycle._once claims reminders, keyed by the moment it is about (the
-stop point, the stop), so however many replicas sweep it goes out once; a claim found taken
-whose record write was lost is read back instead of sent again. The stop goes through the operations
-path like escalation's auto-stop, deduplicated by notebook and stop point. What was done lands in
-the record's `offhours` marks (Records.offhours_marked), in batched transactions.
+Each message is claimed as reminders are (bot/domain/claims.py, all of a sweep's in one transaction
+before any is sent), keyed by the moment it is about (the stop point, the stop), so however many
+replicas sweep it goes out once; a claim found taken whose record write was lost is read back
+instead of sent again. The stop goes through the operations path like escalation's auto-stop,
+deduplicated by notebook and stop point. What was done lands in the record's `offhours` marks
+(Records.offhours_marked), in batched transactions.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.domain import audit
+from bot.domain import audit, claims
+from bot.domain.claims import Taken
 from bot.domain.errors import UserError
 from bot.domain.records import Notebook, NotebookState
 from bot.domain.schedules import (
@@ -56,6 +58,20 @@ class _Due:
     @property
     def messages(self) -> int:
         return sum(a in MESSAGES for a in self.plan.actions)
+
+    def claims(self) -> list[tuple[str, str]]:
+        """The claims its messages need, as (key, kind)."""
+        found = []
+        if "heads_up" in self.plan.actions and self.plan.stop_point is not None:
+            found.append(_claim(self.notebook, "offhours-heads-up", self.plan.stop_point.timestamp()))
+        if "morning_report" in self.plan.actions and self.notebook.offhours.stopped_at is not None:
+            found.append(_claim(self.notebook, "offhours-report", self.notebook.offhours.stopped_at))
+        return found
+
+
+def _claim(nb: Notebook, kind: str, at: float) -> tuple[str, str]:
+    """The claim of the message of `kind` about the moment `at` (a stop point, a stop), not a run."""
+    return claims.key(nb.id, at, kind), kind
 
 
 def _instant(seconds: float | None) -> datetime | None:
@@ -98,10 +114,14 @@ class OffHours:
             due.append(item)
         if not due:
             return
+        taken = self.lifecycle.claims.take(
+            {key: {"notebook": item.notebook.id, "kind": kind} for item in due for key, kind in item.claims()}
+        )
         marks: dict[str, dict[str, Any]] = {}
         counts: Counter[str] = Counter()
         with ThreadPoolExecutor(self.lifecycle.WORKERS, thread_name_prefix="offhours") as pool:
-            for item, (changes, done) in zip(due, pool.map(lambda i: self._carry_out(i, sweep), due), strict=True):
+            carried = pool.map(lambda i: self._carry_out(i, sweep, taken), due)
+            for item, (changes, done) in zip(due, carried, strict=True):
                 if changes:
                     marks[item.notebook.id] = changes
                 counts.update(done)
@@ -156,43 +176,40 @@ class OffHours:
         gpu_idle = seen.gpu.idle if seen.gpu is not None else None
         return activity(gpu=nb.spec.gpu is not None, cpu_idle=cpu_idle, gpu_idle=gpu_idle)
 
-    def _carry_out(self, item: _Due, sweep: _Sweep) -> tuple[dict[str, Any], Counter[str]]:
-        """The due actions in order; what was done so far is returned even when one fails."""
+    def _carry_out(self, item: _Due, sweep: _Sweep, taken: Taken) -> tuple[dict[str, Any], Counter[str]]:
+        """The due actions in order, with the claims `taken` for them (the unused ones are given back);
+        what was done so far is returned even when one fails."""
         changes: dict[str, Any] = {}
         done: Counter[str] = Counter()
+        said: list[str] = []
+        claimed = _Claimed(taken, said)
         steps = {"morning_report": self._report, "heads_up": self._heads_up, "stop": self._stop}
         try:
             for action in item.plan.actions:
-                steps[action](item, sweep, changes, done)
+                steps[action](item, sweep, changes, done, claimed)
         except Exception:
             log.exception("off-hours step failed", extra={"instance": item.notebook.id})
+        finally:
+            self.lifecycle.claims.give_back_unused(taken, [key for key, _ in item.claims()], said)
         return changes, done
 
-    def _claim(self, nb: Notebook, kind: str, at: float) -> AbstractContextManager[bool]:
-        """Lifecycle._once for the message about the moment `at` (a stop point, a stop), not the run."""
-        return self.lifecycle._once(replace(nb, state_since=at, said=()), kind, 0, [])
-
-    def _claimed_at(self, nb: Notebook, kind: str, at: float) -> float | None:
-        """When another sweep claimed that message (its record write lost, or still under way)."""
-        key = self.lifecycle._key(replace(nb, state_since=at), kind, 0)
-        claim = self.lifecycle.store.get("reminders", key)
-        return claim.get("at") if claim else None
-
-    def _heads_up(self, item: _Due, sweep: _Sweep, changes: dict[str, Any], done: Counter[str]) -> None:
+    def _heads_up(
+        self, item: _Due, sweep: _Sweep, changes: dict[str, Any], done: Counter[str], claimed: _Claimed
+    ) -> None:
         nb, stop_point = item.notebook, item.plan.stop_point
         assert stop_point is not None and item.plan.stop_at is not None
         point = stop_point.timestamp()
-        with self._claim(nb, "offhours-heads-up", point) as mine:
+        with claimed.once(nb, "offhours-heads-up", point) as mine:
             if mine:
                 tz = self.lifecycle._sweep_tz(nb.owner, sweep)
                 text, blocks = self.heads_up(nb, item.plan.stop_at, point, item.activity, tz)
                 self.lifecycle._dm(nb.owner, text, blocks)
                 done["offhours_heads_ups"] += 1
-        sent = sweep.now if mine else self._claimed_at(nb, "offhours-heads-up", point)
+        sent = sweep.now if mine else claimed.at(nb, "offhours-heads-up", point)
         if sent is not None:
             changes.update(heads_up_for=point, heads_up_at=sent)
 
-    def _stop(self, item: _Due, sweep: _Sweep, changes: dict[str, Any], done: Counter[str]) -> None:
+    def _stop(self, item: _Due, sweep: _Sweep, changes: dict[str, Any], done: Counter[str], _: _Claimed) -> None:
         nb, stop_point = item.notebook, item.plan.stop_point
         assert stop_point is not None
         fresh = self.lifecycle.records.get(nb.id)  # a "Keep it tonight" since the sweep read the record
@@ -212,15 +229,17 @@ class OffHours:
         if created or nb.offhours.stopped_at is None or nb.offhours.stopped_at < stop_point.timestamp():
             changes.update(stopped_at=sweep.now if created else op.get("created_at", sweep.now), reported=False)
 
-    def _report(self, item: _Due, sweep: _Sweep, changes: dict[str, Any], done: Counter[str]) -> None:
+    def _report(
+        self, item: _Due, sweep: _Sweep, changes: dict[str, Any], done: Counter[str], claimed: _Claimed
+    ) -> None:
         nb, stopped = item.notebook, item.notebook.offhours.stopped_at
         assert stopped is not None
-        with self._claim(nb, "offhours-report", stopped) as mine:
+        with claimed.once(nb, "offhours-report", stopped) as mine:
             if mine:
                 tz = self.lifecycle._sweep_tz(nb.owner, sweep)
                 self.lifecycle._dm(nb.owner, self.morning_report(nb, stopped, sweep.now, tz))
                 done["morning_reports"] += 1
-        if mine or self._claimed_at(nb, "offhours-report", stopped) is not None:
+        if mine or claimed.at(nb, "offhours-report", stopped) is not None:
             changes["reported"] = True
 
     @staticmethod
@@ -289,6 +308,22 @@ class OffHours:
             f"👍 `{instance_id}` was kept tonight{who}: it runs until {_local(until, tz)} (owner's time), and "
             "off-hours stop it the next evening as usual."
         )
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """One notebook's off-hours claims within a sweep: Taken.once for the message about the moment
+    `at` (a stop point, a stop), and when a message another sweep claimed was claimed (its record
+    write lost, or still under way)."""
+
+    taken: Taken
+    said: list[str]  # the claims used: their messages were sent
+
+    def once(self, nb: Notebook, kind: str, at: float) -> AbstractContextManager[bool]:
+        return self.taken.once(_claim(nb, kind, at)[0], self.said)
+
+    def at(self, nb: Notebook, kind: str, at: float) -> float | None:
+        return self.taken.at(_claim(nb, kind, at)[0])
 
 
 def _local(seconds: float, tz: ZoneInfo) -> str:
