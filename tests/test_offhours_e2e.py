@@ -20,10 +20,8 @@ TUESDAY_HEADS_UP = datetime(2026, 12, 1, 18, 30, tzinfo=UTC).timestamp()  # 19:3
 TUESDAY_STOP = datetime(2026, 12, 1, 19, 0, tzinfo=UTC).timestamp()  # 20:00 in Paris
 WEDNESDAY_MORNING = datetime(2026, 12, 2, 8, 0, tzinfo=UTC).timestamp()  # 09:00 in Paris
 SATURDAY_10_UTC = datetime(2026, 12, 5, 10, 0, tzinfo=UTC).timestamp()
-CONFIG = (
-    '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\napproval_channel = "C0APPROVALS"\n'
-    '[reminders]\nrunning_gpu_after = "7d"\n'  # no clock-based reminders in these tests
-)
+CONFIG = '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\napproval_channel = "C0APPROVALS"\n'
+NO_CLOCK_REMINDERS = 'running_gpu_after = "7d"\n'  # the [reminders] of most tests here
 
 
 class LosingStore(CountedStore):
@@ -45,9 +43,9 @@ def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
 
     bots = []
 
-    def make(schedules: str = "", start: float = TUESDAY_10_UTC, reminders: str = "") -> Bot:
+    def make(schedules: str = "", start: float = TUESDAY_10_UTC, reminders: str = NO_CLOCK_REMINDERS) -> Bot:
         config = tmp_path / "config.toml"
-        config.write_text(CONFIG + reminders + "[schedules]\n" + schedules)
+        config.write_text(CONFIG + "[reminders]\n" + reminders + "[schedules]\n" + schedules)
         store = LosingStore(FirestoreStore(firestore.Client(project=firestore_project)))
         bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
         bot.clock.now = start
@@ -280,7 +278,7 @@ def test_a_heads_up_whose_record_write_was_lost_is_recovered_not_sent_again(make
 
 
 def test_heads_ups_count_against_the_sweeps_message_budget(make_bot) -> None:
-    bot = make_bot(reminders="max_messages_per_sweep = 1\n")
+    bot = make_bot(reminders="max_messages_per_sweep = 1\n" + NO_CLOCK_REMINDERS)
     launch_ready(bot, "nb-a")
     launch_ready(bot, "nb-b")
     first = sweep_at(bot, TUESDAY_HEADS_UP)
@@ -337,3 +335,12 @@ def test_a_missed_heads_up_stops_an_idle_notebook_at_once_but_a_busy_one_is_warn
 
     assert sweep_at(bot, TUESDAY_STOP + 40 * MINUTE).schedule_stops == 1, "stopped once the heads-up had its time"
     stopped(bot, "busy-nb")
+
+
+def test_a_notebook_stopped_for_the_night_gets_no_running_reminder_in_the_same_sweep(make_bot) -> None:
+    bot = make_bot(reminders='running_gpu_after = "8h"\nrespect_working_hours = false\n')
+    launch_ready(bot, "late-nb")
+    running_at(bot, "late-nb", 0.0)
+    report = sweep_at(bot, TUESDAY_STOP + 5 * MINUTE)  # idle, heads-up missed: stopped at once; 9 h running
+    assert report.schedule_stops == 1 and report.reminders == 0
+    assert not [m for m in dms(bot) if "Still using it?" in m.text], "no 'still using it?' about a stopped notebook"

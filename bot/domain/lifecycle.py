@@ -144,7 +144,7 @@ class _Sweep:
     report: SweepReport = field(default_factory=SweepReport)
     zones: dict[str, ZoneInfo] = field(default_factory=dict)
     zones_lock: threading.Lock = field(default_factory=threading.Lock)
-    reading: Reading | None = None  # utilization by instance name (None: no figures, activity unknown)
+    stopping: set[str] = field(default_factory=set)  # stopped by off-hours in this sweep: no reminder
 
 
 @dataclass
@@ -258,6 +258,8 @@ class Lifecycle:
                     batch = []
                 if report.messages >= budget:
                     report.deferred += 1
+                    continue
+                if notebook.id in sweep.stopping:  # "still using it?" about a notebook being stopped
                     continue
                 try:
                     plan = self._plan(notebook, sweep)

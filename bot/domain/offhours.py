@@ -223,6 +223,7 @@ class OffHours:
         except UserError as refused:  # being stopped or started by someone meanwhile: the next sweep sees
             log.info("off-hours stop of %s not asked: %s", nb.id, refused.message)
             return
+        sweep.stopping.add(nb.id)
         if created:
             done["schedule_stops"] += 1
             audit.record(self.lifecycle.store, sweep.now, "bot", "notebook.offhours-stop", nb.id, owner=nb.owner)
