@@ -19,7 +19,6 @@ alone (timed again after the sweep, on the records the sweep left), what the swe
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ import _common as c
 import sweep_1000 as fleet
 
 from bot.adapters.monitoring import Reading, Utilization
-from bot.run.config import Settings, load_config
+from bot.run.config import load_config
 from bot.run.services import Services
 from bot.sim.monitoring_api import MonitoringSimulator
 
@@ -83,19 +82,9 @@ def main() -> None:
     if args.quick:
         count, rounds = min(count, 100), 1
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    with (
-        c.store_backend(args.store) as backend,
-        c.SlackSimulator() as slack,
-        c.WorkbenchSimulator() as workbench,
-        MonitoringSimulator(clock=lambda: NOW) as sim,
-    ):
-        env = backend.fresh()
-        env.update(
-            SLACK_API_URL=slack.base_url, NOTEBOOKS_EMULATOR_HOST=workbench.host, SLACK_BOT_TOKEN=slack.bot_token
-        )
-        os.environ["MONITORING_EMULATOR_HOST"] = sim.host  # Services reads it, as in production
-        settings = Settings.from_env(env)
-        zones = fleet.report_usage(sim, count, settings.project or "")
+    with fleet.simulated_fleet(args.store, count) as cloud:
+        backend, workbench, sim, env = cloud.backend, cloud.workbench, cloud.monitoring, cloud.env
+        settings, zones = cloud.settings, cloud.running
         inner = backend.open(env)
         c.header(
             f"lifecycle sweep over {count} notebooks ({len(zones)} running) with Cloud Monitoring",

@@ -27,7 +27,10 @@ import argparse
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,6 +118,38 @@ def report_usage(sim: MonitoringSimulator, count: int, project: str) -> dict[str
     return zones
 
 
+@dataclass
+class Fleet:
+    """The simulated cloud the 1,000 notebooks live in, and the settings that point the bot at it."""
+
+    backend: Any
+    slack: c.SlackSimulator
+    workbench: c.WorkbenchSimulator
+    monitoring: MonitoringSimulator
+    env: dict[str, str]
+    settings: Settings
+    running: dict[str, str]  # the running notebooks' zones by name (what reports to Monitoring)
+
+
+@contextmanager
+def simulated_fleet(store: str, count: int) -> Iterator[Fleet]:
+    """The store backend, the Slack, Workbench and Monitoring fakes, and the notebooks' utilization."""
+    with (
+        c.store_backend(store) as backend,
+        c.SlackSimulator() as slack,
+        c.WorkbenchSimulator() as workbench,
+        MonitoringSimulator(clock=lambda: MOMENT) as monitoring,
+    ):
+        env = backend.fresh()
+        env.update(
+            SLACK_API_URL=slack.base_url, NOTEBOOKS_EMULATOR_HOST=workbench.host, SLACK_BOT_TOKEN=slack.bot_token
+        )
+        os.environ["MONITORING_EMULATOR_HOST"] = monitoring.host  # Services reads it, as in production
+        settings = Settings.from_env(env)
+        running = report_usage(monitoring, count, settings.project or "")
+        yield Fleet(backend, slack, workbench, monitoring, env, settings, running)
+
+
 def warm(services: Services) -> None:
     """Build every client and open its connection, so neither the sweep nor the floor pays for it."""
     for zone in ZONES:
@@ -168,19 +203,9 @@ def main() -> None:
     first: dict[str, Any] = {}
     messages: list[dict[str, Any]] = []
     said: dict[str, list[str]] = {}
-    with (
-        c.store_backend(args.store) as backend,
-        c.SlackSimulator() as slack,
-        c.WorkbenchSimulator() as workbench,
-        MonitoringSimulator(clock=lambda: MOMENT) as monitoring,
-    ):
-        env = backend.fresh()
-        env.update(
-            SLACK_API_URL=slack.base_url, NOTEBOOKS_EMULATOR_HOST=workbench.host, SLACK_BOT_TOKEN=slack.bot_token
-        )
-        os.environ["MONITORING_EMULATOR_HOST"] = monitoring.host  # Services reads it, as in production
-        settings = Settings.from_env(env)
-        running = report_usage(monitoring, count, settings.project or "")
+    with simulated_fleet(args.store, count) as fleet:
+        backend, slack, workbench, monitoring = fleet.backend, fleet.slack, fleet.workbench, fleet.monitoring
+        env, settings, running = fleet.env, fleet.settings, fleet.running
         inner = backend.open(env)
         logs = c.LogCounter.install()
         c.header(
