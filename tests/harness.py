@@ -114,6 +114,14 @@ class Bot:
             d.get("next_at", 0) > now for d in open_docs
         )
 
+    def quiet(self) -> None:
+        """Every launch and operation is over and no step a request started is still running, so
+        what a test measures next is its own doing."""
+        self.reconcile_until(
+            lambda: not self.store.query("launches", open=True) and not self.store.query("operations", open=True)
+        )
+        assert self.services.kicks.wait_idle(), "steps a request started are still running"
+
     def leased(self) -> list[str]:
         """Launches and operations some worker holds right now."""
         held = [d for c in ("launches", "operations") for d in self.store.query(c) if d.get("lease_owner")]

@@ -133,6 +133,7 @@ def test_my_costs_show_running_and_gpu_hours_idle_share_and_cost_of_a_known_hist
 
 def test_costs_are_answered_from_the_store_in_the_acknowledgement(bot: Bot, monitoring) -> None:
     alice_ran_ten_hours(bot)
+    bot.quiet()  # the stop's last messages are not the command's
     slack_calls, workbench_calls = bot.slack.call_count(), len(bot.workbench.calls())
 
     reply = bot.driver.command("U0ALICE", "costs").json()

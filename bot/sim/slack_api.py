@@ -344,6 +344,11 @@ class SlackSimulator:
         with self._lock:
             self._failures.setdefault(method, []).extend([(error, 0)] * times)
 
+    def recover(self, method: str) -> None:
+        """`method` answers normally again: the failures and rate limits still queued for it are dropped."""
+        with self._lock:
+            self._failures.pop(method, None)
+
     def rate_limit_next(self, method: str, retry_after: int = 1, *, times: int = 1) -> None:
         """The next `times` calls of `method` answer HTTP 429 with `Retry-After: retry_after`."""
         with self._lock:
