@@ -25,13 +25,6 @@ class Costs(BaseModel):
         description="Weeks start on Monday at midnight here, months on the 1st; the digest's days, chart and "
         "hour are read here. An IANA name such as Europe/Paris.",
     )
-    idle_below: float = Field(
-        0.05,
-        ge=0,
-        le=1,
-        description="Running at or under this utilization counts as idle (GPU for notebooks with a GPU, CPU for "
-        "the others; 0.05 is 5 %).",
-    )
     digest: bool = Field(True, description="false: no weekly digest.")
     digest_to: Literal["admins", "channel"] = Field(
         "admins", description='"admins": a DM to each admin; "channel": a post in digest_channel.'

@@ -25,12 +25,21 @@ NOT_IN_CLOUD = LAUNCH_PHASES | {NotebookState.GONE}  # states that cost nothing:
 
 
 class CostReports:
-    def __init__(self, store: Store, catalog: Catalog, settings: Costs, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        settings: Costs,
+        clock: Callable[[], float] = time.time,
+        *,
+        idle_below: float,  # the reminders' threshold: one meaning of "idle" everywhere
+    ):
         self.catalog = catalog
         self.settings = settings
         self.clock = clock
+        self.idle_below = idle_below
         self.records = Records(store, clock)
-        self.usage = UsageLog(store, clock, settings.idle_below)
+        self.usage = UsageLog(store, clock, idle_below)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -57,7 +66,7 @@ class CostReports:
                 [u for u in usages if _alive_in(u, period)],
                 period,
                 tz=self.settings.timezone,
-                idle_below=self.settings.idle_below,
+                idle_below=self.idle_below,
             )
             for period in periods
         ]

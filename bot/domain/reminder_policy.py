@@ -70,7 +70,8 @@ class Reminders(BaseModel):
         ge=0,
         lt=1,
         description="At or under this utilization (0.05 = 5 %) a notebook counts as idle: its GPU for GPU "
-        "notebooks, its CPU for the others. A reminder says how long it has been so, and what that cost.",
+        "notebooks, its CPU for the others. A reminder says how long it has been so, and what that cost; "
+        "`/notebook costs` and the weekly digest count the same hours as idle.",
     )
     busy_above: float = Field(
         0.3,

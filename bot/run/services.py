@@ -330,7 +330,9 @@ class Services:
     def cost_reports(self) -> CostReports:
         from bot.domain.cost_reports import CostReports
 
-        return CostReports(self.store, self.config.catalog, self.config.costs, self.clock)
+        return CostReports(
+            self.store, self.config.catalog, self.config.costs, self.clock, idle_below=self.config.reminders.idle_below
+        )
 
     @cached_property
     def digest(self) -> Digest:
