@@ -92,8 +92,9 @@ def test_the_chart_is_a_png_of_the_size_asked(week, size: tuple[int, int]) -> No
 def test_an_empty_week_still_draws_and_says_nothing_ran() -> None:
     empty = report([], WEEK)
     assert png_size(cost_chart(empty, width=640, height=320)) == (640, 320)
-    text, _ = costs_message(empty)
-    assert "$0.00" in text and "not running" in text
+    text, blocks = costs_message(empty)
+    assert "no notebooks" in text and f"No notebooks {WEEK.label}: nothing ran" in all_text(blocks)
+    assert "$0.00" not in text + all_text(blocks), "a period without notebooks says so, not a row of zeros"
 
 
 def test_a_long_report_is_split_into_sections_slack_accepts() -> None:
@@ -123,3 +124,4 @@ def test_this_week_and_this_month_share_one_message_within_slacks_limits() -> No
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
     assert sum("…and " in b["text"]["text"] for b in blocks if b["type"] == "section") == 2, "the rest is counted"
     assert text.count("Team notebook costs: this week") == 2 and len(text) < 40_000
+

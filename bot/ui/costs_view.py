@@ -54,6 +54,8 @@ def _period_words(report: CostReport) -> str:
 
 def costs_lines(report: CostReport, *, people: bool = True, notebooks: bool = True, days: bool = False) -> list[str]:
     count = report.total.notebooks
+    if not count:
+        return [f"No notebooks {report.period.label}: nothing ran, nothing was billed."]
     lines = [f"*Total* ({count} notebook{'' if count == 1 else 's'}): {figures_line(report.total)}"]
     if people and report.people:
         lines.append("*By person*")
@@ -86,7 +88,7 @@ def costs_reply(
         heading = f"{title}: {_period_words(report)}"
         blocks.append(header(heading))
         blocks += packed(costs_lines(report, people=people, days=days), max_blocks=budget)
-        texts.append(f"{heading} — {figures_line(report.total)}")
+        texts.append(f"{heading} — {figures_line(report.total) if report.total.notebooks else 'no notebooks'}")
     blocks.append(DividerBlock().to_dict())
     blocks.append(context(NOTE))
     return f"{'; '.join(texts)} ({ESTIMATE_NOTE})", blocks
