@@ -262,6 +262,19 @@ def test_a_reminder_slack_failed_to_deliver_is_sent_by_the_next_sweep(make_bot) 
     assert sweep(bot).reminders == 1 and len(dms(bot, "U0ALICE")) == 1
 
 
+def test_a_reminder_whose_reply_slack_lost_is_never_sent_again(make_bot) -> None:
+    """Slack posted it but the reply was lost: the sweep can't tell, so at most once wins."""
+    bot = make_bot('running_cpu_after = "1h"\n')
+    launch_ready(bot, "U0ALICE", "nb")
+    bot.clock.advance(2 * HOUR)
+    bot.slack.lose_next_reply("chat.postMessage")
+    sweep(bot)
+    assert len(dms(bot, "U0ALICE")) == 1, "Slack posted it"
+    bot.clock.advance(10 * 60)
+    sweep(bot)
+    assert len(dms(bot, "U0ALICE")) == 1, "not repeated by the next sweep"
+
+
 def test_of_three_reminders_the_one_slack_failed_is_sent_by_the_next_sweep_and_no_other_again(make_bot) -> None:
     """The claims are taken together; the failed send gives only its own back."""
     bot = make_bot('running_cpu_after = "1h"\n')

@@ -32,6 +32,11 @@ def key(instance_id: str, moment: float, kind: str, period: int = 0) -> str:
     return f"{instance_id}:{moment:.0f}:{kind}:{period}"
 
 
+class MaybeSent(Exception):
+    """A message's post failed in a way that leaves it unknown whether Slack posted it (the reply
+    was lost): its claim counts as used, as at most once wins over delivery."""
+
+
 @dataclass(frozen=True)
 class Taken:
     """One claiming's outcome: each key's claim as it stood after the transaction."""
@@ -54,14 +59,21 @@ class Taken:
         """Exactly one sweep, on any replica, sends the message `key` names: the body runs for the one
         whose claiming got it (True). A claim used is added to `said`, for the record; one whose body
         failed is not, and Claims.give_back_unused gives it back, so the message is tried again later
-        rather than lost."""
+        rather than lost; except when Slack may have posted it (MaybeSent): then it counts as used,
+        so the message is never repeated."""
         mine = self.mine(key)
-        yield mine
+        try:
+            yield mine
+        except MaybeSent:
+            if mine:
+                said.append(key)
+            raise
         if mine:
             said.append(key)
 
 
 NOTHING = Taken("", {})
+
 
 
 class Claims:

@@ -38,9 +38,10 @@ from bot.adapters.notify import Slack
 from bot.adapters.store import MAX_BATCH, Store
 from bot.domain import audit, claims, leases
 from bot.domain.catalog import Catalog
-from bot.domain.claims import Claims, Taken
+from bot.domain.claims import Claims, MaybeSent, Taken
 from bot.domain.notebooks import Notebooks
 from bot.domain.offhours import OffHours
+from bot.domain.outbox import definite
 from bot.domain.policy import Rules
 from bot.domain.records import Notebook, NotebookState, Records, Reminded, Swept
 from bot.domain.reminder_policy import Reminders
@@ -491,7 +492,13 @@ class Lifecycle:
         return self.catalog.disk_usd_per_month(nb.spec.disk_type, gigabytes) if gigabytes else 0.0
 
     def _dm(self, user: str, text: str, blocks: Blocks | None = None) -> dict[str, str]:
-        posted = self.slack.dm(user, text, blocks)
+        channel = self.slack.dm_channel(user)
+        try:
+            posted = self.slack.post(channel, text, blocks)
+        except Exception as exc:
+            if definite(exc):
+                raise
+            raise MaybeSent(f"Slack's reply to a DM to {user} was lost") from exc
         return {"channel": posted.channel, "ts": posted.ts}
 
     # --- answers -----------------------------------------------------------------------------------
