@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -39,3 +39,29 @@ def storage_host() -> Iterator[str]:
     with storage_emulator() as url, pytest.MonkeyPatch.context() as env:
         env.setenv("STORAGE_EMULATOR_HOST", url)
         yield url
+
+
+@pytest.fixture
+def configured_bot(firestore_project, monkeypatch, tmp_path) -> Iterator[Callable[..., object]]:
+    """`make(config_text, start)`: a Bot with that TOML config on this test's Firestore project, its
+    clock at `start`, its store a DyingStore (counted, and able to lose a batch of record writes)."""
+    from google.cloud import firestore
+
+    from bot.run.config import load_config
+    from tests.harness import Bot
+    from tests.support.store_calls import DyingStore
+
+    bots: list[Bot] = []
+
+    def make(config_text: str, start: float) -> Bot:
+        config = tmp_path / "config.toml"
+        config.write_text(config_text)
+        store = DyingStore(FirestoreStore(firestore.Client(project=firestore_project)))
+        bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
+        bot.clock.now = start
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.__exit__(None, None, None)

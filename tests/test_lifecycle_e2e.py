@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
 from bot.domain.records import Records, Reminded, Swept
-from bot.run.config import load_config
 from tests.harness import Bot
 from tests.support.store_calls import WRITES, CountedStore
 
@@ -23,36 +21,9 @@ HOUR, DAY = 3600, 86400
 BASE = '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\napproval_channel = "C0APPROVALS"\n'
 
 
-class DyingStore(CountedStore):
-    """The real store, except that while `dead` it writes no notebook record, as a process that dies
-    after its messages went out and before its bookkeeping was written."""
-
-    dead = False
-
-    def update_many(self, collection, changes):
-        if collection == "notebooks" and self.dead:
-            raise ConnectionError("the process died before the records were written")
-        return super().update_many(collection, changes)
-
-
 @pytest.fixture
-def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
-    from google.cloud import firestore
-
-    bots = []
-
-    def make(reminders: str = "") -> Bot:
-        config = tmp_path / "config.toml"
-        config.write_text(BASE + "[reminders]\n" + reminders)
-        store = DyingStore(FirestoreStore(firestore.Client(project=firestore_project)))
-        bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
-        bot.clock.now = MONDAY_10_UTC
-        bots.append(bot)
-        return bot
-
-    yield make
-    for bot in bots:
-        bot.__exit__(None, None, None)
+def make_bot(configured_bot):
+    return lambda reminders="": configured_bot(BASE + "[reminders]\n" + reminders, MONDAY_10_UTC)
 
 
 def launch_ready(bot: Bot, user: str, name: str, extra: str = "") -> None:

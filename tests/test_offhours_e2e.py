@@ -9,10 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
-from bot.run.config import load_config
 from tests.harness import Bot
-from tests.support.store_calls import CountedStore
 
 HOUR, MINUTE = 3600, 60
 TUESDAY_10_UTC = datetime(2026, 12, 1, 10, 0, tzinfo=UTC).timestamp()  # 11:00 in Paris
@@ -24,37 +21,12 @@ CONFIG = '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\napproval_c
 NO_CLOCK_REMINDERS = 'running_gpu_after = "7d"\n'  # the [reminders] of most tests here
 
 
-class LosingStore(CountedStore):
-    """The real store, except that it can lose the next batched write of notebook records, as a
-    process that dies after its messages went out and before its bookkeeping was written would."""
-
-    lose_next_batch = False
-
-    def update_many(self, collection, changes):
-        if collection == "notebooks" and self.lose_next_batch:
-            self.lose_next_batch = False
-            raise ConnectionError("the process died before the records were written")
-        return super().update_many(collection, changes)
-
-
 @pytest.fixture
-def make_bot(firestore_host, firestore_project, monkeypatch, tmp_path):
-    from google.cloud import firestore
-
-    bots = []
-
+def make_bot(configured_bot):
     def make(schedules: str = "", start: float = TUESDAY_10_UTC, reminders: str = NO_CLOCK_REMINDERS) -> Bot:
-        config = tmp_path / "config.toml"
-        config.write_text(CONFIG + "[reminders]\n" + reminders + "[schedules]\n" + schedules)
-        store = LosingStore(FirestoreStore(firestore.Client(project=firestore_project)))
-        bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
-        bot.clock.now = start
-        bots.append(bot)
-        return bot
+        return configured_bot(CONFIG + "[reminders]\n" + reminders + "[schedules]\n" + schedules, start)
 
-    yield make
-    for bot in bots:
-        bot.__exit__(None, None, None)
+    return make
 
 
 def launch_ready(bot: Bot, name: str, extra: str = "gpu=l4", user: str = "U0ALICE") -> None:
@@ -267,9 +239,10 @@ def test_the_launch_form_takes_a_schedule_and_flags_a_bad_one_on_its_field(make_
 def test_a_heads_up_whose_record_write_was_lost_is_recovered_not_sent_again(make_bot) -> None:
     bot = make_bot()
     launch_ready(bot, "gpu-nb")
-    bot.store.lose_next_batch = True
+    bot.store.dead = True
     assert sweep_at(bot, TUESDAY_HEADS_UP).offhours_heads_ups == 1
     assert "offhours" not in bot.store.get("notebooks", "gpu-nb"), "the bookkeeping was lost"
+    bot.store.dead = False
 
     assert sweep_at(bot, TUESDAY_HEADS_UP + 5 * MINUTE).offhours_heads_ups == 0 and len(heads_ups(bot)) == 1
     marks = bot.store.get("notebooks", "gpu-nb")["offhours"]

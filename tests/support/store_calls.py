@@ -74,3 +74,15 @@ class CountedStore:
     def delete(self, collection: str, key: str) -> None:
         self._note("delete", collection)
         self.inner.delete(collection, key)
+
+
+class DyingStore(CountedStore):
+    """The counted store, except that while `dead` it writes no notebook record in a batch, as a
+    process that dies after its messages went out and before its bookkeeping was written."""
+
+    dead = False
+
+    def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
+        if collection == "notebooks" and self.dead:
+            raise ConnectionError("the process died before the records were written")
+        return super().update_many(collection, changes)
