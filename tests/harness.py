@@ -114,6 +114,18 @@ class Bot:
             d.get("next_at", 0) > now for d in open_docs
         )
 
+    def launch_ready(self, user: str, name: str, options: str = "", *, step: float = 10.0) -> float:
+        """`/notebook new name=NAME OPTIONS` as `user`, until the notebook runs and its launch's last
+        steps (the link, the ping) are over, so a Slack failure a test sets up next is its own;
+        returns the moment the record turned ACTIVE."""
+        self.driver.command(user, f"new name={name} {options}")
+        self.reconcile_until(
+            lambda: (self.store.get("notebooks", name) or {}).get("state") == "ACTIVE"
+            and not self.store.query("launches", open=True),
+            step=step,
+        )
+        return next(h["at"] for h in self.store.get("notebooks", name)["history"] if h["state"] == "ACTIVE")
+
     def quiet(self) -> None:
         """Every launch and operation is over and no step a request started is still running, so
         what a test measures next is its own doing."""

@@ -57,10 +57,7 @@ def monitoring(bot: Bot) -> Iterator[tuple[MonitoringSimulator, Utilization]]:
 
 
 def launch_ready(bot: Bot, user: str, name: str, extra: str = "") -> float:
-    """Launch and wait until ACTIVE; the moment the record turned ACTIVE."""
-    bot.driver.command(user, f"new name={name} {extra}")
-    bot.reconcile_until(lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE", step=1)
-    return next(h["at"] for h in bot.store.get("notebooks", name)["history"] if h["state"] == "ACTIVE")
+    return bot.launch_ready(user, name, extra, step=1)
 
 
 def stop(bot: Bot, user: str, name: str) -> None:

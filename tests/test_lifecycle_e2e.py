@@ -27,12 +27,7 @@ def make_bot(configured_bot):
 
 
 def launch_ready(bot: Bot, user: str, name: str, extra: str = "") -> None:
-    bot.driver.command(user, f"new name={name} {extra}")
-    bot.reconcile_until(
-        lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE"
-        and not bot.store.query("launches", open=True),  # its last steps (the ping) are over too
-        step=5,
-    )
+    bot.launch_ready(user, name, extra, step=5)
 
 
 def dms(bot: Bot, user: str) -> list:

@@ -24,8 +24,7 @@ def bot(firestore_host, firestore_project, monkeypatch, tmp_path):
 
 
 def launch_ready(bot: Bot, user: str, name: str) -> None:
-    bot.driver.command(user, f"new name={name}")
-    bot.reconcile_until(lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE")
+    bot.launch_ready(user, name)
 
 
 def replies(bot: Bot, user: str) -> list[str]:

@@ -30,8 +30,7 @@ def make_bot(configured_bot):
 
 
 def launch_ready(bot: Bot, name: str, extra: str = "gpu=l4", user: str = "U0ALICE") -> None:
-    bot.driver.command(user, f"new name={name} {extra}")
-    bot.reconcile_until(lambda: (bot.store.get("notebooks", name) or {}).get("state") == "ACTIVE", step=5)
+    bot.launch_ready(user, name, extra, step=5)
 
 
 def sweep_at(bot: Bot, when: float):

@@ -17,9 +17,7 @@ def bot(firestore_host, firestore_project, monkeypatch):
 
     store = FirestoreStore(firestore.Client(project=firestore_project))
     with Bot(store, monkeypatch) as bot:
-        bot.driver.command("U0ALICE", "new name=nb-alice")
-        bot.reconcile_until(lambda: (bot.store.get("notebooks", "nb-alice") or {}).get("state") == "ACTIVE")
-        bot.quiet()  # the launch's last post (the ping) is not the stop's
+        bot.launch_ready("U0ALICE", "nb-alice")  # its last post (the ping) is over: the failures are the stop's
         yield bot
 
 
