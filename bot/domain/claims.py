@@ -72,10 +72,6 @@ class Taken:
             said.append(key)
 
 
-NOTHING = Taken("", {})
-
-
-
 class Claims:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
