@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
+from bot.adapters.firestore import FirestoreStore
 from tests.support.emulators import firestore_emulator, new_project_id, storage_emulator
 
 
@@ -27,9 +27,8 @@ def firestore_project(firestore_host: str) -> str:
 @pytest.fixture
 def store(firestore_project: str) -> FirestoreStore:
     """The bot's store on this test's own (empty) Firestore emulator project."""
-    from google.cloud import firestore
 
-    return FirestoreStore(firestore.Client(project=firestore_project))
+    return FirestoreStore.connect(firestore_project)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +44,6 @@ def storage_host() -> Iterator[str]:
 def configured_bot(firestore_project, monkeypatch, tmp_path) -> Iterator[Callable[..., object]]:
     """`make(config_text, start)`: a Bot with that TOML config on this test's Firestore project, its
     clock at `start`, its store a DyingStore (counted, and able to lose a batch of record writes)."""
-    from google.cloud import firestore
 
     from bot.run.config import load_config
     from tests.harness import Bot
@@ -56,7 +54,7 @@ def configured_bot(firestore_project, monkeypatch, tmp_path) -> Iterator[Callabl
     def make(config_text: str, start: float) -> Bot:
         config = tmp_path / "config.toml"
         config.write_text(config_text)
-        store = DyingStore(FirestoreStore(firestore.Client(project=firestore_project)))
+        store = DyingStore(FirestoreStore.connect(firestore_project))
         bot = Bot(store, monkeypatch, config=load_config(config)).__enter__()
         bot.clock.now = start
         bots.append(bot)

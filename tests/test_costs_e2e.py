@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from bot.adapters.firestore import FirestoreStore
 from bot.adapters.monitoring import Utilization
-from bot.adapters.store import FirestoreStore
 from bot.run.config import load_config
 from bot.run.services import Services
 from bot.sim.monitoring_api import MonitoringSimulator
@@ -35,11 +35,9 @@ MONEY = r"\$([\d,]+\.\d\d)"
 
 @pytest.fixture
 def bot(firestore_host, firestore_project, monkeypatch, tmp_path) -> Iterator[Bot]:
-    from google.cloud import firestore
-
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
-    store = CountedStore(FirestoreStore(firestore.Client(project=firestore_project)))
+    store = CountedStore(FirestoreStore.connect(firestore_project))
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
         bot.clock.now = MONDAY_06
         yield bot
@@ -302,13 +300,11 @@ def test_a_digest_whose_reply_was_lost_is_recovered_not_sent_twice(bot: Bot) -> 
 
 
 def test_the_digest_goes_to_a_channel_when_configured(firestore_host, firestore_project, monkeypatch, tmp_path) -> None:
-    from google.cloud import firestore
-
     config = tmp_path / "config.toml"
     config.write_text(
         CONFIG + 'digest_to = "channel"\ndigest_channel = "C0COSTS"\ndigest_weekday = 2\ndigest_hour = 8\n'
     )
-    store = FirestoreStore(firestore.Client(project=firestore_project))
+    store = FirestoreStore.connect(firestore_project)
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
         bot.clock.now = datetime(2026, 12, 2, 8, 0, tzinfo=UTC).timestamp()  # Wednesday 08:00
         assert bot.services.digest.send_if_due() is False and bot.slack.messages("C0COSTS") == []

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
+from bot.adapters.firestore import FirestoreStore
 from bot.run.config import load_config
 from tests.harness import Bot
 from tests.test_block_kit_limits import valid_message
@@ -19,11 +19,9 @@ SORRY = "Something went wrong"
 
 @pytest.fixture
 def bot(firestore_host: str, firestore_project: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[Bot]:
-    from google.cloud import firestore
-
     config = tmp_path / "config.toml"
     config.write_text('[access]\nadmins = ["U0ADMIN"]\n')
-    store = FirestoreStore(firestore.Client(project=firestore_project))
+    store = FirestoreStore.connect(firestore_project)
     with Bot(store, monkeypatch, config=load_config(config)) as running:
         yield running
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
+from bot.adapters.firestore import FirestoreStore
 from bot.domain import audit
 from bot.run.config import load_config
 from tests.harness import Bot, ephemeral
@@ -14,11 +14,9 @@ ADMIN_CONFIG = '[access]\nadmins = ["U0ADMIN"]\napprovers = ["U0APPROVER"]\nappr
 
 @pytest.fixture
 def bot(firestore_host, firestore_project, monkeypatch, tmp_path):
-    from google.cloud import firestore
-
     config = tmp_path / "config.toml"
     config.write_text(ADMIN_CONFIG)
-    store = FirestoreStore(firestore.Client(project=firestore_project))
+    store = FirestoreStore.connect(firestore_project)
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
         yield bot
 
@@ -226,11 +224,9 @@ def test_home_buttons_stop_a_notebook_and_refresh_the_home(bot: Bot) -> None:
 
 
 def test_the_quota_counts_running_notebooks_and_start_respects_it(firestore_project, monkeypatch, tmp_path) -> None:
-    from google.cloud import firestore
-
     config = tmp_path / "config.toml"
     config.write_text(ADMIN_CONFIG + "[policy]\nmax_notebooks_per_user = 1\n")
-    store = FirestoreStore(firestore.Client(project=firestore_project))
+    store = FirestoreStore.connect(firestore_project)
     with Bot(store, monkeypatch, config=load_config(config)) as bot:
         launch_ready(bot, "U0ALICE", "first")
         bot.driver.command("U0ALICE", "stop first")

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.adapters.store import FirestoreStore
+from bot.adapters.firestore import FirestoreStore
 from bot.domain.operations import Operations
 from tests.harness import Bot
 
 
 @pytest.fixture
 def bot(firestore_host, firestore_project, monkeypatch):
-    from google.cloud import firestore
-
-    store = FirestoreStore(firestore.Client(project=firestore_project))
+    store = FirestoreStore.connect(firestore_project)
     with Bot(store, monkeypatch) as bot:
         bot.launch_ready("U0ALICE", "nb-alice")  # its last post (the ping) is over: the failures are the stop's
         yield bot

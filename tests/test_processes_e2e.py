@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from google.cloud import firestore
 
-from bot.adapters.store import FirestoreStore
+from bot.adapters.firestore import FirestoreStore
 from bot.sim.slack_api import SlackSimulator
 from bot.sim.slack_driver import SlackDriver
 from bot.sim.workbench_api import WorkbenchSimulator
@@ -40,7 +39,7 @@ def cloud(firestore_host: str, firestore_project: str) -> Iterator[dict]:
             "NOTEBOOK_BOT_WORKER_INTERVAL": "0.3",
             "NOTEBOOK_BOT_POLL_SECONDS": "0.3",
         }
-        store = FirestoreStore(firestore.Client(project=firestore_project))
+        store = FirestoreStore.connect(firestore_project)
         yield {"slack": slack, "workbench": workbench, "env": env, "store": store}
 
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.adapters.store import MAX_BATCH, FirestoreStore, SqliteStore, Store
+from bot.adapters.firestore import FirestoreStore
+from bot.adapters.store import MAX_BATCH, SqliteStore, Store
 
 
 @pytest.fixture(params=["sqlite", "firestore"])
@@ -15,11 +16,9 @@ def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:
     if request.param == "sqlite":
         yield SqliteStore(tmp_path / "store.sqlite3")
     else:
-        from google.cloud import firestore
-
         request.getfixturevalue("firestore_host")
         project = request.getfixturevalue("firestore_project")
-        yield FirestoreStore(firestore.Client(project=project))
+        yield FirestoreStore.connect(project)
 
 
 def test_create_refuses_an_existing_key_and_keeps_the_first_doc(store: Store) -> None:

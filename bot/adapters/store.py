@@ -1,4 +1,4 @@
-"""Where the bot keeps its records: Firestore in production, SQLite on a laptop.
+"""Where the bot keeps its records: Firestore in production (bot/adapters/firestore.py), SQLite on a laptop.
 
 The store is a small document store (collections of JSON-like dicts keyed by id) with one
 transactional primitive, `update` (and `update_many`, the same over several docs), on which
@@ -76,7 +76,7 @@ class Store(Protocol):
 MAX_BATCH = 500  # writes in one Firestore transaction or batch
 
 
-def _check_batch(size: int) -> None:
+def check_batch(size: int) -> None:
     if size > MAX_BATCH:
         raise ValueError(f"{size} documents in one write; at most {MAX_BATCH}")
 
@@ -173,7 +173,7 @@ class SqliteStore:
         return self._transaction(work)
 
     def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
-        _check_batch(len(changes))
+        check_batch(len(changes))
 
         def work() -> dict[str, Doc | None]:
             stood: dict[str, Doc | None] = {}
@@ -188,7 +188,7 @@ class SqliteStore:
         return self._transaction(work)
 
     def put_many(self, collection: str, docs: dict[str, Doc]) -> None:
-        _check_batch(len(docs))
+        check_batch(len(docs))
 
         def work() -> None:
             for key, doc in docs.items():
@@ -217,139 +217,12 @@ class SqliteStore:
         )
 
 
-class FirestoreStore:
-    """Cloud Firestore (native mode). Collections are prefixed so several bots can share a database."""
-
-    def __init__(self, client: Any, prefix: str = "notebook-bot-") -> None:
-        self._client = client
-        self._prefix = prefix
-
-    @classmethod
-    def connect(cls, project: str | None, database: str | None = None, prefix: str = "notebook-bot-"):
-        from google.cloud import firestore  # heavy; imported only when Firestore is used
-
-        return cls(firestore.Client(project=project, database=database or "(default)"), prefix)
-
-    def _ref(self, collection: str, key: str) -> Any:
-        return self._client.collection(self._prefix + collection).document(key)
-
-    def get(self, collection: str, key: str) -> Doc | None:
-        snapshot = self._ref(collection, key).get()
-        return snapshot.to_dict() if snapshot.exists else None
-
-    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Doc | None]:
-        refs = [self._ref(collection, key) for collection, key in keys]
-        found = {s.reference.path: s for s in self._client.get_all(refs)}  # one BatchGetDocuments, any order
-        snapshots = [found.get(ref.path) for ref in refs]
-        return [s.to_dict() if s is not None and s.exists else None for s in snapshots]
-
-    def create(self, collection: str, key: str, doc: Doc) -> bool:
-        from google.api_core.exceptions import AlreadyExists, Conflict
-
-        try:
-            self._ref(collection, key).create(doc)
-        except (AlreadyExists, Conflict):
-            return False
-        return True
-
-    def create_and_put(self, collection: str, key: str, doc: Doc, others: Sequence[tuple[str, str, Doc]]) -> bool:
-        from google.api_core.exceptions import AlreadyExists, Conflict
-
-        batch = self._client.batch()  # one commit: the create's precondition fails it whole
-        batch.create(self._ref(collection, key), doc)
-        for other, other_key, other_doc in others:
-            batch.set(self._ref(other, other_key), other_doc)
-        try:
-            batch.commit()
-        except (AlreadyExists, Conflict):
-            return False
-        return True
-
-    def put(self, collection: str, key: str, doc: Doc) -> None:
-        self._ref(collection, key).set(doc)
-
-    def update(self, collection: str, key: str, change: Change) -> Doc | None:
-        from google.cloud import firestore
-
-        ref = self._ref(collection, key)
-
-        @firestore.transactional
-        def work(transaction: Any) -> Doc | None:
-            snapshot = ref.get(transaction=transaction)
-            current = snapshot.to_dict() if snapshot.exists else None
-            new = change(json.loads(json.dumps(current)) if current is not None else None)
-            if new is None:
-                return current
-            transaction.set(ref, new)
-            return new
-
-        return work(self._client.transaction(max_attempts=10))
-
-    def update_many(self, collection: str, changes: dict[str, Change]) -> dict[str, Doc | None]:
-        from google.cloud import firestore
-
-        _check_batch(len(changes))
-        if not changes:
-            return {}
-        refs = {key: self._ref(collection, key) for key in changes}
-
-        @firestore.transactional
-        def work(transaction: Any) -> dict[str, Doc | None]:
-            found = {s.reference.id: s for s in transaction.get_all(list(refs.values()))}  # one read for all
-            stood: dict[str, Doc | None] = {}
-            for key, change in changes.items():
-                snapshot = found.get(key)
-                current = snapshot.to_dict() if snapshot is not None and snapshot.exists else None
-                new = change(json.loads(json.dumps(current)) if current is not None else None)
-                if new is not None:
-                    transaction.set(refs[key], new)
-                stood[key] = current if new is None else new
-            return stood
-
-        return work(self._client.transaction(max_attempts=10))
-
-    def put_many(self, collection: str, docs: dict[str, Doc]) -> None:
-        _check_batch(len(docs))
-        if not docs:
-            return
-        batch = self._client.batch()
-        for key, doc in docs.items():
-            batch.set(self._ref(collection, key), doc)
-        batch.commit()
-
-    def query(self, collection: str, **where: Any) -> list[Doc]:
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        query = self._client.collection(self._prefix + collection)
-        if any(isinstance(w, list | tuple) and not w for w in where.values()):
-            return []  # "any of nothing" matches nothing (Firestore refuses an empty `in`)
-        for field, wanted in where.items():
-            if isinstance(wanted, list | tuple):
-                query = query.where(filter=FieldFilter(field, "in", list(wanted)))
-            else:
-                query = query.where(filter=FieldFilter(field, "==", wanted))
-        return [snapshot.to_dict() for snapshot in query.stream()]
-
-    def due(self, collection: str, now: float, limit: int = DUE_LIMIT) -> list[Doc]:
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        query = (
-            self._client.collection(self._prefix + collection)
-            .where(filter=FieldFilter("open", "==", True))
-            .where(filter=FieldFilter("next_at", "<=", now))
-            .order_by("next_at")
-            .limit(limit)
-        )
-        return [snapshot.to_dict() for snapshot in query.stream()]
-
-    def delete(self, collection: str, key: str) -> None:
-        self._ref(collection, key).delete()
-
-
 def open_store(url: str, project: str | None = None) -> Store:
     """`firestore`, `firestore:DATABASE`, `sqlite:PATH` or `memory`."""
     kind, _, rest = url.partition(":")
     if kind == "firestore":
+        from bot.adapters.firestore import FirestoreStore
+
         return FirestoreStore.connect(project, rest or None)
     if kind == "sqlite" and rest:
         return SqliteStore(Path(rest).expanduser())

@@ -341,12 +341,13 @@ class Doctor:
         kind, _, database = self.settings.store_url.partition(":")
         if kind != "firestore":
             return [Result(SKIP, "Firestore", f"the store is {self.settings.store_url}, not Firestore")]
-        from google.cloud import firestore
+        from bot.adapters.firestore import FirestoreStore
 
         database = database or "(default)"
-        client = firestore.Client(project=self.project or None, database=database)
+        emulator = self.emulator("FIRESTORE_EMULATOR_HOST") or ""
+        store = FirestoreStore.connect(self.project or None, database, emulator=emulator)  # no credentials: raises
         try:
-            client.collection("notebook-bot-launches").document("_check").get(retry=None, timeout=20)
+            store.get("launches", "_check")
         except Exception as exc:
             message = _describe(exc)
             fix = []

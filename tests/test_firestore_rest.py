@@ -1,0 +1,175 @@
+"""The REST Firestore store against the emulator: the same documents as the official client, clear
+errors, and lost replies recovered (a proxy between the store and the emulator drops them)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import suppress
+
+import pytest
+from google.cloud import firestore
+
+from bot.adapters.firestore import FirestoreStore, StoreError, _Http
+
+PREFIX = "notebook-bot-"
+DOC = {
+    "id": "nb:1/ü",
+    "count": 3,
+    "big": 2**62,
+    "at": 1732846800.25,
+    "whole": 2.0,
+    "open": True,
+    "none": None,
+    "text": "héllo ✓ \"quoted\" `ticks`",
+    "spec": {"gpu": "l4", "buckets": ["a", "b/c"], "nested": {"deep": [1, 2.5, {"x": False}]}},
+    "empty_list": [],
+    "empty_map": {},
+}
+KEYS = ["plain", "with:colon", "with space", "ünïcode", "dots.and-dashes", "C0123:1700000000.123"]
+
+
+@pytest.fixture
+def official(firestore_project: str) -> firestore.Client:
+    return firestore.Client(project=firestore_project)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_what_the_official_client_wrote_reads_the_same(store: FirestoreStore, official, key: str) -> None:
+    official.collection(PREFIX + "things").document(key).set(DOC)
+    assert store.get("things", key) == DOC
+    assert store.get_many([("things", key)]) == [DOC]
+    assert store.query("things", count=3, open=True) == [DOC]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_what_the_store_wrote_the_official_client_reads_the_same(store: FirestoreStore, official, key: str) -> None:
+    assert store.create("things", key, DOC)
+    snapshot = official.collection(PREFIX + "things").document(key).get()
+    assert snapshot.exists and snapshot.to_dict() == DOC
+    assert store.update("things", key, lambda d: {**d, "count": d["count"] + 1})["count"] == 4
+    assert official.collection(PREFIX + "things").document(key).get().to_dict()["count"] == 4
+
+
+def test_an_integer_and_a_float_of_the_same_value_keep_their_types(store: FirestoreStore) -> None:
+    store.put("things", "n", {"i": 2, "f": 2.0})
+    found = store.get("things", "n")
+    assert found == {"i": 2, "f": 2.0}
+    assert type(found["i"]) is int and type(found["f"]) is float
+
+
+def test_a_missing_project_database_is_a_clear_error(firestore_project: str) -> None:
+    store = FirestoreStore.connect(firestore_project, database="no such db!")
+    with pytest.raises(StoreError) as raised:
+        store.put("things", "a", {"v": 1})
+    assert "Firestore" in str(raised.value) and raised.value.status >= 400
+
+
+def test_a_value_firestore_cannot_keep_changes_nothing(store: FirestoreStore) -> None:
+    with pytest.raises(TypeError, match="cannot keep a set"):
+        store.put("things", "a", {"v": {1, 2}})
+    assert store.get("things", "a") is None
+
+
+# --- lost replies ------------------------------------------------------------------------------------
+class Proxy:
+    """A TCP proxy to the emulator that, when armed, forwards one request and closes the connection
+    instead of relaying its reply: the write happened, the client never hears of it."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.drop_next_reply_to = b""  # armed: the next request whose first line contains this
+        self.dropped = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.create_connection(self.target) as upstream:
+            while request := _read_message(client):
+                upstream.sendall(request)
+                reply = _read_message(upstream)
+                armed = self.drop_next_reply_to
+                if armed and armed in request.split(b"\r\n", 1)[0]:
+                    self.drop_next_reply_to = b""
+                    self.dropped += 1
+                    return  # the request was applied; its reply is lost
+                client.sendall(reply)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def _read_message(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 message with a Content-Length body (what http.client and the emulator send)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture
+def proxied(firestore_host: str, firestore_project: str) -> Iterator[tuple[FirestoreStore, Proxy]]:
+    proxy = Proxy(firestore_host)
+    http_ = _Http(proxy.address, secure=False, token=lambda: {"Authorization": "Bearer owner"})
+    yield FirestoreStore(http_, firestore_project), proxy
+    with suppress(OSError):
+        proxy.close()
+
+
+def test_a_create_whose_reply_was_lost_counts_as_created(proxied, store: FirestoreStore) -> None:
+    through_proxy, proxy = proxied
+    proxy.drop_next_reply_to = b":commit"
+    assert through_proxy.create("things", "a", {"v": 1}) is True
+    assert proxy.dropped == 1
+    assert store.get("things", "a") == {"v": 1}
+    assert through_proxy.create("things", "a", {"v": 1}) is False  # a second create is refused as ever
+
+
+def test_a_create_that_lost_its_reply_to_someone_elses_doc_is_refused(proxied, store: FirestoreStore) -> None:
+    through_proxy, proxy = proxied
+    store.put("things", "a", {"v": "theirs"})
+    proxy.drop_next_reply_to = b":batchGet"  # a read's reply lost: read again, nothing to recover
+    assert through_proxy.get_many([("things", "a")]) == [{"v": "theirs"}]
+    assert through_proxy.create("things", "a", {"v": "mine"}) is False
+    assert store.get("things", "a") == {"v": "theirs"}
+
+
+def test_a_transaction_whose_commit_reply_was_lost_runs_again_on_what_it_wrote(proxied, store: FirestoreStore) -> None:
+    through_proxy, proxy = proxied
+    store.put("things", "a", {"claimed_by": None})
+    runs: list[dict] = []
+
+    def claim(doc: dict | None) -> dict | None:
+        runs.append(dict(doc or {}))
+        if doc and doc["claimed_by"] is not None:
+            return None  # already claimed: nothing to write
+        return {"claimed_by": "me"}
+
+    proxy.drop_next_reply_to = b":commit"
+    assert through_proxy.update("things", "a", claim) == {"claimed_by": "me"}
+    assert proxy.dropped == 1
+    assert runs == [{"claimed_by": None}, {"claimed_by": "me"}]  # the rerun saw its own write, wrote nothing
