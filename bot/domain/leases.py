@@ -123,19 +123,35 @@ def work_due(store: Store, collection: str, now: float, advance: Callable[[str],
     return advanced
 
 
-def throttle(store: Store, key: str, now: float, every: float) -> bool:
-    """True for one caller per `every` seconds across all workers (periodic work like sweeps)."""
-    took: list[bool] = []
+class Throttle:
+    """Periodic work (a sweep, the cloud sync) done by one worker per `every` seconds across all.
 
-    def take(doc: Doc | None) -> Doc | None:
-        took.clear()
-        if doc is not None and now - doc.get("at", 0) < every:
-            return None
-        took.append(True)
-        return {"at": now}
+    The period is taken in a store transaction on `meta/KEY`. A worker remembers when it last saw the
+    period taken (by itself or another), and until that period is over it answers from memory: an
+    idle pass reads nothing, and replicas read once per period each, not once per pass each.
+    """
 
-    store.update("meta", key, take)
-    return bool(took)
+    def __init__(self, store: Store, key: str) -> None:
+        self.store = store
+        self.key = key
+        self._taken_at = float("-inf")  # the start of the latest period this worker saw taken
+
+    def take(self, now: float, every: float) -> bool:
+        """True for one caller per `every` seconds across all workers."""
+        if now - self._taken_at < every:
+            return False
+        took: list[bool] = []
+
+        def take(doc: Doc | None) -> Doc | None:
+            took.clear()
+            if doc is not None and now - doc.get("at", 0) < every:
+                return None
+            took.append(True)
+            return {"at": now}
+
+        doc = self.store.update("meta", self.key, take)
+        self._taken_at = now if took else (doc or {}).get("at", float("-inf"))
+        return bool(took)
 
 
 def refused(exc: Exception) -> bool:

@@ -219,13 +219,14 @@ class Lifecycle:
         self.utilization = utilization  # None: Monitoring is not configured; reminders go by the clock
         self.records = Records(store, clock)
         self.claims = Claims(store, clock)
+        self._sweeps = leases.Throttle(store, "sweep")
         self.usage = usage  # keeps each sweep's reading for the cost reports
         self.offhours = OffHours(self, schedules) if schedules is not None else None
 
     # --- the sweep ---------------------------------------------------------------------------------
     def sweep_if_due(self, every: float = 300.0) -> SweepReport | None:
         """A sweep at most every `every` seconds across all workers (the worker ticks every few)."""
-        return self.sweep() if leases.throttle(self.store, "sweep", self.clock(), every) else None
+        return self.sweep() if self._sweeps.take(self.clock(), every) else None
 
     def sweep(self) -> SweepReport:
         """Look at every notebook in order. The ones with something due are taken in batches: a

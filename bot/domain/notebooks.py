@@ -53,6 +53,7 @@ class Notebooks:
         self.default_zone = default_zone
         self.clock = clock
         self.records = Records(store, clock)
+        self._syncs = leases.Throttle(store, "sync")
         self.on_change: Callable[[set[str]], None] | None = None  # refreshes App Homes of these users
 
     # --- reading ------------------------------------------------------------------------------------
@@ -204,12 +205,18 @@ class Notebooks:
     def sync(self, *, force: bool = False, fresher_than: float | None = None) -> list[InstanceInfo]:
         """Bring records in line with the cloud (one list call per zone); returns unmanaged instances.
 
-        Runs at most every SYNC_EVERY seconds (or `fresher_than`) across all workers unless forced.
+        Runs at most every SYNC_EVERY seconds (or `fresher_than`) across all workers unless forced;
+        otherwise answers with what the last sync found.
         """
+        found = self._sync(self.clock())[0] if force else self.sync_if_due(fresher_than)
+        return self.unmanaged() if found is None else found
+
+    def sync_if_due(self, fresher_than: float | None = None) -> list[InstanceInfo] | None:
+        """The periodic sync, if its time has come (the unmanaged instances it found), else None
+        without a read: what each reconcile pass calls."""
         now = self.clock()
-        every = self.SYNC_EVERY if fresher_than is None else fresher_than
-        if not force and not leases.throttle(self.store, "sync", now, every):
-            return [InstanceInfo(**d) for d in (self.store.get("meta", "unmanaged") or {}).get("instances", [])]
+        if not self._syncs.take(now, self.SYNC_EVERY if fresher_than is None else fresher_than):
+            return None
         return self._sync(now)[0]
 
     def synced(self) -> list[Notebook]:

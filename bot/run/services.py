@@ -375,7 +375,7 @@ class Services:
             "launches": self.launcher.reconcile,
             "operations": self.operations.reconcile,
             "idle extensions": self.idle_extensions.reconcile,
-            "unmanaged": lambda: len(self.notebooks.sync()),
+            "unmanaged": lambda: len(self.notebooks.sync_if_due() or ()),
             "reminders": lambda: swept.reminders if (swept := self.lifecycle.sweep_if_due()) else 0,
             "digest": lambda: int(self.digest.send_if_due()),
         }
