@@ -141,7 +141,7 @@ class _Http:
         if conn is None:
             kind = http.client.HTTPSConnection if self.secure else http.client.HTTPConnection
             conn = self._local.conn = kind(self.host, timeout=TIMEOUT)
-        elif conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
+        elif conn.sock is not None and _readable(conn.sock):
             conn.close()  # readable while idle: the server closed this keep-alive; the next request reopens it
         return conn
 
@@ -160,6 +160,12 @@ class _Http:
         if response.status >= 400:
             raise _error(response.status, data)
         return json.loads(data) if data else {}
+
+
+def _readable(sock: Any) -> bool:
+    poller = select.poll()  # not select.select, which fails on descriptors past 1023
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _error(status: int, data: bytes) -> StoreError:
