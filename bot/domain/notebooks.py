@@ -221,8 +221,11 @@ class Notebooks:
 
     def synced(self) -> list[Notebook]:
         """Sync now (as `sync(force=True)`) and return every record as it then stands, from the sync's
-        one query: what the sync wrote replaces what it read (the lifecycle sweep reads no more)."""
-        return self._sync(self.clock())[1]
+        one query: what the sync wrote replaces what it read (the lifecycle sweep reads no more).
+        It counts as the periodic sync: the pass that sweeps lists each zone once, not twice."""
+        now = self.clock()
+        self._syncs.take(now, 0.0)  # the next periodic sync is due SYNC_EVERY after this one
+        return self._sync(now)[1]
 
     def _sync(self, now: float) -> tuple[list[InstanceInfo], list[Notebook]]:
         records = self.records.everyone()

@@ -375,8 +375,8 @@ class Services:
             "launches": self.launcher.reconcile,
             "operations": self.operations.reconcile,
             "idle extensions": self.idle_extensions.reconcile,
-            "unmanaged": lambda: len(self.notebooks.sync_if_due() or ()),
             "reminders": lambda: swept.reminders if (swept := self.lifecycle.sweep_if_due()) else 0,
+            "unmanaged": lambda: len(self.notebooks.sync_if_due() or ()),  # not again after a sweep's sync
             "digest": lambda: int(self.digest.send_if_due()),
         }
         for name, stage in stages.items():  # each stage on its own: one failing must not stop the others
