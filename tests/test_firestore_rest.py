@@ -22,7 +22,7 @@ DOC = {
     "whole": 2.0,
     "open": True,
     "none": None,
-    "text": "héllo ✓ \"quoted\" `ticks`",
+    "text": 'héllo ✓ "quoted" `ticks`',
     "spec": {"gpu": "l4", "buckets": ["a", "b/c"], "nested": {"deep": [1, 2.5, {"x": False}]}},
     "empty_list": [],
     "empty_map": {},
@@ -74,13 +74,15 @@ def test_a_value_firestore_cannot_keep_changes_nothing(store: FirestoreStore) ->
 
 # --- lost replies ------------------------------------------------------------------------------------
 class Proxy:
-    """A TCP proxy to the emulator that, when armed, forwards one request and closes the connection
-    instead of relaying its reply: the write happened, the client never hears of it."""
+    """A TCP proxy to the emulator. Armed with `drop_next_reply_to`, it forwards the next matching
+    request and closes the connection instead of relaying the reply (the write happened, the client
+    never hears of it); with `drop_next_request_to`, it closes the connection without forwarding."""
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.drop_next_reply_to = b""  # armed: the next request whose first line contains this
+        self.drop_next_request_to = b""
         self.dropped = 0
         self._server = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._server.getsockname()[1]}"
@@ -97,6 +99,10 @@ class Proxy:
     def _serve(self, client: socket.socket) -> None:
         with client, socket.create_connection(self.target) as upstream:
             while request := _read_message(client):
+                if self.drop_next_request_to and self.drop_next_request_to in request.split(b"\r\n", 1)[0]:
+                    self.drop_next_request_to = b""
+                    self.dropped += 1
+                    return  # never arrived
                 upstream.sendall(request)
                 reply = _read_message(upstream)
                 armed = self.drop_next_reply_to
@@ -158,18 +164,50 @@ def test_a_create_that_lost_its_reply_to_someone_elses_doc_is_refused(proxied, s
     assert store.get("things", "a") == {"v": "theirs"}
 
 
-def test_a_transaction_whose_commit_reply_was_lost_runs_again_on_what_it_wrote(proxied, store: FirestoreStore) -> None:
-    through_proxy, proxy = proxied
-    store.put("things", "a", {"claimed_by": None})
-    runs: list[dict] = []
+def claimer(runs: list[dict]) -> tuple[list[bool], object]:
+    """A change as leases.claim writes one: it notes whether it won in a flag each run starts afresh."""
+    won: list[bool] = []
 
     def claim(doc: dict | None) -> dict | None:
         runs.append(dict(doc or {}))
+        won.clear()
         if doc and doc["claimed_by"] is not None:
-            return None  # already claimed: nothing to write
+            return None  # already claimed
+        won.append(True)
         return {"claimed_by": "me"}
 
+    return won, claim
+
+
+def test_a_transaction_whose_commit_reply_was_lost_is_not_run_again_on_its_own_write(
+    proxied, store: FirestoreStore
+) -> None:
+    through_proxy, proxy = proxied
+    store.put("things", "a", {"claimed_by": None})
+    runs: list[dict] = []
+    won, claim = claimer(runs)
     proxy.drop_next_reply_to = b":commit"
     assert through_proxy.update("things", "a", claim) == {"claimed_by": "me"}
     assert proxy.dropped == 1
-    assert runs == [{"claimed_by": None}, {"claimed_by": "me"}]  # the rerun saw its own write, wrote nothing
+    assert won == [True], "the caller learns that it won"
+    assert runs == [{"claimed_by": None}]
+    assert store.get("things", "a") == {"claimed_by": "me"}
+
+
+def test_a_transaction_whose_commit_never_arrived_runs_again(proxied, store: FirestoreStore) -> None:
+    through_proxy, proxy = proxied
+    store.put("things", "a", {"claimed_by": None})
+    runs: list[dict] = []
+    won, claim = claimer(runs)
+    proxy.drop_next_request_to = b":commit"
+    assert through_proxy.update("things", "a", claim) == {"claimed_by": "me"}
+    assert proxy.dropped == 1
+    assert won == [True]
+    assert runs == [{"claimed_by": None}, {"claimed_by": None}]
+    assert store.get("things", "a") == {"claimed_by": "me"}
+
+
+def test_query_for_a_missing_value_finds_the_docs_that_hold_null(store: FirestoreStore) -> None:
+    store.put("things", "a", {"owner": None, "v": 1})
+    store.put("things", "b", {"owner": "U1", "v": 2})
+    assert store.query("things", owner=None) == [{"owner": None, "v": 1}]

@@ -3,6 +3,8 @@ passes in between (three replicas passing every 3 s cost three reads per period,
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from bot.adapters.firestore import FirestoreStore
 from bot.domain.leases import Throttle
 from tests.support.store_calls import CountedStore
@@ -22,7 +24,7 @@ def test_each_period_is_taken_once_and_replicas_read_once_per_period(store: Fire
                 taken.append((n, now))
         now += TICK
     starts = [at for _, at in taken]
-    assert len(taken) == 3 and all(b - a >= EVERY for a, b in zip(starts, starts[1:], strict=False))
+    assert len(taken) == 3 and all(b - a >= EVERY for a, b in pairwise(starts))
     assert counted.count("update", "meta") == 3 * 3  # each replica once a period, not 300 passes × 3
 
 

@@ -54,10 +54,16 @@ class StoreError(Exception):
         super().__init__(f"Firestore {reason or status}: {message}")
         self.status = status
         self.reason = reason
+        self.message = message
 
     @property
     def transient(self) -> bool:
         return self.status in TRANSIENT or self.reason in ("ABORTED", NO_REPLY)
+
+    @property
+    def expired_transaction(self) -> bool:
+        """What a commit resent after its reply was lost gets: its transaction was used up."""
+        return self.status == 400 and "transaction" in self.message.lower()
 
 
 class _Lost(Exception):
@@ -123,7 +129,8 @@ def decode_fields(fields: dict[str, Any]) -> Doc:
 
 
 def _field(name: str) -> dict[str, str]:
-    return {"fieldPath": name if SIMPLE_FIELD.match(name) else "`" + name.replace("`", "\\`") + "`"}
+    quoted = name.replace("\\", "\\\\").replace("`", "\\`")
+    return {"fieldPath": name if SIMPLE_FIELD.match(name) else f"`{quoted}`"}
 
 
 # --- transport -----------------------------------------------------------------------------------------
@@ -149,9 +156,13 @@ class _Http:
         """One exchange. Raises StoreError for an error reply, _Lost when the connection failed (the
         request may or may not have been applied: the caller decides whether to send it again)."""
         payload = json.dumps(body).encode() if body is not None else None
+        try:
+            headers = {"Content-Type": "application/json", **self.token()}
+        except Exception as exc:  # google-auth's RefreshError, TransportError: nothing was sent
+            raise StoreError(503, "UNAVAILABLE", f"no credentials: {type(exc).__name__}: {exc}") from exc
         conn = self._connection()
         try:
-            conn.request(method, path, body=payload, headers={"Content-Type": "application/json", **self.token()})
+            conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             data = response.read()
         except (http.client.HTTPException, OSError) as exc:
@@ -170,10 +181,19 @@ def _readable(sock: Any) -> bool:
 
 def _error(status: int, data: bytes) -> StoreError:
     try:
-        error = json.loads(data)["error"]
+        found = json.loads(data)
+        error = next(p["error"] for p in found if "error" in p) if isinstance(found, list) else found["error"]
         return StoreError(status, error.get("status", ""), error.get("message", ""))
-    except (ValueError, KeyError, TypeError):
-        return StoreError(status, "", data[:200].decode(errors="replace"))
+    except (ValueError, KeyError, TypeError, StopIteration):
+        return StoreError(status, "", data[:1000].decode(errors="replace"))
+
+
+def _raise_streamed(parts: list[dict[str, Any]]) -> None:
+    """batchGet and runQuery answer with a list, in which an error may come after results."""
+    for part in parts:
+        if "error" in part:
+            error = part["error"]
+            raise StoreError(int(error.get("code", 500)), error.get("status", ""), error.get("message", ""))
 
 
 def _backoff(attempt: int) -> None:
@@ -218,16 +238,17 @@ class FirestoreStore:
     def _method(self, verb: str) -> str:
         return f"/v1/{quote(self._root, safe='/()')}:{verb}"
 
-    def _call(self, method: str, path: str, body: Any = None, *, repeatable: bool = True) -> Any:
-        """A call, retried on transient errors (and lost replies, when `repeatable`)."""
+    def _call(self, method: str, path: str, body: Any = None, *, once: bool = False) -> Any:
+        """A call, sent again on transient errors and lost replies unless `once` (what must not be
+        resent blindly: a create, a transaction's reads and commit; their callers decide)."""
         for attempt in range(ATTEMPTS):
             try:
                 return self._http.call(method, path, body)
             except StoreError as exc:
-                if not exc.transient or exc.reason == "ABORTED" or attempt == ATTEMPTS - 1:
+                if once or not exc.transient or attempt == ATTEMPTS - 1:
                     raise
             except _Lost as exc:
-                if not repeatable or attempt == ATTEMPTS - 1:
+                if once or attempt == ATTEMPTS - 1:
                     raise StoreError(0, NO_REPLY, f"no reply: {exc}") from exc
             _backoff(attempt)
         raise AssertionError("unreachable")
@@ -246,25 +267,23 @@ class FirestoreStore:
         body: dict[str, Any] = {"documents": list(dict.fromkeys(names))}
         if transaction:
             body["transaction"] = transaction
-        found: dict[str, Doc] = {}
-        for part in self._call("POST", self._method("batchGet"), body):  # one entry per name, any order
+        parts = self._call("POST", self._method("batchGet"), body, once=transaction is not None)
+        _raise_streamed(parts)
+        found: dict[str, Doc | None] = {}  # by path below the database, one entry per name, any order
+        for part in parts:
             if "found" in part:
-                found[part["found"]["name"]] = decode_fields(part["found"].get("fields", {}))
-        return [found.get(name) for name in names]
+                found[_path(part["found"]["name"])] = decode_fields(part["found"].get("fields", {}))
+            elif "missing" in part:
+                found[_path(part["missing"])] = None
+        unanswered = [name for name in names if _path(name) not in found]
+        if unanswered:
+            raise StoreError(500, "INTERNAL", f"batchGet did not answer for {unanswered[0]}")
+        return [found[_path(name)] for name in names]
 
     def query(self, collection: str, **where: Any) -> list[Doc]:
         if any(isinstance(w, list | tuple) and not w for w in where.values()):
             return []  # "any of nothing" matches nothing (Firestore refuses an empty IN)
-        filters = [
-            {
-                "fieldFilter": {
-                    "field": _field(field),
-                    "op": "IN" if isinstance(wanted, list | tuple) else "EQUAL",
-                    "value": encode(list(wanted) if isinstance(wanted, list | tuple) else wanted),
-                }
-            }
-            for field, wanted in where.items()
-        ]
+        filters = [_equals(field, wanted) for field, wanted in where.items()]
         return self._run_query({"from": [{"collectionId": self._prefix + collection}], **_where(filters)})
 
     def due(self, collection: str, now: float, limit: int = DUE_LIMIT) -> list[Doc]:
@@ -283,14 +302,15 @@ class FirestoreStore:
 
     def _run_query(self, structured: dict[str, Any]) -> list[Doc]:
         parts = self._call("POST", self._method("runQuery"), {"structuredQuery": structured})
+        _raise_streamed(parts)
         return [decode_fields(p["document"].get("fields", {})) for p in parts if "document" in p]
 
     # --- writes
-    def _commit(self, writes: list[dict[str, Any]], transaction: str | None = None, *, repeatable: bool = True) -> None:
+    def _commit(self, writes: list[dict[str, Any]], transaction: str | None = None, *, once: bool = False) -> None:
         body: dict[str, Any] = {"writes": writes}
         if transaction:
             body["transaction"] = transaction
-        self._call("POST", self._method("commit"), body, repeatable=repeatable)
+        self._call("POST", self._method("commit"), body, once=once or transaction is not None)
 
     def _set(self, collection: str, key: str, doc: Doc, *, new: bool = False) -> dict[str, Any]:
         write: dict[str, Any] = {"update": {"name": self._name(collection, key), "fields": encode_fields(doc)}}
@@ -306,7 +326,7 @@ class FirestoreStore:
         retried = False
         for attempt in range(ATTEMPTS):
             try:
-                self._commit(writes, repeatable=False)
+                self._commit(writes, once=True)
                 return True
             except StoreError as exc:
                 if exc.reason == "ALREADY_EXISTS":
@@ -338,35 +358,85 @@ class FirestoreStore:
         if not changes:
             return {}
         names = {key: self._name(collection, key) for key in changes}
-        previous: str | None = None
+        previous: str | None = None  # the aborted transaction this one retries (it keeps its place in line)
         for attempt in range(ATTEMPTS):
-            options = {"readWrite": {"retryTransaction": previous} if previous else {}}
-            transaction = self._call("POST", self._method("beginTransaction"), {"options": options})["transaction"]
+            last = attempt == ATTEMPTS - 1
+            transaction = self._begin(previous)
             try:
                 found = dict(zip(names, self._batch_get(list(names.values()), transaction), strict=True))
-                stood: dict[str, Doc | None] = {}
-                writes = []
-                for key, change in changes.items():
-                    new = change(json.loads(json.dumps(found[key])) if found[key] is not None else None)
-                    if new is not None:
-                        writes.append(self._set(collection, key, new))
-                    stood[key] = found[key] if new is None else new
-                self._commit(writes, transaction, repeatable=False)
-                return stood
+                stood, writes = self._apply(collection, changes, found)
             except StoreError as exc:
                 self._rollback(transaction)
-                if not exc.transient or attempt == ATTEMPTS - 1:
+                if not exc.transient or last:
                     raise
-                previous = transaction
+                previous = transaction if exc.reason == "ABORTED" else None
                 _backoff(attempt)
+                continue
             except BaseException:
                 self._rollback(transaction)
                 raise
+            try:
+                self._commit(writes, transaction)
+                return stood
+            except StoreError as exc:
+                if exc.reason == "ABORTED":  # contention: nothing was written
+                    previous = transaction
+                elif exc.transient or exc.expired_transaction:  # the reply was lost: written or not?
+                    self._rollback(transaction)  # if it never arrived, its locks go now rather than in a minute
+                    if self._written(writes):
+                        return stood  # applied: the changes must not run again on their own result
+                    previous = None
+                else:
+                    raise
+                if last:
+                    raise
+                _backoff(attempt)
         raise AssertionError("unreachable")
+
+    def _begin(self, previous: str | None) -> str:
+        options = {"readWrite": {"retryTransaction": previous} if previous else {}}
+        try:
+            return self._call("POST", self._method("beginTransaction"), {"options": options})["transaction"]
+        except StoreError as exc:
+            if previous is None or exc.status != 400:
+                raise
+            return self._begin(None)  # the one to retry is gone (expired): a new one
+
+    def _apply(
+        self, collection: str, changes: dict[str, Change], found: dict[str, Doc | None]
+    ) -> tuple[dict[str, Doc | None], list[dict[str, Any]]]:
+        """Each change on its doc as read: the docs as they will stand, and the writes."""
+        stood: dict[str, Doc | None] = {}
+        writes = []
+        for key, change in changes.items():
+            new = change(json.loads(json.dumps(found[key])) if found[key] is not None else None)
+            if new is not None:
+                writes.append(self._set(collection, key, new))
+            stood[key] = found[key] if new is None else new
+        return stood, writes
+
+    def _written(self, writes: list[dict[str, Any]]) -> bool:
+        """Whether every document holds what `writes` wrote (a commit whose reply was lost)."""
+        names = [w["update"]["name"] for w in writes]
+        now = self._batch_get(names)
+        return all(doc == decode_fields(w["update"]["fields"]) for doc, w in zip(now, writes, strict=True))
 
     def _rollback(self, transaction: str) -> None:
         with suppress(StoreError, _Lost):  # committed, aborted or expired: nothing is held either way
             self._http.call("POST", self._method("rollback"), {"transaction": transaction})
+
+
+def _equals(field: str, wanted: Any) -> dict[str, Any]:
+    if wanted is None:  # as the official client sends it: EQUAL null is refused
+        return {"unaryFilter": {"field": _field(field), "op": "IS_NULL"}}
+    if isinstance(wanted, list | tuple):
+        return {"fieldFilter": {"field": _field(field), "op": "IN", "value": encode(list(wanted))}}
+    return {"fieldFilter": {"field": _field(field), "op": "EQUAL", "value": encode(wanted)}}
+
+
+def _path(name: str) -> str:
+    """A document's path below its database (`collection/key`), however the server spelled the rest."""
+    return name.partition("/documents/")[2]
 
 
 def _where(filters: list[dict[str, Any]]) -> dict[str, Any]:
