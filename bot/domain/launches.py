@@ -383,7 +383,10 @@ class Launcher:
         """One pass: advance every launch that is due, then announce the links of those that turned
         ready. Returns how many were advanced."""
         advanced = leases.work_due(self.store, COLLECTION, self.clock(), self.advance)
-        self.announce()
+        try:
+            self.announce()
+        except Exception:  # the launches are still due, and their claims say how far each got
+            log.exception("could not announce the ready launches; the next pass tries again")
         return advanced
 
     def advance(self, launch_id: str) -> bool:
@@ -737,8 +740,9 @@ class Launcher:
         claimed: dict[str, dict[str, Any]] = {}
         fresh: dict[str, list[Launch]] = {}
         for launch in ready:
-            if launch.announce:
-                claimed[launch.announce["by"]] = launch.announce
+            if launch.announce:  # claimed by an earlier pass: recovered once its announcer must be done
+                if self.clock() - launch.announce["at"] >= self.LEASE_SECONDS:
+                    claimed[launch.announce["by"]] = launch.announce
             else:
                 fresh.setdefault(launch.message_channel or launch.channel, []).append(launch)
         for token, claim in claimed.items():
