@@ -48,10 +48,11 @@ class Budget:
             return True
 
     def spend(self) -> None:
-        """Count a call made without asking (one that can't wait): the calls after it wait longer."""
+        """Count a call made without asking (one that can't wait): the calls after it wait longer,
+        a minute's share at most (past that, Slack's own 429s do the pacing)."""
         with self._lock:
             self._refill()
-            self._tokens -= 1.0
+            self._tokens = max(self._tokens - 1.0, -(self.capacity + self.rate * 60))
 
     def hold(self, seconds: float) -> None:
         """Slack said Retry-After: nothing until then, and an empty bucket after it."""
