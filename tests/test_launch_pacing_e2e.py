@@ -10,6 +10,7 @@ and a 429 waited out rather than failing anyone's launch.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ import pytest
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.adapters.budget import Budget
+from bot.run.services import Services
 from tests.harness import Bot
 
 CHANNEL = "C0GENERAL"
@@ -145,6 +147,31 @@ def test_an_announcement_slack_refused_is_told_by_the_next_pass_once(bot: Bot) -
     passes.run(until=lambda: not bot.store.query("launches", open=True))
     [told] = announcements(bot)
     assert "<@U0P000>" in told.text and "<@U0P001>" in told.text
+
+
+def test_two_replicas_passing_at_once_tell_each_person_once(bot: Bot) -> None:
+    users = sorted(people(12))
+    passes = start(bot, users)
+    passes.run(until=lambda: len(launch_messages(bot)) == 12)
+    other = Services(bot.settings, config=bot.services.config, clock=bot.clock, store=bot.store)
+    bot.workbench.settle()
+    for _ in range(30):  # both replicas pass every 10 s, at the same moment, until every launch is over
+        if not bot.store.query("launches", open=True):
+            break
+        bot.clock.advance(PASS)
+        threads = [threading.Thread(target=s.reconcile) for s in (bot.services, other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not bot.store.query("launches", open=True)
+    mentions = Counter(
+        row["text"]["text"].split(">")[0].removeprefix("<@")
+        for m in announcements(bot)
+        for row in m.blocks
+        if row.get("accessory")
+    )
+    assert mentions == Counter(users), "each person told their link once, whichever replica got them"
 
 
 def test_a_429_defers_the_update_until_its_retry_after_and_fails_no_one(bot: Bot) -> None:
