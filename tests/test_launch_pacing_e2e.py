@@ -149,6 +149,22 @@ def test_an_announcement_slack_refused_is_told_by_the_next_pass_once(bot: Bot) -
     assert "<@U0P000>" in told.text and "<@U0P001>" in told.text
 
 
+def test_a_channel_the_bot_may_no_longer_post_in_gets_each_link_in_a_dm(bot: Bot) -> None:
+    passes = start(bot, ["U0P000", "U0P001"])
+    passes.run(until=lambda: len(launch_messages(bot)) == 2)
+    bot.workbench.settle()
+    bot.slack.fail_next("chat.postMessage", "not_in_channel")  # removed from the channel meanwhile
+    passes.run(limit=1)
+    dms = [m for m in bot.slack.messages() if m.channel.startswith("D")]
+    urls = {d["requester"]: bot.store.get("notebooks", d["instance_id"])["url"] for d in bot.launches()}
+    assert sorted(m.text.split(">")[0].removeprefix("<@") for m in dms) == ["U0P000", "U0P001"]
+    for m in dms:
+        assert urls[m.text.split(">")[0].removeprefix("<@")] in str(m.blocks), "each one's own link"
+    passes.run(until=lambda: not bot.store.query("launches", open=True))
+    assert len([m for m in bot.slack.messages() if m.channel.startswith("D")]) == 2, "told once"
+    assert announcements(bot) == []
+
+
 def test_two_replicas_passing_at_once_tell_each_person_once(bot: Bot) -> None:
     users = sorted(people(12))
     passes = start(bot, users)

@@ -45,7 +45,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.notify import Posted, Slack
+from bot.adapters.notify import UNREACHABLE_CHANNEL, Posted, Slack
 from bot.adapters.observer import Observer
 from bot.adapters.store import Store
 from bot.adapters.workbench import Workbench, WorkbenchError, label_value
@@ -779,7 +779,9 @@ class Launcher:
         return self._send_announcement(token, claim["channel"], mine)
 
     def _send_announcement(self, token: str, channel: str, mine: list[Launch]) -> int:
-        """Post the announcement of `mine` once (on the first one's record), then mark each told."""
+        """Post the announcement of `mine` once (on the first one's record), then mark each told.
+        Where the bot can't post in the channel, each person is told in their DM instead."""
+        mine = [launch for launch in mine if not outbox.done(launch.to_doc(), "ping")]
         if not mine:
             return 0
         first = mine[0]
@@ -797,6 +799,9 @@ class Launcher:
                 dm_instead=first.requester if len(mine) == 1 else None,
             )
         except Exception as exc:
+            unreachable = isinstance(exc, SlackApiError) and exc.response.get("error") in UNREACHABLE_CHANNEL
+            if unreachable and len(mine) > 1:
+                return sum(self._announce_in_dm(token, launch) for launch in mine)
             if outbox.definite(exc):  # nothing was posted: the claims go back, and the next pass tries again
 
                 def give_back(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -807,6 +812,23 @@ class Launcher:
                 self.store.update_many(COLLECTION, {launch.id: give_back for launch in mine})
             log.warning("could not announce %d ready launch(es); the next pass tries again: %s", len(mine), exc)
             return 0
+        self._mark_told(mine, posted)
+        return len(mine)
+
+    def _announce_in_dm(self, token: str, launch: Launch) -> int:
+        """One person's link in their DM (a post of its own name on their launch, recovered like any);
+        if it fails, the claim stays and a later pass tries again."""
+        try:
+            text, blocks = self.messages.announcement([launch])
+            dm = self.slack.dm_channel(launch.requester)
+            posted = self.outbox.post(COLLECTION, launch.id, f"announce:{token}:dm", dm, text, blocks)
+        except Exception as exc:
+            log.warning("could not tell a ready launch's link in a DM; a later pass tries again: %s", exc)
+            return 0
+        self._mark_told([launch], posted)
+        return 1
+
+    def _mark_told(self, launches: list[Launch], posted: Posted | None) -> None:
         told = {"state": outbox.UNKNOWN}  # Slack can't be asked whether it has it: at most once wins
         if posted:
             told = {"state": outbox.DONE, "channel": posted.channel, "ts": posted.ts}
@@ -814,8 +836,7 @@ class Launcher:
         def mark(doc: dict[str, Any] | None) -> dict[str, Any] | None:
             return outbox.with_effect(doc, "ping", told) if doc else None
 
-        self.store.update_many(COLLECTION, {launch.id: mark for launch in mine})
-        return len(mine)
+        self.store.update_many(COLLECTION, {launch.id: mark for launch in launches})
 
 
 def _claimed_by(token: str, docs: list[dict[str, Any] | None]) -> list[Launch]:
