@@ -10,11 +10,14 @@ which is what `notebook-bot serve` does every tick in real time.
 Phase A, launches in flight: --launches users (default 100) each send `/notebook new base` in one
 channel at t=0 (or over --spread ticks); each create takes --create seconds plus a fixed
 per-instance part of a tick, so instances turn ACTIVE between passes, as real ones do. Ticks run
-until every instance's link is posted (bounded). Per tick: the Workbench calls by method (from
-the simulator's log), the Slack calls by method, the store calls and documents read (a counting
-proxy around the store, in this benchmark only), and for each instance the delay from turning
-ACTIVE (the simulated moment its create finished) to the first Slack message or update carrying
-its URL.
+until every instance's link is posted and every launch is over (its message shows the outcome:
+the bot paces its Slack writes, so the last chat.updates may follow the links by minutes; bounded).
+The bot paces Slack as one of --slack-replicas processes (default 1: it alone may use the whole
+workspace's allowance, the tightest test of the tiers; production's default is 3, a third each).
+Per tick: the Workbench calls by method (from the simulator's log), the Slack calls by method,
+the store calls and documents read (a counting proxy around the store, in this benchmark only),
+and for each instance the delay from turning ACTIVE (the simulated moment its create finished)
+to the first Slack message or update carrying its URL.
 Phase B, idle passes: passes with nothing due. First with no launch open, then after --pending
 users (default 100) asked for `/notebook new tf-2-8`, which this run's config sends to approval
 (open for a day, so not due), then with --replicas bots (default 3) sharing the store, each
@@ -26,8 +29,8 @@ workspace, chat.postMessage ≈ 1 a second per channel); store reads per idle pa
 O(open), and not multiplied by replicas.
 
     python benchmarks/launches_in_flight.py [--launches 100] [--create 120] [--tick S]
-        [--spread TICKS] [--pending 100] [--replicas 3] [--store auto|firestore|sqlite] [--quick]
-        [--brief]
+        [--spread TICKS] [--pending 100] [--replicas 3] [--slack-replicas 1]
+        [--store auto|firestore|sqlite] [--quick] [--brief]
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +220,9 @@ def main() -> None:
     parser.add_argument("--tick", type=float, default=Settings().worker_interval, help="simulated seconds per tick")
     parser.add_argument("--pending", type=int, default=100, help="launches waiting for approval in phase B")
     parser.add_argument("--replicas", type=int, default=3, help="bots sharing the store in phase B's last part")
+    parser.add_argument(
+        "--slack-replicas", type=int, default=1, help="the bot's NOTEBOOK_BOT_REPLICAS: it paces Slack to 1/N (1)"
+    )
     parser.add_argument("--idle-ticks", type=int, default=5)
     parser.add_argument(
         "--spread", type=int, default=0, help="send the launches over this many ticks (default 0: all at t=0)"
@@ -229,7 +235,7 @@ def main() -> None:
         args.launches, args.create, args.pending, args.replicas, args.idle_ticks = 30, 60.0, 30, 2, 3
     launches, pending = max(1, min(args.launches, 300)), max(1, min(args.pending, 300))
     step, create = max(0.5, args.tick), max(1.0, min(args.create, 900.0))
-    max_ticks = math.ceil((create + 240) / step)  # creation, then up to 4 minutes for the links
+    max_ticks = math.ceil((create + 480) / step)  # creation, then up to 8 minutes for the links and last updates
     users_a, users_b = c.bench_users(launches, "L"), c.bench_users(pending, "P")
     clock = Clock()
     with (
@@ -249,7 +255,7 @@ def main() -> None:
         config_path = Path(tmp) / "config.toml"
         config_path.write_text(CONFIG)
         config = load_config(config_path)
-        settings = Settings.from_env(env)
+        settings = replace(Settings.from_env(env), replicas=max(1, args.slack_replicas))
         logs = c.LogCounter.install()
         bot = Services(settings, config=config, clock=clock, store=store)
         app = c.serve_in_process(bot, slack)
@@ -258,6 +264,7 @@ def main() -> None:
             tick=f"{step:g} s",
             store=backend.describe(),
             tiers="chat.update 50/min per workspace, chat.postMessage 60/min (1/s) per channel",
+            pacing=f"as one of {settings.replicas} replica(s): {1 / settings.replicas:.2g} of each tier",
         )
         t0 = clock()
         seen = Observer(slack, workbench, store, clock, t0)
@@ -284,6 +291,10 @@ def main() -> None:
         print(TICK_HEADER)
         print(tick_row(ticks[0]))
         after_last_link = 0
+
+        def open_launches() -> int:
+            return len(store.inner.query("launches", open=True))  # not counted: the benchmark's own look
+
         for index in range(1, max_ticks + 1):
             wall = run_tick(clock, step, workbench, [bot], slack, arrivals(index))
             tick = seen.look(index, wall)
@@ -299,7 +310,7 @@ def main() -> None:
             )
             if not args.brief or interesting:
                 print(tick_row(tick), flush=True)
-            if tick.created >= launches and tick.linked >= tick.created:
+            if tick.created >= launches and tick.linked >= tick.created and not open_launches():
                 after_last_link += 1
                 if after_last_link > 2:  # two more ticks for final messages
                     break

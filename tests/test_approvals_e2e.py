@@ -203,7 +203,7 @@ def test_deny_needs_a_reason_and_the_requester_sees_it(bot: Bot) -> None:
     assert "Denied by <@U0APPROVER>" in decided.text and "An L4 is enough for this model" in decided.text
     told = bot.slack.wait_for(lambda: [t for t in thread(bot, launch_message) if "denied" in t])
     assert "<@U0ALICE>" in told[0] and "An L4 is enough for this model" in told[0]
-    assert "Denied" in bot.launch_message().text
+    bot.slack.wait_for(lambda: "Denied" in bot.launch_message().text)  # shown after the ping
 
     launch = the_launch(bot)
     assert launch["state"] == "DENIED" and launch["decision"]["reason"] == "An L4 is enough for this model"

@@ -22,7 +22,7 @@ from slack_sdk.models.views import View
 from bot.adapters.store import SqliteStore
 from bot.adapters.workbench import InstanceInfo
 from bot.domain.errors import UserError
-from bot.domain.launches import Launch, State
+from bot.domain.launches import Launch, Launcher, State
 from bot.domain.records import Notebook, NotebookState
 from bot.domain.spec import SpecBounds, parse_request, resolve
 from bot.domain.utilization import Usage, Verdict
@@ -151,6 +151,15 @@ def notebook(services: Services, i: int, state: str = "ACTIVE") -> Notebook:
 @pytest.mark.parametrize("cancel", [None, {"by": "U0ALICE", "at": NOW}])
 def test_launch_messages_in_every_state(services: Services, state: str, cancel: dict | None) -> None:
     valid_message(services.launcher.messages.launch(launch(services, state, cancel=cancel), NOW))
+
+
+@pytest.mark.parametrize("count", [1, 2, Launcher.ANNOUNCE_AT_ONCE])
+def test_the_announcement_of_links_at_its_largest(services: Services, count: int) -> None:
+    ready = [
+        launch(services, "READY", id=f"7d8e9f00-0000-4000-8000-{i:012d}", instance_id=f"n{i:02d}-" + "x" * 58)
+        for i in range(count)
+    ]
+    valid_message(services.launcher.messages.announcement(ready))
 
 
 @pytest.mark.parametrize(

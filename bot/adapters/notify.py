@@ -1,14 +1,17 @@
 """The Slack Web API calls the domain needs, on slack_sdk (never slack_bolt).
 
-Rate limits are honoured by slack_sdk's retry handler (HTTP 429 + Retry-After), and
-connection errors are retried too; the base URL follows SLACK_API_URL so tests and the
-sandbox talk to a local fake.
+Rate limits: the workers' writes are paced by Slack's tiers (bot/adapters/budget.py), and an
+HTTP 429 is honoured on every client: its Retry-After holds the pacing of that method, and the
+call is retried after it only when that is short (RateLimitHandler); a longer one raises, so the
+step that made it is due again later instead of a worker sleeping. Connection errors are retried
+too; the base URL follows SLACK_API_URL so tests and the sandbox talk to a local fake.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +19,11 @@ from urllib.parse import urlsplit
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+from bot.adapters.budget import Pacing
 
 DEFAULT_API_URL = "https://slack.com/api/"
 UNREACHABLE_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
@@ -49,12 +57,50 @@ def is_slack_url(url: Any) -> bool:
 MARKER_EVENT = "notebook_bot_post"
 
 
-def web_client(token: str | None, *, retry_connection_errors: bool = True) -> WebClient:
-    """A WebClient on SLACK_API_URL that honours 429 Retry-After.
+class RateLimitHandler(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler, which sleeps Retry-After and retries, for a client whose calls are
+    paced: it tells the pacing first, and retries only a short Retry-After (`max_wait`); a longer
+    one raises SlackApiError (429) to the caller, whose step is then due again later."""
+
+    def __init__(self, pacing: Pacing, *, max_wait: float = 1.0, max_retry_count: int = 1) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.pacing = pacing
+        self.max_wait = max_wait
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = retry_after(response.headers)
+        self.pacing.rate_limited(request.url.rstrip("/").rsplit("/", 1)[-1], wait)
+        return wait <= self.max_wait
+
+
+def retry_after(headers: dict[str, Any]) -> float:
+    """Seconds in a 429's Retry-After (slack_sdk gives header values as lists); 1 when absent or odd."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return max(0.0, float(raw))
+            except (TypeError, ValueError):
+                break
+    return 1.0
+
+
+def web_client(token: str | None, *, retry_connection_errors: bool = True, pacing: Pacing | None = None) -> WebClient:
+    """A WebClient on SLACK_API_URL that honours 429 Retry-After: sleeping it out and retrying
+    (slack_sdk's handler, for the request path), or, with `pacing`, holding that pacing for it.
 
     Posting must not retry connection errors: a post whose reply was lost may have been made, and
     a blind retry posts it twice (bot/domain/outbox.py recovers such posts instead)."""
-    handlers: list = [RateLimitErrorRetryHandler(max_retry_count=3)]
+    handlers: list = [RateLimitErrorRetryHandler(max_retry_count=3) if pacing is None else RateLimitHandler(pacing)]
     if retry_connection_errors:
         handlers.insert(0, ConnectionErrorRetryHandler(max_retry_count=2))
     return WebClient(token=token, base_url=os.environ.get("SLACK_API_URL", DEFAULT_API_URL), retry_handlers=handlers)
@@ -76,9 +122,10 @@ class Posted:
 
 
 class Slack:
-    def __init__(self, client: WebClient, post_client: WebClient | None = None) -> None:
+    def __init__(self, client: WebClient, post_client: WebClient | None = None, pacing: Pacing | None = None) -> None:
         self.client = client
         self.post_client = post_client or client  # without connection-error retries (see web_client)
+        self.pacing = pacing or Pacing(time.time)  # the process's one pacing of writes (Services shares it)
         self._dm_channels: dict[str, str] = {}  # user -> DM channel; conversations.open once per user
         self._dm_lock = threading.Lock()  # ... even from several threads (a sweep's workers)
 
@@ -139,8 +186,17 @@ class Slack:
         )
         return str(response["file"]["id"])
 
-    def update(self, channel: str, ts: str, text: str, blocks: list[dict] | None = None) -> None:
+    def update(
+        self, channel: str, ts: str, text: str, blocks: list[dict] | None = None, *, urgent: bool | None = None
+    ) -> bool:
+        """chat.update. Paced when `urgent` is given: False (nothing sent) when the pacing has no
+        token of that priority now. Without it the update goes out and is counted in the pacing."""
+        if urgent is None:
+            self.pacing.updates.spend()
+        elif not self.pacing.update(urgent=urgent):
+            return False
         self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        return True
 
     def dm(self, user: str, text: str, blocks: list[dict] | None = None, *, marker: str | None = None) -> Posted:
         return self.post(self.dm_channel(user), text, blocks, marker=marker)

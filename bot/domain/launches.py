@@ -12,6 +12,8 @@ run passes and each step runs in one of them. A step does at most one side effec
 - reserve the name and the quota (one locked step, bot/domain/records.py);
 - post the launch's one message, ask the approvers, note the decision, ping the outcome: each a
   named post made at most once and recovered if Slack's reply is lost (bot/domain/outbox.py);
+- announce the launches that turned ready in one pass in one channel in one message (mentions and
+  links), each launch claimed for it at most once, the message recovered if Slack's reply is lost;
 - apply a decision or a cancel (an approver creates the launch's one decision document, a
   requester writes only the cancel field; the state machine makes the transition);
 - call Workbench: create with request_id = launch id and a name derived from it, so a retried or
@@ -21,11 +23,18 @@ run passes and each step runs in one of them. A step does at most one side effec
 Transient errors back off and retry for as long as creation may take (CREATE_TIMEOUT), counted
 apart from how many times a step looked; a launch that gives up after a create may have gone
 out hands the record to the cloud sync instead of forgetting an instance that may exist.
+
+Slack writes are paced by its tiers (bot/adapters/budget.py, one pacing per process): a launch
+message is posted once, in the state it is in (after the create is sent, not "queued" and then
+updated); a change of state is shown before any progress refresh; a write that gets no token, or
+a 429, is not made this pass and is due again at the next. The link never waits for chat.update:
+the pass's announcement carries it, and the launch message shows it when the budget allows.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,8 +43,9 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from bot.adapters.budget import Budget
-from bot.adapters.notify import Posted, Slack
+from slack_sdk.errors import SlackApiError
+
+from bot.adapters.notify import UNREACHABLE_CHANNEL, Posted, Slack
 from bot.adapters.observer import Observer
 from bot.adapters.store import Store
 from bot.adapters.workbench import Workbench, WorkbenchError, label_value
@@ -53,7 +63,6 @@ from bot.run.logs import log_context
 log = logging.getLogger(__name__)
 LAUNCH_NAMESPACE = uuid.UUID("6f0d1c1e-8a4b-4c55-9d59-2b1f3c6a7e10")
 COLLECTION = "launches"
-PROGRESS_PER_MINUTE = 15.0  # refreshes per process, all launches together: 3 replicas stay under ~50/min
 DECISIONS = "decisions"  # one document per launch, created once by the approver who decides first
 
 
@@ -110,6 +119,7 @@ class Launch:
     errors: int = 0  # transient errors in a row (they pace the retries; CREATE_TIMEOUT ends them)
     next_at: float = 0.0
     shown: str | None = None  # the state the launch message last showed
+    announce: dict[str, Any] | None = None  # READY: the claim of the announcement that carries its link
     last_shown: float = 0.0
     effects: dict[str, Any] = field(default_factory=dict)
     kick: int = 0
@@ -141,6 +151,7 @@ class Launcher:
     LEASE_SECONDS = 30  # a step is one or two API calls; a crashed worker delays its job this long
     CREATE_TIMEOUT = 45 * 60
     SHOW_EVERY = 30.0  # at most this often a "creating…" message's elapsed time, budget permitting
+    ANNOUNCE_AT_ONCE = 40  # launches one announcement names (a section each, within Slack's 50 blocks)
     MAX_STEPS_AT_ONCE = 12  # `advance` runs a launch's due steps back to back, up to this many
 
     def __init__(
@@ -159,7 +170,6 @@ class Launcher:
         poll_seconds: float = 2.0,
         messages: Any = None,
         observer: Observer | None = None,
-        progress_budget: Budget | None = None,
     ) -> None:
         self.store = store
         self.workbench = workbench
@@ -173,7 +183,9 @@ class Launcher:
         self.buckets = buckets  # UserError if a bucket= can't be mounted
         self.poll_seconds = poll_seconds
         self.observer = observer or Observer(workbench, clock)  # shared with operations: one list per zone per tick
-        self.progress_budget = progress_budget or Budget(PROGRESS_PER_MINUTE, clock)  # shared by all launches
+        self.pacing = slack.pacing  # the process's one pacing of Slack writes, shared by all launches
+        self._ready: dict[str, Launch] = {}  # turned READY, their link to announce at the end of the pass
+        self._ready_lock = threading.Lock()
         self.records = Records(store, clock)
         self.outbox = outbox.Outbox(store, slack, clock)
         self.messages = messages  # bot/ui/launch_views.py LaunchViews: what each message says
@@ -184,7 +196,7 @@ class Launcher:
             owner=self,
             collection=COLLECTION,
             name="launch",
-            step=lambda doc: self._step(Launch.from_doc(doc)),
+            step=lambda doc: self._paced_step(Launch.from_doc(doc)),
             retries=leases.Retries(
                 fatal=lambda exc: isinstance(exc, UserError) or leases.refused(exc),
                 fail=lambda doc, exc: self._fail(Launch.from_doc(doc), exc),
@@ -368,8 +380,14 @@ class Launcher:
 
     # --- the reconciler -------------------------------------------------------------------------------
     def reconcile(self) -> int:
-        """One pass: advance every launch that is due. Returns how many were advanced."""
-        return leases.work_due(self.store, COLLECTION, self.clock(), self.advance)
+        """One pass: advance every launch that is due, then announce the links of those that turned
+        ready. Returns how many were advanced."""
+        advanced = leases.work_due(self.store, COLLECTION, self.clock(), self.advance)
+        try:
+            self.announce()
+        except Exception:  # the launches are still due, and their claims say how far each got
+            log.exception("could not announce the ready launches; the next pass tries again")
+        return advanced
 
     def advance(self, launch_id: str) -> bool:
         """Run the launch's steps that are due now, one lease each; False if another worker holds it."""
@@ -384,16 +402,42 @@ class Launcher:
 
     def _after(self, doc: dict[str, Any], closed: bool) -> None:
         launch = Launch.from_doc(doc)
-        self._refresh(launch)
+        if launch.open and launch.next_at > self.clock() and launch.state not in TERMINAL:
+            self._refresh(launch)  # not while a next step follows at once, nor once over (_wrap_up shows that)
         if closed:
             self._closed(launch)
+
+    def _paced_step(self, launch: Launch) -> dict[str, Any]:
+        """A step; one that Slack answered 429 is due again later (its Retry-After holds the pacing)."""
+        try:
+            return self._step(launch)
+        except SlackApiError as exc:
+            if getattr(exc.response, "status_code", 200) != 429:
+                raise
+            log.info("Slack rate-limited a launch step; it is due again later")
+            return self._later()
+
+    def _later(self) -> dict[str, Any]:
+        """Changes of a step that could not do its Slack write now (no token): due at the next pass."""
+        return {"next_at": self.clock() + self.poll_seconds}
+
+    def _message_due(self, launch: Launch) -> bool:
+        """Whether the launch's one message is still to be posted. A queued launch posts it once its
+        create is sent (it shows "being created" at once, with no update right after), and a ready
+        one never: its announcement is its message."""
+        if launch.message_ts or outbox.done(launch.to_doc(), "message") or launch.state == State.READY:
+            return False
+        return not (launch.state == State.APPROVED and launch.create_sent_at is None and not launch.errors)
 
     def _step(self, launch: Launch) -> dict[str, Any]:
         state = State(launch.state)
         if state == State.REQUESTED:
             return self._reserve(launch)
-        if not launch.message_ts and not outbox.done(launch.to_doc(), "message"):
-            return self._post_message(launch)
+        if self._message_due(launch):
+            if self.pacing.post(launch.channel):
+                return self._post_message(launch)
+            if state in TERMINAL:
+                return self._later()  # its outcome is told in (or under) its message: wait for a token
         if state in TERMINAL:
             return self._wrap_up(launch)
         if launch.approval_posts and state != State.PENDING_APPROVAL and not launch.approval_closed:
@@ -405,6 +449,8 @@ class Launcher:
         if state == State.APPROVED:
             if launch.decision and launch.decision.get("approved") and not outbox.done(launch.to_doc(), "approved"):
                 return self._note_approval(launch)
+            if not launch.owner_email:
+                return self._owner_email(launch)
             return self._create(launch)
         return self._follow(launch)
 
@@ -470,17 +516,24 @@ class Launcher:
         return {**changes, "approved_at": self.clock()}
 
     def _note_approval(self, launch: Launch) -> dict[str, Any]:
-        self._thread_note(launch, "approved", self.messages.approved(launch))
+        if not self._paced_note(launch, "approved", self.messages.approved(launch)):
+            return self._later()
         return {"errors": 0, "next_at": 0.0}
 
-    def _create(self, launch: Launch) -> dict[str, Any]:
-        email = launch.owner_email or self.slack.user(launch.requester).email
+    def _owner_email(self, launch: Launch) -> dict[str, Any]:
+        """The requester's email, which Workbench needs to make them the owner: a step of its own
+        before the create, so a cancel made meanwhile is seen before anything is created."""
+        email = self.slack.user(launch.requester).email
         if not email:
             return self._fail(
                 launch,
                 "Slack did not give me your email address, which Workbench needs to make you the notebook's "
                 "owner. An admin must grant the app the users:read.email scope.",
             )
+        return {"owner_email": email, "errors": 0, "next_at": 0.0}
+
+    def _create(self, launch: Launch) -> dict[str, Any]:
+        email = launch.owner_email
         spec = launch.notebook_spec
         labels = {
             "managed-by": "notebook-bot",
@@ -510,6 +563,7 @@ class Launcher:
                 return self._fail(launch, exc.message)
             operation = None  # ours, from an earlier attempt whose reply was lost: follow the instance
         self.records.set_phase(launch.instance_id, launch.id, NotebookState.CREATING)
+        posted = launch.message_ts or outbox.done(launch.to_doc(), "message")
         return {
             **self._to(launch, State.CREATING),
             "creating_since": self.clock(),
@@ -518,7 +572,7 @@ class Launcher:
             "owner_email": email,
             "polls": 0,
             "errors": 0,
-            "next_at": self.clock() + self.poll_seconds,
+            "next_at": self.clock() + self.poll_seconds if posted else 0.0,  # else its message now
         }
 
     def _follow(self, launch: Launch) -> dict[str, Any]:
@@ -557,16 +611,28 @@ class Launcher:
     def _close_approval_request(self, launch: Launch) -> dict[str, Any]:
         """Replace the approvers' buttons with the outcome (who decided, or who withdrew it)."""
         text, blocks = self.messages.approval(launch, self.clock())
-        for post in launch.approval_posts:
-            self.slack.update(post["channel"], post["ts"], text, blocks)
+        for post in launch.approval_posts:  # a few (a channel, some DMs); all again if the tokens run out
+            if not self.slack.update(post["channel"], post["ts"], text, blocks, urgent=True):
+                return self._later()
         return {"approval_closed": True, "errors": 0, "next_at": 0.0}
 
     def _wrap_up(self, launch: Launch) -> dict[str, Any]:
-        """A terminal launch: close the approvers' request, ping the outcome once, and close."""
+        """A terminal launch: close the approvers' request, tell the outcome once (a ready one in the
+        pass's announcement, another in its thread), show it in the launch message, and close."""
         if launch.approval_posts and not launch.approval_closed:
             return self._close_approval_request(launch)
-        if launch.message_ts:
-            self._thread_note(launch, "ping", self.messages.ping(launch))
+        told = outbox.done(launch.to_doc(), "ping") or (launch.shown == launch.state and launch.state != State.READY)
+        if not told and launch.state == State.READY:
+            with self._ready_lock:  # announced at the end of this pass; until then due at the next
+                self._ready[launch.id] = launch
+            return self._later()
+        if not told and launch.message_ts and not self._paced_note(launch, "ping", self.messages.ping(launch)):
+            return self._later()
+        if launch.message_ts and launch.message_channel and launch.shown != launch.state:
+            text, blocks = self.messages.launch(launch, self.clock())
+            if not self.slack.update(launch.message_channel, launch.message_ts, text, blocks, urgent=True):
+                return self._later()
+            return {"shown": launch.state, "last_shown": self.clock(), "open": False, "next_at": 0.0}
         return {"open": False, "next_at": 0.0}
 
     # --- transitions --------------------------------------------------------------------------------
@@ -626,18 +692,28 @@ class Launcher:
             return None
         return self.outbox.post(COLLECTION, launch.id, name, launch.message_channel, text, thread_ts=launch.message_ts)
 
+    def _paced_note(self, launch: Launch, name: str, text: str) -> bool:
+        """`_thread_note` when the channel's pacing allows a post now; False when it had to wait."""
+        needs_token = not outbox.done(launch.to_doc(), name) and launch.message_channel
+        if needs_token and not self.pacing.post(launch.message_channel):
+            return False
+        self._thread_note(launch, name, text)
+        return True
+
     def _refresh(self, launch: Launch) -> None:
-        """Bring the launch's message up to date (chat.update is safe to repeat)."""
+        """Bring the message of a launch under way up to date: a change of state first (urgent),
+        the elapsed time of one being created at most every SHOW_EVERY, when the budget has room.
+        One that gets no token now is tried after a later step (chat.update is safe to repeat)."""
         if not launch.message_ts or not launch.message_channel:
             return
         now = self.clock()
-        if launch.shown == launch.state:  # only the elapsed time would change: it waits for a token
-            due = launch.state == State.CREATING and now - launch.last_shown >= self.SHOW_EVERY
-            if not due or not self.progress_budget.take():
-                return
+        changed = launch.shown != launch.state
+        if not changed and not (launch.state == State.CREATING and now - launch.last_shown >= self.SHOW_EVERY):
+            return
         text, blocks = self.messages.launch(launch, now)
         try:
-            self.slack.update(launch.message_channel, launch.message_ts, text, blocks)
+            if not self.slack.update(launch.message_channel, launch.message_ts, text, blocks, urgent=changed):
+                return
         except Exception:
             log.warning("could not update the launch message; the next step tries again", exc_info=True)
             return
@@ -650,6 +726,122 @@ class Launcher:
                 self.on_finished(launch)
             except Exception:
                 log.exception("after-launch hook failed")
+
+    # --- the pass's announcement of links --------------------------------------------------------------
+    def announce(self) -> int:
+        """Tell the people whose launches turned ready in this pass their links: one message per channel
+        (split past ANNOUNCE_AT_ONCE) with each person's mention and link, at once, whatever the budget
+        of chat.update leaves for the launch messages. Each launch is claimed for one announcement, so
+        replicas racing on the same launches announce each once; a claim whose message Slack refused
+        is given back, one whose reply was lost is recovered by the next pass. Returns how many were told."""
+        with self._ready_lock:
+            ready, self._ready = list(self._ready.values()), {}
+        told = 0
+        claimed: dict[str, dict[str, Any]] = {}
+        fresh: dict[str, list[Launch]] = {}
+        for launch in ready:
+            if launch.announce:  # claimed by an earlier pass: recovered once its announcer must be done
+                if self.clock() - launch.announce["at"] >= self.LEASE_SECONDS:
+                    claimed[launch.announce["by"]] = launch.announce
+            else:
+                fresh.setdefault(launch.message_channel or launch.channel, []).append(launch)
+        for token, claim in claimed.items():
+            told += self._announce_again(token, claim)
+        for channel, launches in fresh.items():
+            for start in range(0, len(launches), self.ANNOUNCE_AT_ONCE):
+                told += self._announce(channel, launches[start : start + self.ANNOUNCE_AT_ONCE])
+        return told
+
+    def _announce(self, channel: str, launches: list[Launch]) -> int:
+        if not self.pacing.announce(channel):
+            return 0  # each is still due: the next pass announces it
+        token = uuid.uuid4().hex
+        claim = {"by": token, "channel": channel, "members": [launch.id for launch in launches], "at": self.clock()}
+
+        def take(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            if doc is None or doc.get("announce") or outbox.done(doc, "ping"):
+                return None
+            return {**doc, "announce": claim}
+
+        stood = self.store.update_many(COLLECTION, {launch.id: take for launch in launches})
+        mine = _claimed_by(token, [stood.get(launch.id) for launch in launches])
+        return self._send_announcement(token, channel, mine)
+
+    def _announce_again(self, token: str, claim: dict[str, Any]) -> int:
+        """An announcement whose reply was lost (or whose members were not marked): found, or posted."""
+        docs = self.store.get_many([(COLLECTION, key) for key in claim["members"]])
+        mine = _claimed_by(token, docs)
+        if not mine or all(outbox.done(launch.to_doc(), "ping") for launch in mine):
+            return 0
+        posted = outbox.done(mine[0].to_doc(), f"announce:{token}")  # then only the marks are left
+        if not posted and not self.pacing.announce(claim["channel"]):
+            return 0
+        return self._send_announcement(token, claim["channel"], mine)
+
+    def _send_announcement(self, token: str, channel: str, mine: list[Launch]) -> int:
+        """Post the announcement of `mine` once (on the first one's record), then mark each told.
+        Where the bot can't post in the channel, each person is told in their DM instead."""
+        mine = [launch for launch in mine if not outbox.done(launch.to_doc(), "ping")]
+        if not mine:
+            return 0
+        first = mine[0]
+        alone = len(mine) == 1 and first.message_ts and first.message_channel == channel
+        text, blocks = self.messages.announcement(mine)
+        try:
+            posted = self.outbox.post(
+                COLLECTION,
+                first.id,
+                f"announce:{token}",
+                channel,
+                text,
+                blocks,
+                thread_ts=first.message_ts if alone else None,
+                dm_instead=first.requester if len(mine) == 1 else None,
+            )
+        except Exception as exc:
+            unreachable = isinstance(exc, SlackApiError) and exc.response.get("error") in UNREACHABLE_CHANNEL
+            if unreachable and len(mine) > 1:
+                return sum(self._announce_in_dm(token, launch) for launch in mine)
+            if outbox.definite(exc):  # nothing was posted: the claims go back, and the next pass tries again
+
+                def give_back(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+                    if doc is None or (doc.get("announce") or {}).get("by") != token:
+                        return None
+                    return {**doc, "announce": None}
+
+                self.store.update_many(COLLECTION, {launch.id: give_back for launch in mine})
+            log.warning("could not announce %d ready launch(es); the next pass tries again: %s", len(mine), exc)
+            return 0
+        self._mark_told(mine, posted)
+        return len(mine)
+
+    def _announce_in_dm(self, token: str, launch: Launch) -> int:
+        """One person's link in their DM (a post of its own name on their launch, recovered like any);
+        if it fails, the claim stays and a later pass tries again."""
+        try:
+            text, blocks = self.messages.announcement([launch])
+            dm = self.slack.dm_channel(launch.requester)
+            posted = self.outbox.post(COLLECTION, launch.id, f"announce:{token}:dm", dm, text, blocks)
+        except Exception as exc:
+            log.warning("could not tell a ready launch's link in a DM; a later pass tries again: %s", exc)
+            return 0
+        self._mark_told([launch], posted)
+        return 1
+
+    def _mark_told(self, launches: list[Launch], posted: Posted | None) -> None:
+        told = {"state": outbox.UNKNOWN}  # Slack can't be asked whether it has it: at most once wins
+        if posted:
+            told = {"state": outbox.DONE, "channel": posted.channel, "ts": posted.ts}
+
+        def mark(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            return outbox.with_effect(doc, "ping", told) if doc else None
+
+        self.store.update_many(COLLECTION, {launch.id: mark for launch in launches})
+
+
+def _claimed_by(token: str, docs: list[dict[str, Any] | None]) -> list[Launch]:
+    """The launches of `docs` whose announcement claim is `token`'s, in order."""
+    return [Launch.from_doc(d) for d in docs if d and (d.get("announce") or {}).get("by") == token]
 
 
 def launch_effects(store: Store, launch_id: str) -> dict[str, Any]:

@@ -40,6 +40,16 @@ def posted(doc: Doc | None, name: str) -> Posted | None:
     return Posted(found["channel"], found["ts"]) if found.get("state") == DONE else None
 
 
+def with_effect(doc: Doc, name: str, value: dict[str, Any] | None) -> Doc:
+    """`doc` with its named post set to `value` (None: forgotten), e.g. a post made for several records."""
+    effects = dict(doc.get("effects") or {})
+    if value is None:
+        effects.pop(name, None)
+    else:
+        effects[name] = value
+    return {**doc, "effects": effects}
+
+
 def definite(exc: Exception) -> bool:
     """True when Slack answered and refused: then nothing was posted."""
     if not isinstance(exc, SlackApiError):
@@ -133,14 +143,4 @@ class Outbox:
         return found
 
     def _write(self, post: Post, value: dict[str, Any] | None) -> None:
-        def change(doc: Doc | None) -> Doc | None:
-            if doc is None:
-                return None
-            effects = dict(doc.get("effects") or {})
-            if value is None:
-                effects.pop(post.name, None)
-            else:
-                effects[post.name] = value
-            return {**doc, "effects": effects}
-
-        self.store.update(post.collection, post.key, change)
+        self.store.update(post.collection, post.key, lambda doc: with_effect(doc, post.name, value) if doc else None)

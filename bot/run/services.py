@@ -111,10 +111,14 @@ class Services:
 
     @cached_property
     def slack(self) -> Slack:
+        """The workers' Slack, paced by Slack's tiers at this process's share (settings.replicas)."""
+        from bot.adapters.budget import Pacing
         from bot.adapters.notify import Slack, web_client
 
-        token = self.settings.slack_bot_token
-        return Slack(web_client(token), web_client(token, retry_connection_errors=False))
+        token, pacing = self.settings.slack_bot_token, Pacing(self.clock, self.settings.replicas)
+        return Slack(
+            web_client(token, pacing=pacing), web_client(token, retry_connection_errors=False, pacing=pacing), pacing
+        )
 
     @cached_property
     def rules(self) -> Rules:

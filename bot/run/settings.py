@@ -33,6 +33,7 @@ class Settings:
     port: int = 3000
     worker_interval: float = 3.0  # seconds between reconcile passes inside serve/socket
     poll_seconds: float = 2.0  # between two looks at work in flight (each a share of its zone's one list per pass)
+    replicas: int = 3  # the most bot processes at once (Cloud Run's max instances): each keeps to its share of Slack
     task_audience: str | None = None  # OIDC audience expected on POST /tasks/reconcile
     task_invoker: str | None = None  # the only service account allowed to call it (Cloud Scheduler's)
     task_token: str | None = None  # or a shared bearer token for it, for deployments outside Cloud Run
@@ -58,6 +59,7 @@ class Settings:
             port=port,
             worker_interval=_number(e, "NOTEBOOK_BOT_WORKER_INTERVAL", cls.worker_interval, float),
             poll_seconds=_number(e, "NOTEBOOK_BOT_POLL_SECONDS", cls.poll_seconds, float),
+            replicas=_number(e, "NOTEBOOK_BOT_REPLICAS", cls.replicas, int),
             task_audience=e.get("NOTEBOOK_BOT_TASK_AUDIENCE") or None,
             task_invoker=e.get("NOTEBOOK_BOT_TASK_INVOKER") or None,
             task_token=e.get("NOTEBOOK_BOT_TASK_TOKEN") or None,

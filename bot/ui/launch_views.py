@@ -168,6 +168,19 @@ class LaunchViews:
             State.CANCELLED: f"{who} the launch of {name} is cancelled. {launch.error or ''}".strip(),
         }[State(launch.state)]
 
+    def announcement(self, launches: list[Launch]) -> tuple[str, Blocks]:
+        """The links of launches that turned ready together: each person's mention, notebook and an
+        Open JupyterLab button, a section each (Launcher.ANNOUNCE_AT_ONCE of them fit in a message)."""
+        lines = [f"<@{launch.requester}> your notebook `{launch.instance_id}` is ready." for launch in launches]
+        rows = [
+            section(line, accessory=button("Open JupyterLab", "open_notebook", launch.instance_id, url=launch.url))
+            for line, launch in zip(lines, launches, strict=True)
+        ]
+        if len(launches) == 1:
+            return lines[0], rows
+        title = f"✅ {len(launches)} notebooks are ready"
+        return f"{title}: " + " ".join(f"<@{launch.requester}>" for launch in launches), [section(f"*{title}*"), *rows]
+
     def approved(self, launch: Launch) -> str:
         decision = launch.decision or {}
         text = (
