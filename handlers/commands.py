@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters.workbench import WorkbenchError
 from bot.domain import verbs
 from bot.domain.errors import UserError
-from bot.ui.blocks import error_reply, help_reply, notices_reply
+from bot.ui.blocks import error_reply, help_reply, launch_ack
 from handlers.replies import dedupe_key
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def new_verb(caller: Caller, command: Command) -> None:
     launch, created = services.launcher.request(
         requester=caller.user, channel=caller.channel, request=command.rest, dedupe_key=caller.key
     )
-    caller.ack(notices_reply(launch.notebook_spec))  # "" acknowledges silently; the launch message follows
+    caller.ack(launch_ack(launch.instance_id, launch.notebook_spec))
     if created:
         services.kick_launch(launch.id)
 

@@ -26,6 +26,8 @@ def is_ready(message) -> bool:
 def test_a_launch_ends_with_the_jupyterlab_link_in_the_channel(bot: Bot) -> None:
     response = bot.driver.command("U0ALICE", "new tf-2-8 gpu=l4")
     assert response.status == 200
+    said = response.json()["text"]  # at once, before the paced launch message
+    assert "Launching `" in said and "mention you with the link" in said
 
     queued = bot.slack.wait_for(lambda: bot.channel_messages())
     assert "tf-2-8" in queued[0].text and "<@U0ALICE>" in queued[0].text

@@ -163,6 +163,13 @@ def notices_reply(spec: NotebookSpec) -> str:
     return "\n".join(f"ℹ️ {n}" for n in spec.notices)
 
 
+def launch_ack(instance_id: str, spec: NotebookSpec) -> str:
+    """What `/notebook new` answers at once: in a busy channel the launch message may come minutes
+    later (Slack lets a bot post about once a second there), so the person knows it is under way."""
+    said = f"🚀 Launching `{instance_id}`: its message follows in this channel, and I'll mention you with the link."
+    return "\n".join(filter(None, (said, notices_reply(spec))))
+
+
 HELP = f"""*Launch and manage Jupyter notebooks (Vertex AI Workbench) from Slack.*
 {USAGE}
 Examples:
