@@ -120,8 +120,10 @@ class Bot:
         returns the moment the record turned ACTIVE."""
         self.driver.command(user, f"new name={name} {options}")
         self.reconcile_until(
-            lambda: (self.store.get("notebooks", name) or {}).get("state") == "ACTIVE"
-            and not self.store.query("launches", open=True),
+            lambda: (
+                (self.store.get("notebooks", name) or {}).get("state") == "ACTIVE"
+                and not self.store.query("launches", open=True)
+            ),
             step=step,
         )
         return next(h["at"] for h in self.store.get("notebooks", name)["history"] if h["state"] == "ACTIVE")

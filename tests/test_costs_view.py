@@ -124,4 +124,3 @@ def test_this_week_and_this_month_share_one_message_within_slacks_limits() -> No
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
     assert sum("…and " in b["text"]["text"] for b in blocks if b["type"] == "section") == 2, "the rest is counted"
     assert text.count("Team notebook costs: this week") == 2 and len(text) < 40_000
-

@@ -171,7 +171,8 @@ def test_twelve_simultaneous_launches_by_one_person_take_exactly_the_quota(store
             t.start()
         for t in threads:
             t.join()
-        bot.slack.wait_for(lambda: not bot.leased() and len(bot.launches()) == len([r for r in replies if not r]))
+        accepted = [r for r in replies if "Launching" in r.get("text", "")]
+        bot.slack.wait_for(lambda: not bot.leased() and len(bot.launches()) == len(accepted))
         bot.reconcile_until(lambda: all(not d["open"] for d in bot.launches()), step=5)
         assert len(bot.store.query("notebooks")) == 5 and len(bot.workbench.instances()) == 5
         refused_at_once = [r for r in replies if "count towards the limit of 5" in r.get("text", "")]
@@ -370,3 +371,28 @@ def test_leases_carry_a_nudge_made_during_a_step(bot: Bot) -> None:
     bot.services.launcher.cancel("U0ALICE", bot.services.launcher.get(launch_id))
     doc = leases.release(bot.store, "launches", launch_id, "other", bot.clock(), {"next_at": bot.clock() + 7200})
     assert doc["next_at"] == 0.0 and doc["cancel"]["by"] == "U0ALICE"
+
+
+# --- waiting for the instance ------------------------------------------------------------------------------
+def test_a_launch_waiting_for_its_instance_costs_a_pass_no_lease_and_no_write(store, monkeypatch, tmp_path) -> None:
+    from tests.support.store_calls import CountedStore
+
+    counted = CountedStore(store)
+    with Bot(counted, monkeypatch) as bot:
+        bot.workbench.op_polls_until_done = 1000  # the instance stays PROVISIONING until the test says
+        bot.driver.command("U0ALICE", "new name=slow")
+        bot.launch_message()
+        idle(bot)
+        bot.reconcile_until(lambda: launch_doc(bot, "slow")["state"] == "CREATING" and not bot.leased())
+        shown = launch_doc(bot, "slow")["last_shown"]
+        before = counted.writes("launches")
+        for _ in range(6):
+            bot.clock.advance(10)
+            bot.services.reconcile()
+        written = counted.writes("launches") - before
+        assert 1 <= written <= 2, f"{written} writes in 6 passes: only the elapsed time's refreshes, no leases"
+        assert launch_doc(bot, "slow")["last_shown"] > shown, "the message's elapsed time moved on"
+
+        bot.workbench.settle()  # the instance turns ACTIVE
+        bot.services.reconcile()
+        assert launch_doc(bot, "slow")["state"] == "READY", "the link comes in the first pass after ACTIVE"

@@ -40,12 +40,20 @@ class Budget:
         """One call's worth, if there is one now (never waits); a routine call leaves the reserve, a
         borrowing one may take up to one burst ahead."""
         with self._lock:
-            now = self._refill()
-            floor = 1.0 - self.capacity if borrow else 1.0 + (0.0 if urgent else self.reserve)
-            if now < self._held_until or self._tokens < floor:
+            if not self._has(urgent=urgent, borrow=borrow):
                 return False
             self._tokens -= 1.0
             return True
+
+    def ready(self, *, urgent: bool = True) -> bool:
+        """Whether `take` would give a call's worth now (taking nothing)."""
+        with self._lock:
+            return self._has(urgent=urgent, borrow=False)
+
+    def _has(self, *, urgent: bool, borrow: bool) -> bool:
+        now = self._refill()
+        floor = 1.0 - self.capacity if borrow else 1.0 + (0.0 if urgent else self.reserve)
+        return now >= self._held_until and self._tokens >= floor
 
     def spend(self) -> None:
         """Count a call made without asking (one that can't wait): the calls after it wait longer,
@@ -86,6 +94,10 @@ class Pacing:
 
     def post(self, channel: str, *, urgent: bool = False) -> bool:
         return self._channel(channel).take(urgent=urgent)
+
+    def can_post(self, channel: str) -> bool:
+        """Whether a routine post in `channel` would get a token now (taking none)."""
+        return self._channel(channel).ready(urgent=False)
 
     def announce(self, channel: str) -> bool:
         """A pass's announcement of links in `channel`: it borrows rather than waits for a token."""

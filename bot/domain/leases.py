@@ -108,16 +108,24 @@ def due(store: Store, collection: str, now: float) -> list[Doc]:
     return [d for d in store.due(collection, now) if d.get("lease_until", 0) <= now]
 
 
-def work_due(store: Store, collection: str, now: float, advance: Callable[[str], bool]) -> int:
+def work_due(
+    store: Store,
+    collection: str,
+    now: float,
+    advance: Callable[[str], bool],
+    waiting: Callable[[Doc], bool] = lambda doc: False,
+) -> int:
     """One pass over a queue: offer each due record to `advance`; count those it advanced.
 
-    A record that fails (a store transaction that won't commit, say) is logged and left for the
-    next pass; it must not hold up every other record behind it.
+    A record `waiting` says has nothing to do yet (by a look that needs no lease) is left due as it
+    is: no lease taken, nothing written. A record that fails (a store transaction that won't commit,
+    say) is logged and left for the next pass; it must not hold up every other record behind it.
     """
     advanced = 0
     for doc in due(store, collection, now):
         try:
-            advanced += bool(advance(doc["id"]))
+            if not waiting(doc):
+                advanced += bool(advance(doc["id"]))
         except Exception:
             log.exception("could not advance %s/%s; the next pass tries again", collection, doc["id"])
     return advanced
