@@ -159,7 +159,7 @@ def test_a_report_reads_only_the_documents_of_the_days_it_covers(fleet: Fleet) -
 
 def test_a_reading_across_midnight_keeps_each_days_hours_in_that_days_documents(fleet: Fleet) -> None:
     fleet.add("nb")
-    two_am = NOON.replace(hour=2)
+    two_am = NOON.replace(hour=2, minute=2, second=30)  # the windows end at :02:30, :07:30, ...: one spans midnight
     fleet.fill(["nb"], 0.0, two_am - 4 * HOUR, two_am)
     fleet.sweep(two_am, ["nb"])
 
