@@ -51,6 +51,7 @@ RING = 42  # day slots kept: six weeks, more than any report reaches back
 MAX_SPANS = 576  # per notebook per day: two a sweep, one sweep every 5 minutes
 DAY = 86400
 IN_LIMIT = 30  # values in one Firestore `in` filter
+EPOCH = date(1970, 1, 1)
 Span = dict[str, float | None]  # {"s": start, "e": end, "g": GPU 0..1 or None, "c": CPU 0..1 or None}
 
 
@@ -81,21 +82,21 @@ class UsageLog:
             return 0
 
     def _record(self, reading: Reading, names: Iterable[str]) -> int:
-        by_doc: dict[tuple[date, int], dict[str, list[Span]]] = {}
+        by_doc: dict[tuple[int, int], dict[str, list[Span]]] = {}  # (days since 1970, shard): spans by name
         for name in names:
             seen = reading.get(name)
             if seen is None:
                 continue
+            shard = shard_of(name)
             for span in _spans(seen.gpu.points if seen.gpu else (), seen.cpu.points if seen.cpu else ()):
-                day = _day_of(span["s"])  # type: ignore[arg-type]
-                by_doc.setdefault((day, shard_of(name)), {}).setdefault(name, []).append(span)
-        newest = max((day for day, _ in by_doc), default=None)
+                by_doc.setdefault((int(span["s"] // DAY), shard), {}).setdefault(name, []).append(span)  # type: ignore[operator]
+        newest = max((day for day, _ in by_doc), default=0)
         grown: dict[str, set[str]] = {}  # by key: the notebooks the last (committed) run of its change grew
-        changes = {
-            key_of(day, shard): self._append(day, shard, spans, grown.setdefault(key_of(day, shard), set()))
-            for (day, shard), spans in by_doc.items()
-            if newest is not None and (newest - day).days < RING  # a ring slot holds one day at a time
-        }
+        changes = {}
+        for (day, shard), spans in by_doc.items():
+            if newest - day < RING:  # a ring slot holds one day at a time
+                key = key_of(EPOCH + timedelta(days=day), shard)
+                changes[key] = self._append(EPOCH + timedelta(days=day), shard, spans, grown.setdefault(key, set()))
         keys = list(changes)
         for start in range(0, len(keys), MAX_BATCH):
             self.store.update_many(COLLECTION, {k: changes[k] for k in keys[start : start + MAX_BATCH]})
@@ -121,35 +122,34 @@ class UsageLog:
         return change
 
     def _extend(self, kept: list[Span], spans: list[Span]) -> bool:
-        """Add what of `spans` (oldest first) begins after `kept` ends; whether `kept` grew."""
-        before = len(kept), kept[-1]["e"] if kept else None
-        for span in spans:
-            last_end = kept[-1]["e"] if kept else None
-            if last_end is not None and span["e"] <= last_end:  # type: ignore[operator]
-                continue  # seen by an earlier sweep
-            if last_end is not None and span["s"] < last_end:  # type: ignore[operator]
-                span = {**span, "s": last_end}
-            self._add(kept, span)
-        return (len(kept), kept[-1]["e"] if kept else None) != before
-
-    def _add(self, kept: list[Span], span: Span) -> None:
+        """Add what of `spans` (oldest first) begins after `kept` (decoded afresh: ours to change)
+        ends, trimmed to begin there, merging like neighbours; whether `kept` grew. Past MAX_SPANS a
+        span that continues the last joins it whatever its kind, and one after a gap is dropped."""
         last = kept[-1] if kept else None
-        full = len(kept) >= MAX_SPANS
-        if last is None or last["e"] != span["s"] or (self._kind(last) != self._kind(span) and not full):
-            if not full:
-                kept.append(span)
-            return
-        a, b = last["e"] - last["s"], span["e"] - span["s"]  # type: ignore[operator]
-        kept[-1] = {
-            "s": last["s"],
-            "e": span["e"],
-            "g": _weighted(last["g"], a, span["g"], b),
-            "c": _weighted(last["c"], a, span["c"], b),
-        }
+        before, last_kind = (len(kept), last["e"] if last else None), self._kind(last) if last else None
+        for span in spans:
+            start, end = span["s"], span["e"]
+            if last is not None:
+                if end <= last["e"]:  # type: ignore[operator]
+                    continue  # seen by an earlier sweep
+                start = max(start, last["e"])  # type: ignore[type-var]
+            kind = self._kind(span)
+            full = len(kept) >= MAX_SPANS
+            if last is not None and last["e"] == start and (kind == last_kind or full):
+                a, b = last["e"] - last["s"], end - start  # type: ignore[operator]
+                last["g"], last["c"] = _weighted(last["g"], a, span["g"], b), _weighted(last["c"], a, span["c"], b)
+                last["e"] = end
+                last_kind = self._kind(last) if full else kind
+            elif not full:
+                last = {"s": start, "e": end, "g": span["g"], "c": span["c"]}  # a copy: the change may run again
+                kept.append(last)
+                last_kind = kind
+        return (len(kept), last["e"] if last else None) != before
 
     def _kind(self, span: Span) -> tuple[bool | None, bool | None]:
         """What the cost report tells apart: each figure idle, busy or missing."""
-        return tuple(None if v is None else v <= self.idle_below for v in (span["g"], span["c"]))  # type: ignore[return-value]
+        g, c = span["g"], span["c"]
+        return (None if g is None else g <= self.idle_below, None if c is None else c <= self.idle_below)
 
     # --- reading: for a report ----------------------------------------------------------------------
     def samples(self, start: datetime, end: datetime) -> dict[str, list[Sample]]:
@@ -242,12 +242,8 @@ def _weighted(a: float | None, wa: float, b: float | None, wb: float) -> float |
     return round((a * wa + b * wb) / (wa + wb), 4) if wa + wb > 0 else a
 
 
-def _day_of(epoch: float) -> date:
-    return date.fromordinal(date(1970, 1, 1).toordinal() + int(epoch // DAY))
-
-
 def _midnight(day: date) -> float:
-    return float((day.toordinal() - date(1970, 1, 1).toordinal()) * DAY)
+    return float((day - EPOCH).days * DAY)
 
 
 def _utc(epoch: float) -> datetime:
