@@ -9,7 +9,7 @@ this module, the only writer of the `usage` collection, keeps the aligned points
 - retention is a ring of RING day slots, key "SLOT:SHARD" (SLOT = days since 1970 modulo RING): a
   slot still holding an older day is started afresh when its day comes round, so the collection never
   holds more than RING × SHARDS documents and nothing has to be deleted. RING (42 days) exceeds the
-  furthest a report reaches back (the start of this month or of last week, in any timezone: 38 days).
+  furthest a report reaches back (the start of this month or of last week, in any timezone: 32 days).
 - a notebook's spans of the day are one string, "start,end,gpu,cpu" per span (seconds since the day's
   00:00 UTC; fractions with 4 decimals, empty when not measured), space-separated: one Firestore value
   per notebook per day rather than a map per span, ≤ 26 bytes a span rather than 40.
@@ -23,13 +23,17 @@ The size bound: 5-minute windows and a sweep every 5 minutes give a notebook at 
 (each sweep's first window is trimmed to where the last ended: two spans a sweep), and only if its
 use flips between idle and busy every 5 minutes all day. MAX_SPANS caps it at that: past it, a span
 that continues the last one joins it whatever its kind, and one after a gap is dropped (that time is
-"not measured"). So a notebook-day is at most 64 + 576 × 26 ≈ 15 KB, and a document stays under
-Firestore's 1 MiB with 68 such notebooks in one shard: about 2,000 notebooks flipping all day long,
-every one of them. A notebook idle or busy for hours at a time takes a few dozen bytes a day.
+"not measured"). So a notebook-day is at most 64 + 576 × 26 ≈ 15 KB (its name, then whole-second
+offsets), 1.4 % of Firestore's 1 MiB; a document holds 68 such notebooks, which with 32 shards takes
+a fleet of some 1,500 notebooks (the busiest shard holds more than the average) every one of which
+flips all day long. A notebook idle or busy for hours at a time takes a few dozen bytes a day.
 
 Documents of the earlier layout (one per notebook per day of the month, key "NAME:DD", with the
 fields notebook, day, month and spans as a list of maps) are still read for the days they hold; they
-are never written again, and a day they share with a sharded document is counted once.
+are never written again, and a day they share with a sharded document is counted once. They are
+not deleted: at most 31 per notebook that had them, they fall out of every report six weeks after
+the upgrade, and may be deleted from then on: every key not of the form "NN:NN" (a notebook's name
+begins with a letter).
 """
 
 from __future__ import annotations
