@@ -161,7 +161,7 @@ def test_a_reading_across_midnight_keeps_each_days_hours_in_that_days_documents(
     fleet.add("nb")
     two_am = NOON.replace(hour=2, minute=2, second=30)  # the windows end at :02:30, :07:30, ...: one spans midnight
     fleet.fill(["nb"], 0.0, two_am - 4 * HOUR, two_am)
-    fleet.sweep(two_am, ["nb"])
+    assert fleet.sweep(two_am, ["nb"]) == 1, "one notebook, its two days"
 
     before, today = fleet.samples(*day(two_am - 4 * HOUR))["nb"], fleet.samples(*day(two_am))["nb"]
     assert (before[0].start, before[-1].end) == (two_am - 4 * HOUR, day(two_am)[0])

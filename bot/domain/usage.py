@@ -99,12 +99,12 @@ class UsageLog:
         changes = {}
         for (day, shard), spans in by_doc.items():
             if newest - day < RING:  # a ring slot holds one day at a time
-                key = key_of(EPOCH + timedelta(days=day), shard)
-                changes[key] = self._append(EPOCH + timedelta(days=day), shard, spans, grown.setdefault(key, set()))
+                on = EPOCH + timedelta(days=day)
+                changes[key_of(on, shard)] = self._append(on, shard, spans, grown.setdefault(key_of(on, shard), set()))
         keys = list(changes)
         for start in range(0, len(keys), MAX_BATCH):
             self.store.update_many(COLLECTION, {k: changes[k] for k in keys[start : start + MAX_BATCH]})
-        return sum(len(names) for names in grown.values())
+        return len(set().union(*grown.values()))  # a reading across midnight grows a notebook's two days
 
     def _append(
         self, day: date, shard: int, new: dict[str, list[Span]], grown: set[str]
