@@ -50,7 +50,7 @@ from bot.domain.costs import Sample
 
 log = logging.getLogger(__name__)
 COLLECTION = "usage"
-SHARDS = 32  # documents per day; changing it moves notebooks to other documents (only its day counts twice)
+SHARDS = 32  # documents per day; changing it moves notebooks to others (the reader counts that day's overlap once)
 RING = 42  # day slots kept: six weeks, more than any report reaches back
 MAX_SPANS = 576  # per notebook per day: two a sweep, one sweep every 5 minutes
 DAY = 86400
@@ -65,7 +65,7 @@ def shard_of(name: str) -> int:
 
 
 def key_of(day: date, shard: int) -> str:
-    return f"{day.toordinal() % RING:02d}:{shard:02d}"
+    return f"{(day - EPOCH).days % RING:02d}:{shard:02d}"
 
 
 class UsageLog:
