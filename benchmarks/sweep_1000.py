@@ -15,7 +15,7 @@ blocks), and one batched write of what was said (the records of the notebooks it
 one put_many per 500). Each round re-seeds the store (and builds a fresh Services, warmed with one
 call to each service, so no in-process cache carries over); rounds alternate which goes first.
 
-Printed: time, store calls by kind (get/query/update/create/put/delete) and documents read,
+Printed: time, store calls by kind (get/query/update/create/put/delete), documents read and written,
 Workbench, Monitoring and Slack calls, and the ratio sweep / floor. Goal (issue 11): ≤ 2× the floor.
 
     python benchmarks/sweep_1000.py [--notebooks 1000] [--rounds 3] [--store auto|firestore|sqlite] [--quick]
@@ -242,6 +242,7 @@ def main() -> None:
                     "reads": sum(counted["reads"].values()),
                     "reads by collection": counted["reads"],
                     "writes": sum(counted["writes"].values()),
+                    "writes by collection": counted["writes"],
                     "workbench": Counter(call.kind for call in workbench.calls()[wb_seen:]),
                     "monitoring": monitoring.count(),
                     "slack": Counter(call.method for call in sent),
@@ -265,7 +266,7 @@ def main() -> None:
     print(f"  time:            {sweep_s:8.2f} s (median of {rounds}; min {min(sweeps):.2f}, max {max(sweeps):.2f})")
     print(f"  store calls:     {sum(store_calls.values()):8d}  {c.fmt_counts(store_calls)}")
     print(f"  documents read:  {first['reads']:8d}  {c.fmt_counts(first['reads by collection'])}")
-    print(f"  documents written: {first['writes']:6d}")
+    print(f"  documents written: {first['writes']:6d}  {c.fmt_counts(first['writes by collection'])}")
     print(f"  Workbench calls: {sum(first['workbench'].values()):8d}  {c.fmt_counts(first['workbench'])}")
     print(f"  Monitoring calls: {first['monitoring']:7d}  (ListTimeSeries)")
     print(f"  Slack calls:     {sum(first['slack'].values()):8d}  {c.fmt_counts(first['slack'])}")

@@ -207,23 +207,27 @@ def test_a_sweeps_samples_are_one_batched_write_and_overlapping_readings_count_o
         sim.fill("cpu", name, 0.0, now - timedelta(hours=6), now)
     reading = reader.read([ZONE], now=now)
     store: CountedStore = bot.store  # type: ignore[assignment]
+    usage = bot.services.lifecycle.usage
     before = store.calls.copy()
 
-    assert bot.services.lifecycle.usage.record(reading, names) == 5
+    assert usage.record(reading, names) == 5
 
     made = store.calls - before
     assert (
         made[("update_many", "usage")] == 1
         and store.writes("usage") - sum(before[k] for k in before if k[1] == "usage") == 1
     )
-    docs = store.query("usage")
-    assert len(docs) == 5 and all(len(d["spans"]) == 1 for d in docs), "idle all along: one span each"
-    assert docs[0]["spans"][0]["e"] - docs[0]["spans"][0]["s"] == 4 * HOUR
+    assert len(store.query("usage")) <= 5, "a document per day shard, never more than one per notebook"
+    today = (now.replace(hour=0), now.replace(hour=0) + timedelta(days=1))
+    kept = usage.samples(*today)
+    assert sorted(kept) == names and all(len(s) == 1 for s in kept.values()), "idle all along: one span each"
+    assert kept["nb-0"][0].end - kept["nb-0"][0].start == timedelta(hours=4)
 
     later = reader.read([ZONE], now=now + timedelta(hours=1))  # covers 3 of the same hours again
-    bot.services.lifecycle.usage.record(later, names)
-    spans = store.get("usage", f"nb-0:{now:%d}")["spans"]
-    assert len(spans) == 1 and spans[0]["e"] - spans[0]["s"] == 4 * HOUR, "the hour after was not measured"
+    bot.clock.advance(HOUR)
+    usage.record(later, names)
+    [span] = usage.samples(*today)["nb-0"]
+    assert span.end - span.start == timedelta(hours=4), "the hour after was not measured"
 
 
 # --- the weekly digest -------------------------------------------------------------------------------

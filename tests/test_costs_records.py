@@ -1,18 +1,12 @@
-"""What the cost reports read is bounded: a record's history of states, and the utilization samples
-of a notebook (a ring of one document per day of the month), on the Firestore emulator."""
+"""What the cost reports read is bounded: a record's history of states, on the Firestore emulator.
+(The utilization samples' bounds are in tests/test_usage_shards.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import pytest
-
-from bot.adapters.monitoring import Utilization
 from bot.domain.records import HISTORY_KEPT, HISTORY_SECONDS, Records
 from bot.domain.spec import NotebookSpec
-from bot.domain.usage import UsageLog
-from bot.sim.monitoring_api import MonitoringSimulator
 from tests.harness import Clock
 
 ZONE = "us-central1-a"
@@ -44,34 +38,3 @@ def test_a_record_written_before_histories_has_its_state_since_state_since(store
     store.put("notebooks", "old", {"id": "old", "owner": "U0ALICE", "state": "ACTIVE", "state_since": 1000.0,
                                    "spec": SPEC.to_dict()})  # fmt: skip
     assert Records(store).get("old").history == (("ACTIVE", 1000.0),)
-
-
-@pytest.fixture
-def reading_at(store) -> Iterator:
-    now = [datetime(2026, 10, 30, 12, tzinfo=UTC)]
-    with MonitoringSimulator(clock=lambda: now[0]) as sim:
-        reader = Utilization("test-project", emulator_host=sim.host, clock=lambda: now[0])
-        sim.add_instance("nb", ZONE)
-
-        def read(at: datetime, cpu: float):
-            sim.fill("cpu", "nb", cpu, at - timedelta(hours=1), at)
-            now[0] = at
-            return reader.read([ZONE])
-
-        yield read
-        reader.close()
-
-
-def test_a_day_slot_from_an_earlier_month_is_started_afresh(store, reading_at) -> None:
-    usage = UsageLog(store)
-    usage.record(reading_at(datetime(2026, 10, 30, 12, tzinfo=UTC), 0.5), ["nb"])
-    at_noon = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    usage.record(reading_at(at_noon, 0.0), ["nb"])
-
-    [doc] = store.query("usage")
-    assert doc["day"] == "2026-11-30" and doc["month"] == "2026-11" and len(doc["spans"]) == 1
-    assert doc["spans"][0]["c"] == 0.0, "October's busy hour is gone with its month"
-    november = usage.samples(datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
-    [sample] = november["nb"]  # the hour filled, from the 5-minute window holding its first point
-    assert (sample.start, sample.end, sample.cpu) == (datetime(2026, 11, 30, 10, 55, tzinfo=UTC), at_noon, 0.0)
-    assert usage.samples(datetime(2026, 10, 30, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC)) == {}

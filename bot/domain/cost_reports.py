@@ -4,7 +4,8 @@ Each notebook's Usage comes from its record (the price of its spec, its disks at
 price, its history of states: bot/domain/records.py), or from its retired record if it was deleted
 through the bot, and from the utilization samples of bot/domain/usage.py. Reads are bounded by the
 periods asked for: the records (one query), the notebooks retired in the months the periods touch
-(one query) and those months' samples (one query), whatever the number of periods.
+(one query) and the samples of the UTC days they cover up to now (one query per 30 days: a month's
+report on the 31st is two), whatever the number of periods.
 """
 
 from __future__ import annotations
