@@ -883,6 +883,7 @@ class SlackSimulator:
 # --- HTTP ---------------------------------------------------------------------------------------
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops a burst of connections (a sweep's DMs) for a second
     sim: SlackSimulator
 
 

@@ -124,6 +124,11 @@ def camel(path: str) -> list[str]:
     return [re.sub(r"_([a-z])", lambda m: m.group(1).upper(), part) for part in path.split(".")]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops a burst of connections (fifty launches) for a second
+
+
 class WorkbenchSimulator:
     def __init__(self, *, op_polls_until_done: int = 2, clock: Callable[[], datetime] | None = None) -> None:
         self.op_polls_until_done = op_polls_until_done
@@ -146,8 +151,7 @@ class WorkbenchSimulator:
         class Handler(_Handler):
             sim = simulator
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="workbench-sim", daemon=True).start()
         self.host = f"127.0.0.1:{self._server.server_port}"
         return self.host
