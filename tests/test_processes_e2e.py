@@ -102,7 +102,8 @@ def test_a_bot_killed_mid_creation_posts_the_link_exactly_once_after_restart(clo
         slack.wait_for(lambda: ready_messages(slack), timeout=120)
         time.sleep(2)  # a few more passes: nothing more may be posted
     [ready] = ready_messages(slack)
-    assert [c for c in slack.calls("chat.postMessage") if "Open JupyterLab" in str(c.args)] == []
+    posts_with_link = [c for c in slack.calls("chat.postMessage") if "Open JupyterLab" in str(c.args)]
+    assert [c.args.get("thread_ts") for c in posts_with_link] == [ready.ts], "the link told once, in its thread"
     assert len([m for m in slack.messages() if m.thread_ts == ready.ts]) == 1, "one ping to the owner"
     assert workbench.count("create") == 1 and len(workbench.instances()) == 1
 
