@@ -50,8 +50,8 @@ def launch_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], servi
         return
     services.kick_launch(launch.id)
     notices = notices_reply(launch.notebook_spec)
-    if notices:
-        services.slack.ephemeral(channel, user, notices)
+    if notices:  # a form's acknowledgement can't carry a message: told from a kick, not this request
+        services.kicks.submit(f"notices:{launch.id}", lambda: services.slack.ephemeral(channel, user, notices))
 
 
 def review_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], services: Services) -> None:
