@@ -326,6 +326,9 @@ def test_deploy_keeps_cpu_a_warm_instance_secrets_and_the_environment(build: dic
     names = {pair.split("=", 1)[0] for pair in env.group(1).split(",")}
     wanted = {"GOOGLE_CLOUD_PROJECT", "NOTEBOOK_ZONE", "NOTEBOOK_SCRIPTS_BUCKET", "NOTEBOOK_BOT_TASK_AUDIENCE"}
     assert wanted | {"NOTEBOOK_BOT_TASK_INVOKER"} <= names
+    pairs = dict(pair.split("=", 1) for pair in env.group(1).split(","))
+    instances = re.search(r'--max-instances="?(\d+)', flags)
+    assert instances and pairs["NOTEBOOK_BOT_REPLICAS"] == instances.group(1), "Slack's share per process"
     assert "SLACK_BOT_TOKEN" not in names and "SLACK_SIGNING_SECRET" not in names  # secrets only from Secret Manager
     assert "xoxb-" not in script and "xapp-" not in script
 

@@ -371,3 +371,11 @@ def test_the_report_exit_code() -> None:
     assert report([Result("ok", "a"), Result(EMULATOR, "b", "no IAM"), Result("warn", "c")], out) == 0
     assert "1 skipped: not verified here" in out.getvalue()
     assert report([Result("ok", "a"), Result("FAIL", "b", "broken", ["do this"])], io.StringIO()) == 1
+
+
+def test_slack_asking_the_check_to_slow_down_is_waited_out(sim: Simulated) -> None:
+    sim.slack.rate_limit_next("auth.test", retry_after=1)
+    code, output = sim.check()
+    assert code == 0, output
+    assert status_of(output, "Slack token") == ["ok"]
+    assert [c.error for c in sim.slack.calls("auth.test")][:1] == ["ratelimited"]

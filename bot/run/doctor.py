@@ -245,8 +245,14 @@ class Doctor:
     # --- Slack ----------------------------------------------------------------------------------------
     def _slack(self, token: str | None) -> Any:
         from slack_sdk import WebClient
+        from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-        return WebClient(token=token, base_url=self.env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL, timeout=15)
+        return WebClient(
+            token=token,
+            base_url=self.env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL,
+            timeout=15,
+            retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],  # Retry-After honoured here too
+        )
 
     def check_slack(self) -> list[Result]:
         from slack_sdk.errors import SlackApiError
