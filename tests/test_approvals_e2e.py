@@ -441,3 +441,20 @@ def test_a_review_form_submitted_after_someone_else_decided_says_so_on_the_form(
     [(where, text)] = late.json()["errors"].items()
     assert where == "decision" and "already approved by <@U0ADMIN>" in text
     assert the_launch(bot)["state"] in ("APPROVED", "CREATING") and len(decisions(bot)) == 1
+
+
+def test_a_request_sent_to_many_approvers_is_closed_in_one_step_and_the_launch_goes_on(
+    store, monkeypatch, tmp_path
+) -> None:
+    approvers = '["U0APPROVER", "U0BOB", "U0ADMIN", "S0LEADS"]'  # four DMs: more than a step's chat.update tokens
+    config = f"[access]\napprovers = {approvers}\n[policy]\napproval_over_usd_per_hour = 1.0\n"
+    with start_bot(store, monkeypatch, tmp_path, config=config) as bot:
+        bot.driver.command("U0ALICE", A100)
+        asked = bot.slack.wait_for(
+            lambda: (found := bot.launches()) and len(found[0].get("approval_posts") or []) == 4 and found[0]
+        )
+        bot.driver.click("U0BOB", approval_request(bot, "DU0BOB"), "approve_launch")
+        bot.reconcile_until(lambda: bot.workbench.count("create") == 1)
+        for post in asked["approval_posts"]:
+            decided = approval_request(bot, post["channel"])
+            assert not button_ids(decided) and "Approved by <@U0BOB>" in decided.text, post["channel"]

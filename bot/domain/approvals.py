@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from bot.domain import audit
 from bot.domain.errors import NotAllowed, UserError
 from bot.domain.launches import Launch, Launcher, State
-from bot.domain.outbox import definite
+from bot.domain.outbox import definite, rate_limited
 from bot.domain.spec import NotebookRequest, NotebookSpec, format_duration
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Approvals:
                 )
                 return True
             except SlackApiError as exc:
-                if not definite(exc):
+                if not definite(exc) or rate_limited(exc):  # a 429: the step asks again later
                     raise
                 log.warning("could not post in the approval channel (%s); asking approvers in DMs", exc)
         reached = False
@@ -76,7 +76,7 @@ class Approvals:
                 post("launches", launch.id, f"approval:{person}", self.slack.dm_channel(person), text, blocks)
                 reached = True
             except SlackApiError as exc:
-                if not definite(exc):
+                if not definite(exc) or rate_limited(exc):  # a 429: the step asks again later
                     raise
                 log.warning("could not ask an approver: %s", exc, extra={"launch_id": launch.id, "user": person})
         if not reached:

@@ -391,27 +391,29 @@ class Launcher:
 
     def _on_its_way(self, doc: dict[str, Any]) -> bool:
         """A launch being created whose instance this tick's list shows still on its way, with nothing
-        else to do now (its message posted, or no token to post it yet): its look takes no lease and
-        writes nothing (a hundred such launches cost a pass the due query's hundred reads, not three
-        hundred reads and two hundred writes). Its message's elapsed time is still refreshed, as after
-        any step. It stays due, so the next pass looks again."""
+        else to do now (its message posted, or no token to post it yet; no refresh of its elapsed time
+        due, or no token for one): its look takes no lease and writes nothing (a hundred such
+        launches cost a pass the due query's hundred reads, not three hundred reads and two hundred
+        writes). It stays due, so the next pass looks again. Anything else, a failed list included,
+        takes the leased step, which backs off and refreshes the message from the record as it is."""
         launch = Launch.from_doc(doc)
+        now = self.clock()
         if (
             launch.state != State.CREATING
             or launch.cancel
             or (self._message_due(launch) and self.pacing.can_post(launch.channel))  # it goes out now
             or (launch.approval_posts and not launch.approval_closed)
-            or self.clock() - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT
+            or now - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT
+            or (self._refresh_due(launch, now) and self.pacing.updates.ready(urgent=False))
         ):
             return False
-        seen = self.observer.look(launch.notebook_spec.zone, launch.instance_id)
+        try:
+            seen = self.observer.look(launch.notebook_spec.zone, launch.instance_id)
+        except Exception:
+            return False
         if seen.info is None:
-            on_its_way = not seen.absent_since(launch.create_sent_at or launch.created_at)
-        else:
-            on_its_way = seen.info.state != "ACTIVE" or not seen.info.url
-        if on_its_way:
-            self._refresh(launch)
-        return on_its_way
+            return not seen.absent_since(launch.create_sent_at or launch.created_at)
+        return seen.info.state != "ACTIVE" or not seen.info.url
 
     def advance(self, launch_id: str) -> bool:
         """Run the launch's steps that are due now, one lease each; False if another worker holds it."""
@@ -436,7 +438,7 @@ class Launcher:
         try:
             return self._step(launch)
         except SlackApiError as exc:
-            if getattr(exc.response, "status_code", 200) != 429:
+            if not outbox.rate_limited(exc):
                 raise
             log.info("Slack rate-limited a launch step; it is due again later")
             return self._later()
@@ -635,9 +637,11 @@ class Launcher:
     def _close_approval_request(self, launch: Launch) -> dict[str, Any]:
         """Replace the approvers' buttons with the outcome (who decided, or who withdrew it)."""
         text, blocks = self.messages.approval(launch, self.clock())
-        for post in launch.approval_posts:  # a few (a channel, some DMs); all again if the tokens run out
-            if not self.slack.update(post["channel"], post["ts"], text, blocks, urgent=True):
-                return self._later()
+        first, *others = launch.approval_posts  # a channel, or a DM to each approver
+        if not self.slack.update(first["channel"], first["ts"], text, blocks, urgent=True):
+            return self._later()
+        for post in others:  # counted in the pacing, not asked: however many approvers, the step goes through
+            self.slack.update(post["channel"], post["ts"], text, blocks)
         return {"approval_closed": True, "errors": 0, "next_at": 0.0}
 
     def _wrap_up(self, launch: Launch) -> dict[str, Any]:
@@ -732,7 +736,7 @@ class Launcher:
             return
         now = self.clock()
         changed = launch.shown != launch.state
-        if not changed and not (launch.state == State.CREATING and now - launch.last_shown >= self.SHOW_EVERY):
+        if not changed and not self._refresh_due(launch, now):
             return
         text, blocks = self.messages.launch(launch, now)
         try:
@@ -743,6 +747,10 @@ class Launcher:
             return
         state = launch.state
         self.store.update(COLLECTION, launch.id, lambda d: {**d, "shown": state, "last_shown": now} if d else None)
+
+    def _refresh_due(self, launch: Launch, now: float) -> bool:
+        """Whether a launch being created shows an elapsed time older than SHOW_EVERY."""
+        return launch.state == State.CREATING and now - launch.last_shown >= self.SHOW_EVERY
 
     def _closed(self, launch: Launch) -> None:
         if self.on_finished is not None:
@@ -792,8 +800,21 @@ class Launcher:
         return self._send_announcement(token, channel, mine)
 
     def _announce_again(self, token: str, claim: dict[str, Any]) -> int:
-        """An announcement whose reply was lost (or whose members were not marked): found, or posted."""
-        docs = self.store.get_many([(COLLECTION, key) for key in claim["members"]])
+        """An announcement whose reply was lost (or whose members were not marked): found, or posted.
+        One pass recovers it: the claim's time moves on, in one transaction over its members, for the
+        pass that saw it stalled; another pass that saw the same finds it moved and leaves it."""
+        mark, now = uuid.uuid4().hex, self.clock()
+
+        def take(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            current = (doc or {}).get("announce") or {}
+            if doc is None or current.get("by") != token or current.get("at") != claim["at"]:
+                return None
+            return {**doc, "announce": {**current, "at": now, "recovery": mark}}
+
+        stood = self.store.update_many(COLLECTION, {key: take for key in claim["members"]})
+        docs = [stood.get(key) for key in claim["members"]]
+        if not any(((doc or {}).get("announce") or {}).get("recovery") == mark for doc in docs):
+            return 0  # another pass is recovering it
         mine = _claimed_by(token, docs)
         if not mine or all(outbox.done(launch.to_doc(), "ping") for launch in mine):
             return 0

@@ -58,6 +58,11 @@ def definite(exc: Exception) -> bool:
     return status < 500 and exc.response.get("ok") is False
 
 
+def rate_limited(exc: Exception) -> bool:
+    """Slack said 429, try later: nothing was posted, and it is no refusal to give up on."""
+    return isinstance(exc, SlackApiError) and getattr(exc.response, "status_code", 200) == 429
+
+
 @dataclass(frozen=True)
 class Post:
     """One named post of a record, as it was asked for."""
