@@ -179,31 +179,25 @@ def claimer(runs: list[dict]) -> tuple[list[bool], object]:
     return won, claim
 
 
-def test_a_transaction_whose_commit_reply_was_lost_is_not_run_again_on_its_own_write(
-    proxied, store: FirestoreStore
+@pytest.mark.parametrize(
+    ("lost", "runs_of_the_change"),
+    [
+        ("reply", 1),  # applied, its reply lost: not run again on its own write
+        ("request", 2),  # never arrived: run again
+    ],
+)
+def test_a_claim_whose_commit_was_lost_is_won_once(
+    proxied, store: FirestoreStore, lost: str, runs_of_the_change: int
 ) -> None:
     through_proxy, proxy = proxied
     store.put("things", "a", {"claimed_by": None})
     runs: list[dict] = []
     won, claim = claimer(runs)
-    proxy.drop_next_reply_to = b":commit"
+    setattr(proxy, f"drop_next_{lost}_to", b":commit")
     assert through_proxy.update("things", "a", claim) == {"claimed_by": "me"}
     assert proxy.dropped == 1
     assert won == [True], "the caller learns that it won"
-    assert runs == [{"claimed_by": None}]
-    assert store.get("things", "a") == {"claimed_by": "me"}
-
-
-def test_a_transaction_whose_commit_never_arrived_runs_again(proxied, store: FirestoreStore) -> None:
-    through_proxy, proxy = proxied
-    store.put("things", "a", {"claimed_by": None})
-    runs: list[dict] = []
-    won, claim = claimer(runs)
-    proxy.drop_next_request_to = b":commit"
-    assert through_proxy.update("things", "a", claim) == {"claimed_by": "me"}
-    assert proxy.dropped == 1
-    assert won == [True]
-    assert runs == [{"claimed_by": None}, {"claimed_by": None}]
+    assert runs == [{"claimed_by": None}] * runs_of_the_change
     assert store.get("things", "a") == {"claimed_by": "me"}
 
 

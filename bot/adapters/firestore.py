@@ -183,17 +183,21 @@ def _error(status: int, data: bytes) -> StoreError:
     try:
         found = json.loads(data)
         error = next(p["error"] for p in found if "error" in p) if isinstance(found, list) else found["error"]
-        return StoreError(status, error.get("status", ""), error.get("message", ""))
+        return _google_error(status, error)
     except (ValueError, KeyError, TypeError, StopIteration):
         return StoreError(status, "", data[:1000].decode(errors="replace"))
+
+
+def _google_error(status: int, error: dict[str, Any]) -> StoreError:
+    """Google's error object ({code, status, message}) as a StoreError."""
+    return StoreError(status, error.get("status", ""), error.get("message", ""))
 
 
 def _raise_streamed(parts: list[dict[str, Any]]) -> None:
     """batchGet and runQuery answer with a list, in which an error may come after results."""
     for part in parts:
         if "error" in part:
-            error = part["error"]
-            raise StoreError(int(error.get("code", 500)), error.get("status", ""), error.get("message", ""))
+            raise _google_error(int(part["error"].get("code", 500)), part["error"])
 
 
 def _backoff(attempt: int) -> None:
@@ -230,10 +234,6 @@ class FirestoreStore:
     # --- names
     def _name(self, collection: str, key: str) -> str:
         return f"{self._root}/{self._prefix}{collection}/{key}"
-
-    def _url(self, name: str, **params: str) -> str:
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
-        return "/v1/" + quote(name, safe="/()") + (f"?{query}" if query else "")
 
     def _method(self, verb: str) -> str:
         return f"/v1/{quote(self._root, safe='/()')}:{verb}"
@@ -283,24 +283,19 @@ class FirestoreStore:
     def query(self, collection: str, **where: Any) -> list[Doc]:
         if any(isinstance(w, list | tuple) and not w for w in where.values()):
             return []  # "any of nothing" matches nothing (Firestore refuses an empty IN)
-        filters = [_equals(field, wanted) for field, wanted in where.items()]
-        return self._run_query({"from": [{"collectionId": self._prefix + collection}], **_where(filters)})
+        return self._run_query(collection, [_equals(field, wanted) for field, wanted in where.items()])
 
     def due(self, collection: str, now: float, limit: int = DUE_LIMIT) -> list[Doc]:
-        filters = [
-            {"fieldFilter": {"field": _field("open"), "op": "EQUAL", "value": encode(True)}},
-            {"fieldFilter": {"field": _field("next_at"), "op": "LESS_THAN_OR_EQUAL", "value": encode(float(now))}},
-        ]
+        due_now = {"field": _field("next_at"), "op": "LESS_THAN_OR_EQUAL", "value": encode(float(now))}
         return self._run_query(
-            {
-                "from": [{"collectionId": self._prefix + collection}],
-                **_where(filters),
-                "orderBy": [{"field": _field("next_at"), "direction": "ASCENDING"}],
-                "limit": limit,
-            }
+            collection,
+            [_equals("open", True), {"fieldFilter": due_now}],
+            orderBy=[{"field": _field("next_at"), "direction": "ASCENDING"}],
+            limit=limit,
         )
 
-    def _run_query(self, structured: dict[str, Any]) -> list[Doc]:
+    def _run_query(self, collection: str, filters: list[dict[str, Any]], **more: Any) -> list[Doc]:
+        structured = {"from": [{"collectionId": self._prefix + collection}], **_where(filters), **more}
         parts = self._call("POST", self._method("runQuery"), {"structuredQuery": structured})
         _raise_streamed(parts)
         return [decode_fields(p["document"].get("fields", {})) for p in parts if "document" in p]
@@ -331,7 +326,7 @@ class FirestoreStore:
             except StoreError as exc:
                 if exc.reason == "ALREADY_EXISTS":
                     # a retry that finds our own write: it was applied, only its reply was lost
-                    return retried and self.get(collection, key) == json.loads(json.dumps(doc))
+                    return retried and self._written(writes[:1])
                 if not exc.transient or attempt == ATTEMPTS - 1:
                     raise
             retried = True

@@ -46,7 +46,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.adapters.notify import UNREACHABLE_CHANNEL, Posted, Slack
-from bot.adapters.observer import Observer
+from bot.adapters.observer import Observer, Seen
 from bot.adapters.store import Store
 from bot.adapters.workbench import Workbench, WorkbenchError, label_value
 from bot.domain import audit, leases, outbox
@@ -403,17 +403,24 @@ class Launcher:
             or launch.cancel
             or (self._message_due(launch) and self.pacing.can_post(launch.channel))  # it goes out now
             or (launch.approval_posts and not launch.approval_closed)
-            or now - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT
+            or self._creation_too_long(launch, now)
             or (self._refresh_due(launch, now) and self.pacing.updates.ready(urgent=False))
         ):
             return False
         try:
-            seen = self.observer.look(launch.notebook_spec.zone, launch.instance_id)
+            return self._coming(launch, self.observer.look(launch.notebook_spec.zone, launch.instance_id))
         except Exception:
             return False
+
+    def _coming(self, launch: Launch, seen: Seen) -> bool:
+        """Whether the zone's list shows the instance still on its way: not in it yet (a list no newer
+        than the create can't tell "not yet" from "gone"), or in it but not yet ACTIVE with a link."""
         if seen.info is None:
             return not seen.absent_since(launch.create_sent_at or launch.created_at)
         return seen.info.state != "ACTIVE" or not seen.info.url
+
+    def _creation_too_long(self, launch: Launch, now: float) -> bool:
+        return now - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT
 
     def advance(self, launch_id: str) -> bool:
         """Run the launch's steps that are due now, one lease each; False if another worker holds it."""
@@ -606,13 +613,13 @@ class Launcher:
 
         The operation is read only where the list can't tell: the instance is missing from a list
         taken after the create went out (a failed create leaves nothing), which the error explains."""
-        if self.clock() - (launch.creating_since or launch.created_at) > self.CREATE_TIMEOUT:
+        if self._creation_too_long(launch, self.clock()):
             return self._give_up(launch, "Creation took too long; the instance may still appear in `/notebook list`.")
         seen = self.observer.look(launch.notebook_spec.zone, launch.instance_id)
+        if self._coming(launch, seen):
+            return self.runner.looked(launch.polls)
         info = seen.info
         if info is None:
-            if not seen.absent_since(launch.create_sent_at or launch.created_at):
-                return self.runner.looked(launch.polls)
             if launch.operation:
                 status = self.workbench.operation(launch.operation)
                 if not status.done:
@@ -620,8 +627,6 @@ class Launcher:
                 if status.error is not None:
                     return self._fail(launch, status.error)
             return self._fail(launch, "The instance disappeared while it was being created.")
-        if info.state != "ACTIVE" or not info.url:
-            return self.runner.looked(launch.polls)
         self.records.mark_ready(launch.instance_id, launch.id, info.url)
         audit.record(self.store, self.clock(), "bot", "launch.ready", launch.instance_id, launch=launch.id)
         if launch.cancel and self.delete_instance is not None:
