@@ -187,6 +187,11 @@ class WorkbenchSimulator:
         with self._lock:
             self._fail_http.setdefault(kind, []).extend([(status, message)] * times)
 
+    def recover(self, kind: str) -> None:
+        """`kind` calls answer normally again: the failures still queued for them are dropped."""
+        with self._lock:
+            self._fail_http.pop(kind, None)
+
     def fail_next_operation(self, kind: str, code: int, message: str) -> None:
         with self._lock:
             self._fail_ops.setdefault(kind, []).append({"code": code, "message": message})
