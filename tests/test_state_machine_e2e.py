@@ -108,6 +108,24 @@ def test_a_lost_reply_to_the_ready_ping_is_recovered_not_pinged_again(bot: Bot) 
     assert bot.slack.calls("conversations.replies")
 
 
+def test_a_lost_launch_message_of_a_launch_that_turns_ready_first_is_found_and_shows_the_link(bot: Bot) -> None:
+    bot.workbench.op_polls_until_done = 10_000  # the creation waits for settle()
+    bot.slack.lose_next_reply("chat.postMessage")  # Slack posts "Creating…"; the bot never hears so
+    bot.driver.command("U0ALICE", "new name=busy")
+    bot.slack.wait_for(lambda: top_level(bot))
+    idle(bot)
+    bot.workbench.settle()  # the instance turns ACTIVE
+    bot.clock.advance(60)  # the message's retry is due
+    while bot.services.slack.pacing.post("C0GENERAL", urgent=True):
+        pass  # a busy channel: no post token, so the pass sees the instance ready before the retry
+    bot.services.reconcile()
+    assert launch_doc(bot, "busy")["state"] == "READY"
+    bot.reconcile_until(lambda: not launch_doc(bot, "busy")["open"])
+    [message] = [m for m in top_level(bot) if m.metadata["event_payload"]["marker"].endswith("/message")]
+    assert "is ready for" in message.text, "the message Slack did post shows the outcome, not 'Creating…'"
+    assert "Cancel" not in str(message.blocks)
+
+
 def test_without_the_history_scope_a_lost_post_is_given_up_rather_than_repeated(store, monkeypatch, tmp_path) -> None:
     from bot.sim.slack_api import DEFAULT_SCOPES
 

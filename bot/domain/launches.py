@@ -661,12 +661,23 @@ class Launcher:
             return self._later()
         if not told and launch.message_ts and not self._paced_note(launch, "ping", self.messages.ping(launch)):
             return self._later()
+        adopted = self._adopt_message(launch)
+        launch = replace(launch, **adopted)
         if launch.message_ts and launch.message_channel and launch.shown != launch.state:
             text, blocks = self.messages.launch(launch, self.clock())
             if not self.slack.update(launch.message_channel, launch.message_ts, text, blocks, urgent=True):
-                return self._later()
-            return {"shown": launch.state, "last_shown": self.clock(), "open": False, "next_at": 0.0}
-        return {"open": False, "next_at": 0.0}
+                return {**adopted, **self._later()}
+            return {**adopted, "shown": launch.state, "last_shown": self.clock(), "open": False, "next_at": 0.0}
+        return {**adopted, "open": False, "next_at": 0.0}
+
+    def _adopt_message(self, launch: Launch) -> dict[str, Any]:
+        """A launch message whose reply was lost, found in Slack so its outcome shows in it. A ready
+        launch never posts its message late (its announcement told the person), but one Slack did
+        post would otherwise say "Creating…" with a Cancel button forever."""
+        if launch.message_ts or outbox.effect(launch.to_doc(), "message").get("state") != outbox.PENDING:
+            return {}
+        found = self.outbox.adopt(COLLECTION, launch.id, "message")
+        return {"message_channel": found.channel, "message_ts": found.ts} if found else {}
 
     # --- transitions --------------------------------------------------------------------------------
     def _to(self, launch: Launch, state: State, *, by: str = "bot") -> dict[str, Any]:

@@ -117,6 +117,16 @@ class Outbox:
                 return recovered
         return self._post(post)
 
+    def adopt(self, collection: str, key: str, name: str, thread_ts: str | None = None) -> Posted | None:
+        """Where the named post is, without ever posting it: a post whose reply was lost is looked for
+        and recorded if Slack has it. None when it was never made (or can't be found)."""
+        current = effect(self.store.get(collection, key), name)
+        if current.get("state") == DONE:
+            return Posted(current["channel"], current["ts"])
+        if current.get("state") != PENDING:
+            return None
+        return self._recover(Post(collection, key, name, current["channel"], "", None, thread_ts, None), current)
+
     def _post(self, post: Post) -> Posted:
         self._write(post, {"state": PENDING, "channel": post.channel, "at": self.clock()})
         try:
