@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.adapters.budget import Budget
+from bot.adapters.budget import Budget, Pacing
 from bot.run.services import Services
 from tests.harness import Bot
 
@@ -235,3 +235,18 @@ def test_a_budget_keeps_any_minute_within_its_share_and_keeps_a_reserve_for_urge
     assert not budget.take(urgent=True), "nothing while Slack's Retry-After holds"
     now[0] += 10
     assert budget.take(urgent=True)
+
+
+def test_pacing_forgets_quiet_channels_but_not_one_still_spent() -> None:
+    now = [0.0]
+    pacing = Pacing(lambda: now[0], replicas=1)
+    while pacing.post("C0BUSY", urgent=True):
+        pass  # a channel out of posts
+    for n in range(Pacing.KEEP_CHANNELS):  # a DM to each of a thousand people
+        assert pacing.post(f"D{n:04d}")
+    now[0] += 60  # the DMs' buckets refill; the busy channel's too, unless it is spent again
+    while pacing.post("C0BUSY", urgent=True):
+        pass
+    assert pacing.post("D9999"), "a new channel gets its own bucket"
+    assert len(pacing._posts) == 2, "the refilled DM channels are forgotten"
+    assert not pacing.post("C0BUSY", urgent=True), "a spent channel keeps its state"

@@ -55,6 +55,11 @@ class Budget:
         floor = 1.0 - self.capacity if borrow else 1.0 + (0.0 if urgent else self.reserve)
         return now >= self._held_until and self._tokens >= floor
 
+    def full(self) -> bool:
+        """Whether the bucket is back to a fresh one's state (all its burst, no hold)."""
+        with self._lock:
+            return self._refill() >= self._held_until and self._tokens >= self.capacity
+
     def spend(self) -> None:
         """Count a call made without asking (one that can't wait): the calls after it wait longer,
         a minute's share at most (past that, Slack's own 429s do the pacing)."""
@@ -80,6 +85,8 @@ class Budget:
 
 class Pacing:
     """chat.update from one budget for the process; chat.postMessage from one budget per channel."""
+
+    KEEP_CHANNELS = 1000  # past this many channels (DMs count), full buckets are forgotten
 
     def __init__(self, clock: Callable[[], float], replicas: int = 1) -> None:
         self.clock = clock
@@ -118,8 +125,16 @@ class Pacing:
         with self._lock:
             budget = self._posts.get(channel)
             if budget is None:
+                if len(self._posts) >= self.KEEP_CHANNELS:
+                    self._forget_full()
                 budget = self._posts[channel] = Budget(POSTS_PER_MINUTE / self.replicas, self.clock)
                 held = self._posts_held - self.clock()
                 if held > 0:
                     budget.hold(held)
             return budget
+
+    def _forget_full(self) -> None:
+        """Drop the channels whose bucket has refilled: a fresh one is the same, so a process that
+        DMs thousands of people over its life keeps only the channels it posted in lately."""
+        for channel in [c for c, budget in self._posts.items() if budget.full()]:
+            del self._posts[channel]
