@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from bot.adapters.store import Store
+from bot.adapters.store import DUE_LIMIT, Store
 from bot.adapters.workbench import WorkbenchError
 from bot.run.logs import log_context
 
@@ -103,32 +103,44 @@ def first(store: Store, collection: str, key: str, flag: str) -> bool:
     return bool(won)
 
 
-def due(store: Store, collection: str, now: float) -> list[Doc]:
-    """Open records whose next look is due and that nobody holds, oldest first."""
-    return [d for d in store.due(collection, now) if d.get("lease_until", 0) <= now]
-
-
 def work_due(
     store: Store,
     collection: str,
     now: float,
     advance: Callable[[str], bool],
     waiting: Callable[[Doc], bool] = lambda doc: False,
+    limit: int = DUE_LIMIT,
 ) -> int:
-    """One pass over a queue: offer each due record to `advance`; count those it advanced.
+    """One pass over a queue: offer each due record to `advance`, up to `limit` of them; count those
+    it advanced.
 
     A record `waiting` says has nothing to do yet (by a look that needs no lease) is left due as it
-    is: no lease taken, nothing written. A record that fails (a store transaction that won't commit,
+    is: no lease taken, nothing written. Such records stay at the head of the queue, so when a whole
+    page of it is waiting the query reaches further (twice as far each time) rather than leave the
+    records behind them to wait for ever. A record that fails (a store transaction that won't commit,
     say) is logged and left for the next pass; it must not hold up every other record behind it.
     """
-    advanced = 0
-    for doc in due(store, collection, now):
-        try:
-            if not waiting(doc):
+    advanced = offered = 0
+    seen: set[str] = set()
+    reach = limit
+    while True:
+        page = store.due(collection, now, reach)
+        for doc in page:
+            if doc["id"] in seen or doc.get("lease_until", 0) > now:
+                continue
+            seen.add(doc["id"])
+            try:
+                if waiting(doc):
+                    continue
+                offered += 1
                 advanced += bool(advance(doc["id"]))
-        except Exception:
-            log.exception("could not advance %s/%s; the next pass tries again", collection, doc["id"])
-    return advanced
+            except Exception:
+                log.exception("could not advance %s/%s; the next pass tries again", collection, doc["id"])
+            if offered >= limit:
+                return advanced
+        if len(page) < reach:
+            return advanced
+        reach *= 2
 
 
 class Throttle:
