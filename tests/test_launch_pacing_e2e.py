@@ -250,3 +250,22 @@ def test_pacing_forgets_quiet_channels_but_not_one_still_spent() -> None:
     assert pacing.post("D9999"), "a new channel gets its own bucket"
     assert len(pacing._posts) == 2, "the refilled DM channels are forgotten"
     assert not pacing.post("C0BUSY", urgent=True), "a spent channel keeps its state"
+
+
+def test_a_lost_reply_to_a_link_sent_by_dm_is_recovered_not_told_again_in_the_channel(bot: Bot) -> None:
+    passes = start(bot, ["U0P000", "U0P001"])
+    passes.run(until=lambda: len(launch_messages(bot)) == 2)
+    bot.workbench.settle()
+    bot.slack.fail_next("chat.postMessage", "not_in_channel")  # removed from the channel meanwhile
+    gate = bot.slack.hold("conversations.open")  # the pass turns to DMs
+    bot.clock.advance(PASS)
+    announcing = threading.Thread(target=bot.services.reconcile)
+    announcing.start()
+    assert gate.arrived.wait(10)
+    bot.slack.lose_next_reply("chat.postMessage", times=2)  # both DMs arrive; the bot hears of neither
+    gate.release()
+    announcing.join(20)
+    passes.run(until=lambda: not bot.store.query("launches", open=True))  # the bot is back in the channel
+    dms = [m for m in bot.slack.messages() if m.channel.startswith("D")]
+    assert sorted(m.text.split(">")[0].removeprefix("<@") for m in dms) == ["U0P000", "U0P001"], "told once each"
+    assert announcements(bot) == [], "and not again in the channel"

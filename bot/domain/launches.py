@@ -843,6 +843,10 @@ class Launcher:
         """Post the announcement of `mine` once (on the first one's record), then mark each told.
         Where the bot can't post in the channel, each person is told in their DM instead."""
         mine = [launch for launch in mine if not outbox.done(launch.to_doc(), "ping")]
+        in_dm = [launch for launch in mine if outbox.effect(launch.to_doc(), f"announce:{token}:dm")]
+        if in_dm:  # a DM was tried for these (the channel refused the bot): their DM is recovered, not repeated
+            told = sum(self._announce_in_dm(token, launch) for launch in in_dm)
+            return told + self._send_announcement(token, channel, [launch for launch in mine if launch not in in_dm])
         if not mine:
             return 0
         first = mine[0]
