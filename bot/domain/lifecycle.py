@@ -493,7 +493,7 @@ class Lifecycle:
         return self.catalog.disk_usd_per_month(nb.spec.disk_type, gigabytes) if gigabytes else 0.0
 
     def _dm(self, user: str, text: str, blocks: Blocks | None = None) -> dict[str, str]:
-        channel = self.slack.dm_channel(user)
+        channel = self.slack.dm_channel(user)  # outside the try: a lost reply here sent nothing
         try:
             posted = self.slack.post(channel, text, blocks)
         except Exception as exc:
