@@ -253,11 +253,11 @@ def warm_emulator(host: str, blocks: int = 8, limit: float = 40.0) -> list[float
     the machine; production's Firestore is a service that is always warm. Measured (2026-12-02, on
     the shared 2-core machine): the same block of 350 calls from 8 threads took 3.6, 1.6, 1.3, 0.9 s,
     then 0.7-0.9 s from the 6th block on. After the single block this function used to run, a bot's
-    first burst of 50 `/notebook new` cost the emulator 1.0-1.2 s of CPU (0.4-0.6 s of it compiling)
-    against 0.6-0.7 s for the same calls in later bursts, and its p99 was 0.6-1.2 s against 0.35-0.5 s;
-    warming on the bot's own project instead of one of its own made no difference, so the cost is
-    the JVM's, not a project's. Every kind of call the store makes, from 8 threads at once, on a
-    project of its own: the bot's project starts empty, as ever."""
+    first burst of 50 `/notebook new` cost the emulator 1.0-1.3 s of CPU (0.4-0.6 s of it compiling)
+    against 0.5-0.8 s for the same calls in the next burst, and its p99 was 0.6-1.2 s against 0.3-0.5 s;
+    warming the bot's own project instead of one of its own did no better, so the cost is the JVM's,
+    not a project's (benchmarks/README.md, "The first burst"). Every kind of call the store makes,
+    from 8 threads at once, on a project of its own: the bot's project starts empty, as ever."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bot.adapters.firestore import FirestoreStore
