@@ -186,10 +186,14 @@ class Backend:
     kind: str  # "firestore" or "sqlite"
     host: str = ""  # the Firestore emulator's host:port
     tmp: str = ""
+    warm_up: list[float] = field(default_factory=list)  # seconds of each block of warm_emulator
     _count: int = 0
 
     def describe(self) -> str:
-        return f"Firestore emulator at {self.host}" if self.kind == "firestore" else "embedded SQLite (a file)"
+        if self.kind != "firestore":
+            return "embedded SQLite (a file)"
+        blocks = " ".join(f"{s:.2f}" for s in self.warm_up)
+        return f"Firestore emulator at {self.host} (warmed up, seconds per block of {WARM_CALLS} calls: {blocks})"
 
     def fresh(self) -> dict[str, str]:
         """Environment for a bot process with a store of its own, empty."""
@@ -232,32 +236,82 @@ def store_backend(choice: str) -> Iterator[Backend]:
     with tempfile.TemporaryDirectory(prefix="nb-bench-") as tmp:
         if choice == "firestore":
             with firestore_emulator() as host:
-                warm_emulator(host)
-                yield Backend("firestore", host=host, tmp=tmp)
+                yield Backend("firestore", host=host, tmp=tmp, warm_up=warm_emulator(host))
         else:
             yield Backend("sqlite", tmp=tmp)
 
 
-def warm_emulator(host: str, rounds: int = 60) -> None:
-    """Bring the emulator's JVM up to speed before anything is measured (its first few hundred
-    requests run interpreted, which production's Firestore never is): the store's every kind of call,
-    from 8 threads at once, on a project of its own."""
+WARM_BLOCK = 50  # exercises of warm_emulator's block, from 8 threads: 7 calls each
+WARM_CALLS = 7 * WARM_BLOCK
+
+
+def warm_emulator(host: str, blocks: int = 8, limit: float = 40.0) -> list[float]:
+    """Bring the emulator's JVM up to speed before anything is measured; returns each block's seconds.
+
+    The emulator is a JVM started for this run, and it serves its first few thousand requests
+    interpreted or half-compiled, with its JIT compiler threads taking CPU from everything else on
+    the machine; production's Firestore is a service that is always warm. Measured (2026-12-02, on
+    the shared 2-core machine): the same block of 350 calls from 8 threads took 3.6, 1.6, 1.3, 0.9 s,
+    then 0.7-0.9 s from the 6th block on. After the single block this function used to run, a bot's
+    first burst of 50 `/notebook new` cost the emulator 1.0-1.3 s of CPU (0.4-0.6 s of it compiling)
+    against 0.5-0.8 s for the same calls in the next burst, and its p99 was 0.6-1.2 s against 0.3-0.5 s;
+    warming the bot's own project instead of one of its own did no better, so the cost is the JVM's,
+    not a project's (benchmarks/README.md, "The first burst"). Every kind of call the store makes,
+    from 8 threads at once, on a project of its own: the bot's project starts empty, as ever."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bot.adapters.firestore import FirestoreStore
 
     store = FirestoreStore.connect("bench-warm-up", emulator=host)
 
-    def exercise(n: int) -> None:
-        key = f"k{n}"
-        store.create_and_put("launches", key, {"id": key, "open": True, "next_at": 0.0}, [("audit", key, {"n": n})])
+    def exercise(n: int) -> None:  # 7 calls, like a launch's request path and its first steps
+        key, owner = f"k{n}", f"U{n % WARM_BLOCK}"
         store.get_many([("launches", key), ("notebooks", key)])
-        store.update("launches", key, lambda d: {**(d or {}), "n": n})
-        store.query("launches", open=True)
+        store.query("notebooks", owner=owner)
+        notebook = ("notebooks", key, {"id": key, "owner": owner})
+        store.create_and_put("launches", key, {"id": key, "open": True, "next_at": 0.0}, [("audit", key, {}), notebook])
+        store.update("launches", key, lambda d: {**(d or {}), "n": n})  # begin, read, commit
         store.due("launches", 1.0, limit=10)
 
+    seconds: list[float] = []
+    started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(exercise, range(rounds)))
+        for block in range(blocks):
+            began = time.perf_counter()
+            list(pool.map(exercise, range(block * WARM_BLOCK, (block + 1) * WARM_BLOCK)))
+            seconds.append(time.perf_counter() - began)
+            if time.perf_counter() - started > limit:
+                break
+    return seconds
+
+
+def emulator_cpu(host: str) -> Callable[[], tuple[float, float]] | None:
+    """CPU seconds used so far by the Firestore emulator's JVM at `host`, in all and in its JIT
+    compiler threads (from /proc); None when its process is not found (not Linux, or not running)."""
+    port = host.rsplit(":", 1)[1].encode()
+    pid = None
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().split(b"\0")
+            if args[0].endswith(b"java") and b"--port=" + port in args:
+                pid = cmdline.parent.name
+                break
+    if pid is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used() -> tuple[float, float]:
+        total = jit = 0.0
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                total += seconds
+                if "Compiler" in (task / "comm").read_text():  # "C1 CompilerThre", "C2 CompilerThre"
+                    jit += seconds
+        return total, jit
+
+    return used
 
 
 def add_store_flag(parser: Any, default: str = "auto") -> None:
@@ -577,6 +631,16 @@ class Served:
                     if line.startswith("VmRSS:"):
                         total_kb += int(line.split()[1])
         return total_kb * 1024 / 1e6
+
+    def cpu_seconds(self) -> float:
+        """CPU (user + system) used so far by the master and its live workers, from /proc."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
 
     def tail(self, lines: int = 30) -> str:
         try:

@@ -4,6 +4,7 @@ errors, and lost replies recovered (a proxy between the store and the emulator d
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import suppress
@@ -70,6 +71,33 @@ def test_a_value_firestore_cannot_keep_changes_nothing(store: FirestoreStore) ->
     with pytest.raises(TypeError, match="cannot keep a set"):
         store.put("things", "a", {"v": {1, 2}})
     assert store.get("things", "a") is None
+
+
+def test_a_burst_of_threads_connecting_to_google_builds_one_tls_context(monkeypatch) -> None:
+    """Each request thread of a fresh process opens its own connection when a burst arrives; a TLS
+    context loads the system's CA certificates (about 20 ms of CPU), so the store builds one, not one
+    per connection as http.client does when given none."""
+    built: list[ssl.SSLContext] = []
+
+    def counted(build):
+        def build_and_count(*args, **kwargs):
+            built.append(context := build(*args, **kwargs))
+            return context
+
+        return build_and_count
+
+    monkeypatch.setattr(ssl, "create_default_context", counted(ssl.create_default_context))
+    monkeypatch.setattr(ssl, "_create_default_https_context", counted(ssl._create_default_https_context))
+    http_ = _Http("firestore.googleapis.com", secure=True, token=dict)
+    connections = []
+    threads = [threading.Thread(target=lambda: connections.append(http_._connection())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(conn) for conn in connections}) == 8, "a keep-alive connection per thread, as before"
+    assert len(built) == 1
+    assert built[0].verify_mode == ssl.CERT_REQUIRED and built[0].check_hostname
 
 
 # --- lost replies ------------------------------------------------------------------------------------
