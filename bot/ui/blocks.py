@@ -30,6 +30,11 @@ from bot.domain.spec import USAGE, NotebookSpec
 
 Blocks = list[dict[str, Any]]
 
+# The modals' callback ids (bot/ui/forms.py builds the modals): here, so that the listeners that match
+# on them are registered without importing the forms.
+LAUNCH_CALLBACK = "launch_modal"
+REVIEW_CALLBACK = "review_modal"
+
 # Slack's limits (docs.slack.dev, Block Kit reference); the models enforce them, these cut input to fit.
 SECTION_TEXT = 3000
 FIELD_TEXT = 2000
