@@ -19,12 +19,15 @@ from bot.run.worker import Worker
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from slack_sdk.web import SlackResponse
+
     from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def build_web_app(services: Services) -> Callable[..., Any]:
+def build_web_app(services: Services, *, verified: SlackResponse | None = None) -> Callable[..., Any]:
+    """The WSGI app `serve` runs; `verified`: Slack's answer to auth.test, if already asked (build_app)."""
     from bot.run.bolt_http import BoltHandler
     from bot.run.slack_gate import SlackGate
     from bot.run.tasks import task_authorizer
@@ -36,7 +39,7 @@ def build_web_app(services: Services) -> Callable[..., Any]:
         if user:
             services.slack.dm(user, UNREADABLE)
 
-    handler = BoltHandler(build_app(services))
+    handler = BoltHandler(build_app(services, verified=verified))
     gate = SlackGate(services.settings.slack_signing_secret)
     app = WebApp(
         handler,
@@ -65,7 +68,7 @@ def serve_gunicorn(services: Services) -> None:
     with ThreadPoolExecutor(1, thread_name_prefix="notebook-bot-start") as start:  # done before the fork
         token = start.submit(with_slack, lambda: web_client(services.settings.slack_bot_token).auth_test())
         from gunicorn.app.base import BaseApplication
-    token.result()  # raises the ConfigError that says what to fix
+    verified = token.result()  # raises the ConfigError that says what to fix; the worker's Bolt reuses it
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -81,7 +84,7 @@ def serve_gunicorn(services: Services) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
-            app = build_web_app(services)
+            app = build_web_app(services, verified=verified)
             Worker(services.reconcile, services.settings.worker_interval, before_pass=services.kicks.give_way).start()
             return app
 
