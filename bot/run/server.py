@@ -8,6 +8,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from bot.run.logs import TraceMiddleware, gunicorn_logger_class
@@ -127,13 +128,18 @@ def _checking_arbiter(app: Any, check: Callable[[], None]) -> Any:
 
 def in_a_child(check: Callable[[], None]) -> ConfigError | None:
     """Run `check` in a forked child and return the ConfigError it raised, if any: what the check
-    loads (pydantic, the catalog) leaves with the child, and the master stays as small as it was."""
+    loads (pydantic, the catalog) leaves with the child, and the master stays as small as it was.
+
+    The child runs at a lower priority: it starts beside the first worker, which may be answering
+    the first request of a cold start meanwhile, and a CPU shared with the check would delay it."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: say what is wrong through the pipe, and leave without cleaning up the master's state
         os.close(read)
         status = 0
         try:
+            with suppress(OSError):
+                os.nice(10)
             with os.fdopen(write, "wb") as pipe:
                 try:
                     check()
