@@ -11,7 +11,7 @@ no answer at all. The helpers return plain dicts, so callers can still add to th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -26,7 +26,10 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.domain.errors import UserError, clip
-from bot.domain.spec import USAGE, NotebookSpec
+from bot.domain.verbs import USAGE
+
+if TYPE_CHECKING:
+    from bot.domain.spec import NotebookSpec
 
 Blocks = list[dict[str, Any]]
 
