@@ -119,10 +119,11 @@ def web_client(
 
 
 class VerifiedClient(WebClient):
-    """A WebClient whose token Slack has just confirmed: auth.test for that token answers with the
+    """A WebClient whose token Slack has confirmed: auth.test for that token answers with the
     confirmation instead of asking again. `serve` asks before it forks its worker, and Bolt asks
     again when the worker builds its app: a second round trip to Slack on a cold start's way to its
-    first acknowledgement, with the same answer (whose bot and workspace the token is)."""
+    first acknowledgement, with the same answer (whose bot and workspace the token is). A worker
+    gunicorn starts again later reuses it too; a token revoked meanwhile fails its first real call."""
 
     def __init__(self, verified: SlackResponse, **kwargs: Any) -> None:
         super().__init__(**kwargs)
