@@ -15,17 +15,26 @@ from bot.run.logs import ContextPropagatingExecutor, log_context
 from handlers.replies import SORRY, acting_user, tell
 
 if TYPE_CHECKING:
+    from slack_sdk.web import SlackResponse
+
     from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def build_app(services: Services, *, process_before_response: bool = False) -> App:
+def build_app(
+    services: Services, *, process_before_response: bool = False, verified: SlackResponse | None = None
+) -> App:
+    """The Bolt app with every listener. `verified`: Slack's answer to auth.test for the bot token,
+    when the caller has just asked (`serve` has); Bolt asks otherwise."""
     from handlers import actions, commands, events, views
 
     settings = services.settings
     app = App(
-        client=web_client(settings.slack_bot_token),
+        # named, or Bolt names it after its caller's file with inspect.stack(), which resolves the path
+        # of every module loaded so far: ~15 ms of a cold start's first acknowledgement
+        name="notebook-bot",
+        client=web_client(settings.slack_bot_token, verified=verified),
         signing_secret=settings.slack_signing_secret,
         process_before_response=process_before_response,
         raise_error_for_unhandled_request=True,  # so the hook below acknowledges what no listener takes

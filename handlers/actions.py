@@ -1,5 +1,8 @@
 """Button clicks and menu choices. Every one-click offer acts at most once: its key is the offer
-(the message or Home view it was shown in), so a second click, by anyone, finds what the first did."""
+(the message or Home view it was shown in), so a second click, by anyone, finds what the first did.
+
+The forms are imported by the listeners that draw them, not here: registering these listeners is
+part of every cold start, and a click on a form's button comes later than the first command."""
 
 from __future__ import annotations
 
@@ -9,18 +12,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.errors import UserError
-from bot.ui.blocks import error_reply, section
-from bot.ui.forms import (
-    LAUNCH_CALLBACK,
-    REVIEW_CALLBACK,
-    LaunchForm,
-    default_form,
-    form_for_text,
-    launch_modal,
-    review_modal,
-    view_meta,
-    view_values,
-)
+from bot.ui.blocks import LAUNCH_CALLBACK, REVIEW_CALLBACK, error_reply, section
 from handlers.replies import channel_of, from_home, message_of, offer_key, offered_key, tell
 
 if TYPE_CHECKING:
@@ -83,6 +75,8 @@ def already_used(services: Services, launch: Launch) -> str:
 def customize_launch(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, services: Services):
     """The launch form, prefilled with what was typed (empty from the App Home)."""
     ack()
+    from bot.ui.forms import form_for_text, launch_modal
+
     form = form_for_text(services.launcher, action.get("value") or "")
     client.views_open(trigger_id=body["trigger_id"], view=launch_modal(services.launcher, form, channel_of(body)))
 
@@ -97,6 +91,8 @@ def form_changed(ack: Ack, body: dict[str, Any], client: WebClient, services: Se
     view = body.get("view")
     if not isinstance(view, dict):
         return
+    from bot.ui.forms import LaunchForm, default_form, launch_modal, review_modal, view_meta, view_values
+
     meta = view_meta(view)
     launcher = services.launcher
     if view.get("callback_id") == LAUNCH_CALLBACK:
@@ -168,6 +164,8 @@ def review_launch(
     except UserError as error:
         tell(services, body, respond, f"⚠️ {error.message}")
         return
+    from bot.ui.forms import review_modal
+
     view = review_modal(services.launcher, launch, deny=action["action_id"] == "deny_launch")
     client.views_open(trigger_id=body["trigger_id"], view=view)
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.adapters.workbench import WorkbenchError
 from bot.domain import verbs
 from bot.domain.errors import UserError
 from bot.ui.blocks import error_reply, help_reply, launch_ack
@@ -64,9 +63,22 @@ def notebook_command(ack: Ack, command: dict[str, Any], respond: Respond, client
         parsed = verbs.parse_command(command.get("text"))
         customize = parsed.rest if parsed.verb == "new" else None
         VERBS[parsed.verb](caller, parsed)
-    except (UserError, WorkbenchError) as error:
-        refusal = error if isinstance(error, UserError) else UserError(str(error))
+    except Exception as error:
+        refusal = refusal_for(error)
+        if refusal is None:
+            raise
         caller.answer(*error_reply(refusal, customize=customize, offer_id=offer_id(caller.key)))
+
+
+def refusal_for(error: Exception) -> UserError | None:
+    """What the caller is told about `error`: a UserError as it is, Workbench trouble in its own words;
+    None for anything else (Bolt's error hook answers that). The Workbench module is imported here
+    rather than at start-up: a WorkbenchError can only come from code that has imported it."""
+    if isinstance(error, UserError):
+        return error
+    from bot.adapters.workbench import WorkbenchError
+
+    return UserError(str(error)) if isinstance(error, WorkbenchError) else None
 
 
 def offer_id(key: str) -> str:

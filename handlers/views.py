@@ -1,4 +1,6 @@
-"""Form submissions: the launch modal and the approver's review modal. Problems show on their field."""
+"""Form submissions: the launch modal and the approver's review modal. Problems show on their field.
+
+The forms are imported by the listeners, not here: registering them is part of every cold start."""
 
 from __future__ import annotations
 
@@ -6,17 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bot.domain.errors import UserError
-from bot.ui.blocks import notices_reply
-from bot.ui.forms import (
-    LAUNCH_CALLBACK,
-    REVIEW_CALLBACK,
-    LaunchForm,
-    default_form,
-    errors_for,
-    lowered_form,
-    view_meta,
-    view_values,
-)
+from bot.ui.blocks import LAUNCH_CALLBACK, REVIEW_CALLBACK, notices_reply
 from handlers.replies import team_of
 
 if TYPE_CHECKING:
@@ -29,6 +21,8 @@ log = logging.getLogger(__name__)
 
 def launch_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], services: Services) -> None:
     """The same path as the slash command, from the form's typed request (not through command text)."""
+    from bot.ui.forms import LaunchForm, default_form, errors_for, view_meta
+
     launcher = services.launcher
     user = body["user"]["id"]
     meta = view_meta(view)
@@ -57,6 +51,8 @@ def launch_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], servi
 def review_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], services: Services) -> None:
     """The decision is recorded before the acknowledgement (so problems show on the form); the
     launch's next step, taken right after, applies it."""
+    from bot.ui.forms import LaunchForm, errors_for, lowered_form, view_meta, view_values
+
     values = view_values(view)
     launch = services.launcher.find_by_id(view_meta(view).get("launch"))
     try:

@@ -22,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web import SlackResponse
 
 from bot.adapters.budget import Pacing
 
@@ -94,16 +95,44 @@ def retry_after(headers: dict[str, Any]) -> float:
     return 1.0
 
 
-def web_client(token: str | None, *, retry_connection_errors: bool = True, pacing: Pacing | None = None) -> WebClient:
+def web_client(
+    token: str | None,
+    *,
+    retry_connection_errors: bool = True,
+    pacing: Pacing | None = None,
+    verified: SlackResponse | None = None,
+) -> WebClient:
     """A WebClient on SLACK_API_URL that honours 429 Retry-After: sleeping it out and retrying
     (slack_sdk's handler, for the request path), or, with `pacing`, holding that pacing for it.
 
     Posting must not retry connection errors: a post whose reply was lost may have been made, and
-    a blind retry posts it twice (bot/domain/outbox.py recovers such posts instead)."""
+    a blind retry posts it twice (bot/domain/outbox.py recovers such posts instead).
+
+    `verified`: Slack's answer to auth.test for this token, given moments ago (VerifiedClient)."""
     handlers: list = [RateLimitErrorRetryHandler(max_retry_count=3) if pacing is None else RateLimitHandler(pacing)]
     if retry_connection_errors:
         handlers.insert(0, ConnectionErrorRetryHandler(max_retry_count=2))
-    return WebClient(token=token, base_url=os.environ.get("SLACK_API_URL", DEFAULT_API_URL), retry_handlers=handlers)
+    base_url = os.environ.get("SLACK_API_URL", DEFAULT_API_URL)
+    if verified is not None:
+        return VerifiedClient(verified, token=token, base_url=base_url, retry_handlers=handlers)
+    return WebClient(token=token, base_url=base_url, retry_handlers=handlers)
+
+
+class VerifiedClient(WebClient):
+    """A WebClient whose token Slack has confirmed: auth.test for that token answers with the
+    confirmation instead of asking again. `serve` asks before it forks its worker, and Bolt asks
+    again when the worker builds its app: a second round trip to Slack on a cold start's way to its
+    first acknowledgement, with the same answer (whose bot and workspace the token is). A worker
+    gunicorn starts again later reuses it too; a token revoked meanwhile fails its first real call."""
+
+    def __init__(self, verified: SlackResponse, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verified = verified
+
+    def auth_test(self, **kwargs: Any) -> SlackResponse:
+        if set(kwargs) <= {"token"} and kwargs.get("token", self.token) == self.token:
+            return self.verified
+        return super().auth_test(**kwargs)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.domain import buckets as bucket_names
 from bot.domain.errors import UserError, did_you_mean, one_of, quoted, unknown
+from bot.domain.verbs import USAGE, as_typed
 
 if TYPE_CHECKING:  # the catalog (pydantic) loads with the config, not with the grammar
     from bot.domain.catalog import Catalog
@@ -43,23 +44,6 @@ NAME_RULE = (
 KEYS = ("gpu", "machine", "disk", "boot-disk", "disk-type", "name", "zone", "idle", "bucket", "schedule")
 KEY_ALIASES = {"data-disk": "disk", "disk-size": "disk", "gpus": "gpu", "machine-type": "machine"}
 REPEATABLE = {"bucket"}
-
-# What phones, word processors and chat formatting put where a person typed '-': hyphen, non-breaking
-# hyphen, figure dash, en and em dash, horizontal bar, minus sign, small and fullwidth hyphen-minus;
-# invisible soft hyphens and zero-width spaces go. `tf‑2‑8` (U+2011) is `tf-2-8`, not a near miss.
-LOOK_ALIKES = str.maketrans(
-    {
-        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
-        "\u00ad": None,
-        "\u200b": None,
-    }
-)
-
-USAGE = (
-    "`/notebook new [ENV] [gpu=TYPE | gpu=TYPExN] [machine=TYPE] [disk=GB] [boot-disk=GB] "
-    "[disk-type=balanced|ssd|standard] [name=NAME] [zone=ZONE] [idle=DURATION] [bucket=NAME[/DIR]] "
-    "[schedule=HH:MM|off|default[+weekends]]`"
-)
 
 
 @dataclass(frozen=True)
@@ -208,11 +192,6 @@ def zone_name(raw: str) -> str:
 
 
 # --- parsing ------------------------------------------------------------------------------------
-def as_typed(text: str) -> str:
-    """What a person meant to type: look-alike dashes as '-', invisible characters gone."""
-    return text.translate(LOOK_ALIKES)
-
-
 def parse_request(text: str) -> NotebookRequest:
     """Parse the words after `/notebook new`. Raises UserError naming the bad part."""
     tokens = as_typed(text).split()

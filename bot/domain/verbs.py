@@ -7,7 +7,23 @@ import re
 from dataclasses import dataclass
 
 from bot.domain.errors import UserError, did_you_mean
-from bot.domain.spec import as_typed
+
+# What phones, word processors and chat formatting put where a person typed '-': hyphen, non-breaking
+# hyphen, figure dash, en and em dash, horizontal bar, minus sign, small and fullwidth hyphen-minus;
+# invisible soft hyphens and zero-width spaces go. `tf‑2‑8` (U+2011) is `tf-2-8`, not a near miss.
+LOOK_ALIKES = str.maketrans(
+    {
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+        "\u00ad": None,
+        "\u200b": None,
+    }
+)
+
+USAGE = (
+    "`/notebook new [ENV] [gpu=TYPE | gpu=TYPExN] [machine=TYPE] [disk=GB] [boot-disk=GB] "
+    "[disk-type=balanced|ssd|standard] [name=NAME] [zone=ZONE] [idle=DURATION] [bucket=NAME[/DIR]] "
+    "[schedule=HH:MM|off|default[+weekends]]`"
+)
 
 MANAGE_VERBS = ("list", "envs", "costs", "stop", "start", "delete", "cancel", "transfer", "adopt")
 VERBS = ("new", "help", *MANAGE_VERBS)
@@ -22,6 +38,11 @@ class Command:
     @property
     def words(self) -> list[str]:
         return self.rest.split()
+
+
+def as_typed(text: str) -> str:
+    """What a person meant to type: look-alike dashes as '-', invisible characters gone."""
+    return text.translate(LOOK_ALIKES)
 
 
 def parse_command(text: str | None) -> Command:

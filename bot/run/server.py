@@ -8,6 +8,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from bot.run.logs import TraceMiddleware, gunicorn_logger_class
@@ -19,12 +20,15 @@ from bot.run.worker import Worker
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
+    from slack_sdk.web import SlackResponse
+
     from bot.run.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def build_web_app(services: Services) -> Callable[..., Any]:
+def build_web_app(services: Services, *, verified: SlackResponse | None = None) -> Callable[..., Any]:
+    """The WSGI app `serve` runs; `verified`: Slack's answer to auth.test, if already asked (build_app)."""
     from bot.run.bolt_http import BoltHandler
     from bot.run.slack_gate import SlackGate
     from bot.run.tasks import task_authorizer
@@ -36,7 +40,7 @@ def build_web_app(services: Services) -> Callable[..., Any]:
         if user:
             services.slack.dm(user, UNREADABLE)
 
-    handler = BoltHandler(build_app(services))
+    handler = BoltHandler(build_app(services, verified=verified))
     gate = SlackGate(services.settings.slack_signing_secret)
     app = WebApp(
         handler,
@@ -65,7 +69,7 @@ def serve_gunicorn(services: Services) -> None:
     with ThreadPoolExecutor(1, thread_name_prefix="notebook-bot-start") as start:  # done before the fork
         token = start.submit(with_slack, lambda: web_client(services.settings.slack_bot_token).auth_test())
         from gunicorn.app.base import BaseApplication
-    token.result()  # raises the ConfigError that says what to fix
+    verified = token.result()  # raises the ConfigError that says what to fix; the worker's Bolt reuses it
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -81,7 +85,7 @@ def serve_gunicorn(services: Services) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Callable[..., Any]:
-            app = build_web_app(services)
+            app = build_web_app(services, verified=verified)
             Worker(services.reconcile, services.settings.worker_interval, before_pass=services.kicks.give_way).start()
             return app
 
@@ -124,13 +128,18 @@ def _checking_arbiter(app: Any, check: Callable[[], None]) -> Any:
 
 def in_a_child(check: Callable[[], None]) -> ConfigError | None:
     """Run `check` in a forked child and return the ConfigError it raised, if any: what the check
-    loads (pydantic, the catalog) leaves with the child, and the master stays as small as it was."""
+    loads (pydantic, the catalog) leaves with the child, and the master stays as small as it was.
+
+    The child runs at a lower priority: it starts beside the first worker, which may be answering
+    the first request of a cold start meanwhile, and a CPU shared with the check would delay it."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: say what is wrong through the pipe, and leave without cleaning up the master's state
         os.close(read)
         status = 0
         try:
+            with suppress(OSError):
+                os.nice(10)
             with os.fdopen(write, "wb") as pipe:
                 try:
                     check()

@@ -11,7 +11,7 @@ no answer at all. The helpers return plain dicts, so callers can still add to th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -26,9 +26,17 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.domain.errors import UserError, clip
-from bot.domain.spec import USAGE, NotebookSpec
+from bot.domain.verbs import USAGE
+
+if TYPE_CHECKING:
+    from bot.domain.spec import NotebookSpec
 
 Blocks = list[dict[str, Any]]
+
+# The modals' callback ids (bot/ui/forms.py builds the modals): here, so that the listeners that match
+# on them are registered without importing the forms.
+LAUNCH_CALLBACK = "launch_modal"
+REVIEW_CALLBACK = "review_modal"
 
 # Slack's limits (docs.slack.dev, Block Kit reference); the models enforce them, these cut input to fit.
 SECTION_TEXT = 3000

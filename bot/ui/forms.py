@@ -22,13 +22,11 @@ from slack_sdk.models.views import View
 
 from bot.domain.errors import UserError, clip
 from bot.domain.spec import EXAMPLES, NotebookRequest, NotebookSpec, format_duration, parse_option, parse_request
-from bot.ui.blocks import Blocks, context, fields_section, section, shorten
+from bot.ui.blocks import LAUNCH_CALLBACK, REVIEW_CALLBACK, Blocks, context, fields_section, section, shorten
 
 if TYPE_CHECKING:
     from bot.domain.catalog import Catalog
 
-LAUNCH_CALLBACK = "launch_modal"
-REVIEW_CALLBACK = "review_modal"
 AUTO = "auto"
 NO_GPU = "none"
 
